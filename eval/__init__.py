@@ -1,0 +1,1 @@
+"""Evaluation: TREC run files, trec_eval-exact metrics, BEIR and recsys runs, benchmarks and results."""

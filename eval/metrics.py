@@ -1,0 +1,60 @@
+"""Retrieval metrics exactly as trec_eval computes them, per query and averaged.
+
+Measures are named as ir-measures names them (``nDCG@10``, ``R@100``, ``RR@10``,
+``AP``, ...) and computed by trec_eval's own C code through pytrec_eval. trec_eval
+has no cutoff for reciprocal rank, so ``RR@k`` is ``recip_rank`` on the run cut to
+its top k in trec_eval's order, which is what ``trec_eval -M k -m recip_rank`` gives.
+Queries without results are left out of the mean, as trec_eval does without ``-c``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ir_measures
+from ir_measures import RR
+
+from eval.runs import Run, drop_identical_ids, truncate
+from lsr.data.qrels import Qrels
+
+DEFAULT_MEASURES = ("nDCG@10", "R@100", "R@1000", "RR@10", "AP")
+
+
+@dataclass
+class Evaluation:
+    """Aggregate and per-query values keyed by measure name, and the judged queries the run missed."""
+
+    aggregate: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    unanswered: list[str]
+
+
+def _per_query(measure: ir_measures.Measure, qrels: Qrels, run: Run) -> dict[str, float]:
+    if measure.NAME == RR.NAME and measure["cutoff"] is not None:
+        run = truncate(run, measure["cutoff"])
+        measure = RR
+    provider = ir_measures.pytrec_eval if ir_measures.pytrec_eval.supports(measure) else ir_measures.DefaultPipeline
+    return {m.query_id: float(m.value) for m in provider.iter_calc([measure], qrels, run)}
+
+
+def evaluate(
+    qrels: Qrels,
+    run: Run,
+    measures: Sequence[str] = DEFAULT_MEASURES,
+    ignore_identical_ids: bool = True,
+) -> Evaluation:
+    """Score ``run`` against ``qrels``; ``ignore_identical_ids`` applies BEIR's rule (doc id == query id is dropped)."""
+    if ignore_identical_ids:
+        run = drop_identical_ids(run)
+    run = {qid: hits for qid, hits in run.items() if hits and qid in qrels}
+    per_query: dict[str, dict[str, float]] = {qid: {} for qid in run}
+    aggregate: dict[str, float] = {}
+    for name in measures:
+        measure = ir_measures.parse_measure(name)
+        values = _per_query(measure, qrels, run) if run else {}
+        for qid, value in values.items():
+            per_query[qid][name] = value
+        aggregate[name] = sum(values.values()) / len(values) if values else 0.0
+    unanswered = sorted(qid for qid in qrels if qid not in run)
+    return Evaluation(aggregate=aggregate, per_query=per_query, unanswered=unanswered)

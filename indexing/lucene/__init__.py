@@ -1,0 +1,1 @@
+"""Lucene through pyserini: a JVM started the right way, and BM25 indexes of BEIR corpora."""

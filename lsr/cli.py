@@ -1,0 +1,35 @@
+"""The ``lsr`` command. Each sub-command group lives beside the code it drives.
+
+Heavy libraries (torch, pyserini, the JVM) are imported inside commands, so
+``lsr --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from eval.cli import app as eval_app
+from lsr.data.cli import app as data_app
+from lsr.demo import demo
+from lsr.errors import LsrError
+
+app = typer.Typer(
+    help="lsr: learned sparse retrieval and recommendation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+app.add_typer(eval_app, name="eval")
+app.command("demo")(demo)
+
+
+def main() -> None:
+    """Console-script entry point: user-facing errors print as one red line and exit with status 2."""
+    try:
+        app()
+    except LsrError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

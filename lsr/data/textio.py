@@ -1,0 +1,82 @@
+"""Line-oriented reading of plain, gzip and zip-member text files, with line numbers.
+
+Datasets arrive as ``.jsonl``, ``.jsonl.gz`` or inside a BEIR ``.zip``; the rest of
+the code should not care which. Reading is streamed line by line so a corpus is
+never held in memory, and every line carries its number so errors can point at it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from lsr.errors import DataFormatError
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """A UTF-8 text file on disk (gzip if its name ends in ``.gz``) or a member of a zip archive."""
+
+    path: Path
+    member: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How errors refer to this file: ``archive.zip!member`` for zip members."""
+        return f"{self.path}!{self.member}" if self.member else str(self.path)
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[TextIO]:
+        """Open for reading as text, decompressing on the fly."""
+        with contextlib.ExitStack() as stack:
+            if self.member is not None:
+                archive = stack.enter_context(zipfile.ZipFile(self.path))
+                raw = stack.enter_context(archive.open(self.member))
+                if self.member.endswith(".gz"):
+                    raw = stack.enter_context(gzip.GzipFile(fileobj=raw))
+                yield stack.enter_context(io.TextIOWrapper(raw, encoding="utf-8"))
+            elif self.path.suffix == ".gz":
+                yield stack.enter_context(gzip.open(self.path, "rt", encoding="utf-8"))
+            else:
+                yield stack.enter_context(open(self.path, encoding="utf-8"))
+
+    def lines(self) -> Iterator[tuple[int, str]]:
+        """Yield ``(line_number, line)`` from 1, without the trailing newline."""
+        number = 0
+        try:
+            with self.open() as handle:
+                for number, line in enumerate(handle, start=1):  # noqa: B007 - used after the loop
+                    yield number, line.rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(self.name, f"not valid UTF-8 ({exc.reason})", number + 1) from exc
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataFormatError(self.name, f"cannot be read: {exc}", number + 1 if number else None) from exc
+
+    def json_objects(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yield ``(line_number, object)`` for each non-blank line, which must hold one JSON object."""
+        for number, line in self.lines():
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(self.name, f"invalid JSON ({exc.msg} at column {exc.colno})", number) from exc
+            if not isinstance(value, dict):
+                raise DataFormatError(self.name, f"expected a JSON object, got {type(value).__name__}", number)
+            yield number, value
+
+
+def first_existing(folder: Path, names: list[str]) -> Path | None:
+    """The first of ``names`` that exists in ``folder``, so ``corpus.jsonl`` and ``corpus.jsonl.gz`` both work."""
+    for name in names:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
