@@ -39,9 +39,17 @@ def run_bm25(
     run = drop_identical_ids(bm25.search(index, queries, k=k, convention=convention, k1=k1, b=b, threads=threads))
     evaluation = evaluate(qrels, run)
     config = {
-        "retriever": "bm25", "convention": convention, "dataset": str(dataset_path), "split": split,
-        "k": k, "k1": k1, "b": b, "index": str(index), "queries": len(queries),
-        "seconds": round(time.perf_counter() - started, 2), "lsr_version": __version__,
+        "retriever": "bm25",
+        "convention": convention,
+        "dataset": str(dataset_path),
+        "split": split,
+        "k": k,
+        "k1": k1,
+        "b": b,
+        "index": str(index),
+        "queries": len(queries),
+        "seconds": round(time.perf_counter() - started, 2),
+        "lsr_version": __version__,
     }
     write_outputs(output_dir, run, evaluation, config, tag=f"bm25-{convention}")
     return run, evaluation

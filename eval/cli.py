@@ -20,11 +20,16 @@ def bm25_cmd(
     dataset: DatasetOption,
     output_dir: Annotated[Path, typer.Option(help="Where run.trec, metrics.json, per_query.tsv and the index go.")],
     split: SplitOption = "test",
-    multifield: Annotated[bool, typer.Option(help="Index title and text as separate fields (BEIR multifield).")] = False,
+    multifield: Annotated[
+        bool, typer.Option(help="Index title and text as separate fields (BEIR multifield).")
+    ] = False,
     k: Annotated[int, typer.Option(min=1, help="Hits per query.")] = 1000,
     k1: Annotated[float, typer.Option(help="BM25 k1.")] = 0.9,
     b: Annotated[float, typer.Option(help="BM25 b.")] = 0.4,
-    index: Annotated[Path | None, typer.Option(help="Lucene index folder (default OUT/index-<convention>); reused if it holds this corpus.")] = None,
+    index: Annotated[
+        Path | None,
+        typer.Option(help="Lucene index folder (default OUT/index-<convention>); reused if it holds this corpus."),
+    ] = None,
     threads: Annotated[int, typer.Option(min=0, help="Indexing and search threads (0: all cores).")] = 0,
 ) -> None:
     """BM25 with Lucene (pyserini), BEIR flat or multifield, as in Anserini's BEIR regressions."""
@@ -33,7 +38,15 @@ def bm25_cmd(
     from lsr.data.download import resolve_dataset
 
     _, evaluation = run_bm25(
-        resolve_dataset(dataset), split, output_dir, multifield=multifield, k=k, k1=k1, b=b, index_dir=index, threads=threads
+        resolve_dataset(dataset),
+        split,
+        output_dir,
+        multifield=multifield,
+        k=k,
+        k1=k1,
+        b=b,
+        index_dir=index,
+        threads=threads,
     )
     print_metrics(evaluation, f"BM25 ({'multifield' if multifield else 'flat'}) on {dataset} {split}", console)
     console.print(f"wrote {output_dir}/run.trec and {output_dir}/metrics.json")
@@ -44,8 +57,13 @@ def score_cmd(
     run: Annotated[Path, typer.Option(help="TREC run file.", exists=True, dir_okay=False)],
     dataset: DatasetOption,
     split: SplitOption = "test",
-    measure: Annotated[list[str] | None, typer.Option(help="ir-measures name; repeat for several (default: the standard five).")] = None,
-    keep_identical_ids: Annotated[bool, typer.Option(help="Count hits whose doc id equals the query id (BEIR drops them).")] = False,
+    measure: Annotated[
+        list[str] | None, typer.Option(help="ir-measures name; repeat for several (default: the standard five).")
+    ] = None,
+    keep_identical_ids: Annotated[
+        bool, typer.Option(help="Count hits whose doc id equals the query id (BEIR drops them).")
+    ] = False,
+    complete: Annotated[bool, typer.Option(help="Judged queries without results count as 0 (trec_eval -c).")] = False,
 ) -> None:
     """Score an existing TREC run on a BEIR split, exactly as trec_eval would."""
     from eval.metrics import DEFAULT_MEASURES, evaluate
@@ -55,5 +73,11 @@ def score_cmd(
     from lsr.data.download import resolve_dataset
 
     qrels = BeirDataset(resolve_dataset(dataset)).qrels(split)
-    evaluation = evaluate(qrels, read_run(run), measure or DEFAULT_MEASURES, ignore_identical_ids=not keep_identical_ids)
+    evaluation = evaluate(
+        qrels,
+        read_run(run),
+        measure or DEFAULT_MEASURES,
+        ignore_identical_ids=not keep_identical_ids,
+        complete=complete,
+    )
     print_metrics(evaluation, f"{run.name} on {dataset} {split}", console)

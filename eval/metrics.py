@@ -4,7 +4,8 @@ Measures are named as ir-measures names them (``nDCG@10``, ``R@100``, ``RR@10``,
 ``AP``, ...) and computed by trec_eval's own C code through pytrec_eval. trec_eval
 has no cutoff for reciprocal rank, so ``RR@k`` is ``recip_rank`` on the run cut to
 its top k in trec_eval's order, which is what ``trec_eval -M k -m recip_rank`` gives.
-Queries without results are left out of the mean, as trec_eval does without ``-c``.
+Judged queries without results are left out of the mean, as trec_eval and BEIR do,
+unless ``complete`` is set (trec_eval's ``-c``: they count as zero).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ class Evaluation:
 
 
 def _per_query(measure: ir_measures.Measure, qrels: Qrels, run: Run) -> dict[str, float]:
-    if measure.NAME == RR.NAME and measure["cutoff"] is not None:
-        run = truncate(run, measure["cutoff"])
+    cutoff = measure.params.get("cutoff")
+    if measure.NAME == RR.NAME and cutoff is not None:
+        run = truncate(run, int(cutoff))
         measure = RR
     provider = ir_measures.pytrec_eval if ir_measures.pytrec_eval.supports(measure) else ir_measures.DefaultPipeline
     return {m.query_id: float(m.value) for m in provider.iter_calc([measure], qrels, run)}
@@ -43,18 +45,25 @@ def evaluate(
     run: Run,
     measures: Sequence[str] = DEFAULT_MEASURES,
     ignore_identical_ids: bool = True,
+    complete: bool = False,
 ) -> Evaluation:
-    """Score ``run`` against ``qrels``; ``ignore_identical_ids`` applies BEIR's rule (doc id == query id is dropped)."""
+    """Score ``run`` against ``qrels``.
+
+    ``ignore_identical_ids`` applies BEIR's rule (a hit whose doc id equals the
+    query id is dropped); ``complete`` is trec_eval's ``-c``.
+    """
     if ignore_identical_ids:
         run = drop_identical_ids(run)
     run = {qid: hits for qid, hits in run.items() if hits and qid in qrels}
-    per_query: dict[str, dict[str, float]] = {qid: {} for qid in run}
+    scored = list(qrels) if complete else list(run)
+    per_query: dict[str, dict[str, float]] = {qid: {} for qid in scored}
     aggregate: dict[str, float] = {}
     for name in measures:
         measure = ir_measures.parse_measure(name)
-        values = _per_query(measure, qrels, run) if run else {}
+        computed = _per_query(measure, qrels, run) if run else {}
+        values = {qid: computed.get(qid, 0.0) for qid in scored}
         for qid, value in values.items():
             per_query[qid][name] = value
         aggregate[name] = sum(values.values()) / len(values) if values else 0.0
-    unanswered = sorted(qid for qid in qrels if qid not in run)
+    unanswered = [qid for qid in qrels if qid not in run]
     return Evaluation(aggregate=aggregate, per_query=per_query, unanswered=unanswered)

@@ -51,7 +51,9 @@ def read_run(path: str | Path) -> Run:
         if not cols:
             continue
         if len(cols) != 6:
-            raise DataFormatError(src.name, f"expected 6 columns (qid Q0 docid rank score tag), got {len(cols)}", number)
+            raise DataFormatError(
+                src.name, f"expected 6 columns (qid Q0 docid rank score tag), got {len(cols)}", number
+            )
         qid, _, did, rank, score, _ = cols
         try:
             int(rank)

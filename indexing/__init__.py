@@ -1,1 +1,4 @@
-"""Indexes: Lucene (through pyserini) for BM25 baselines; later the learned-sparse inverted index, dense and hybrid search."""
+"""Indexes: Lucene (through pyserini) for BM25 baselines.
+
+Later also the learned-sparse inverted index, dense and hybrid search.
+"""

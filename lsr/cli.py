@@ -7,6 +7,7 @@ Heavy libraries (torch, pyserini, the JVM) are imported inside commands, so
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -14,7 +15,7 @@ from rich.console import Console
 from eval.cli import app as eval_app
 from lsr.data.cli import app as data_app
 from lsr.demo import demo
-from lsr.errors import LsrError
+from lsr.errors import DataWarning, LsrError
 
 app = typer.Typer(
     help="lsr: learned sparse retrieval and recommendation.",
@@ -26,10 +27,22 @@ app.add_typer(eval_app, name="eval")
 app.command("demo")(demo)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' signature
+    """Data warnings are for users: print them as one line, not with a source location."""
+    if issubclass(category, DataWarning):
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {message}", highlight=False)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
+
+
 def main() -> None:
     """Console-script entry point: user-facing errors print as one red line and exit with status 2."""
+    warnings.showwarning = _show_warning
     try:
         app()
     except LsrError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2)

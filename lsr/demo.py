@@ -22,7 +22,9 @@ def demo_dataset() -> Path:
 
 
 def demo(
-    dataset: Annotated[Path | None, typer.Option(help="BEIR folder or zip with a test split (default: the embedded one).")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="BEIR folder or zip with a test split (default: the embedded one).")
+    ] = None,
     output_dir: Annotated[Path, typer.Option(help="Where the index, run and metrics go.")] = Path("runs/demo"),
     show: Annotated[int, typer.Option(min=0, help="How many queries to show with their top hits.")] = 3,
 ) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 from eval.runs import Run
 from indexing.lucene.jvm import lucene_search_module, start_jvm
 from lsr.data.beir import BeirDataset, Document
-from lsr.errors import LsrError
+from lsr.errors import DataWarning, LsrError
 from lsr.fsutil import atomic_dir
 
 META_FILE = "lsr-index.json"
@@ -41,8 +42,14 @@ def _fingerprint(dataset: BeirDataset, convention: str) -> dict[str, object]:
     }
 
 
-def _write_shards(docs: Iterable[Document], folder: Path) -> int:
-    count = 0
+def _indexed_text(doc: Document, convention: str) -> str:
+    """What Anserini puts in the ``contents`` field; documents where it is blank are skipped as empty."""
+    return f"{doc.title}\n{doc.text}" if convention == "flat" else doc.text
+
+
+def _write_shards(docs: Iterable[Document], folder: Path, convention: str) -> tuple[int, int]:
+    """Write the collection's input files; return how many documents there are and how many Lucene will skip."""
+    count = empty = 0
     out = None
     try:
         for doc in docs:
@@ -52,10 +59,11 @@ def _write_shards(docs: Iterable[Document], folder: Path) -> int:
                 out = open(folder / f"part-{count // SHARD_DOCS:05d}.jsonl", "w", encoding="utf-8")
             out.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
             count += 1
+            empty += not _indexed_text(doc, convention).strip()
     finally:
         if out is not None:
             out.close()
-    return count
+    return count, empty
 
 
 def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "flat", threads: int = 0) -> Path:
@@ -77,13 +85,34 @@ def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=index_dir.parent, prefix=".corpus.") as staging, atomic_dir(index_dir) as tmp:
         docs = tqdm(dataset.corpus(), desc=f"read {dataset.name}", unit=" docs")
-        count = _write_shards(docs, Path(staging))
-        if count == 0:
-            raise LsrError(f"{dataset.corpus_source.name}: the corpus is empty")
+        count, empty = _write_shards(docs, Path(staging), convention)
+        if count == empty:
+            raise LsrError(f"{dataset.corpus_source.name}: the corpus has no text to index")
+        if empty:
+            missing = "text" if convention == "multifield" else "title or text"
+            warnings.warn(
+                f"{dataset.corpus_source.name}: {empty} document(s) have no {missing}"
+                " and are not indexed (Anserini skips empty documents)",
+                DataWarning,
+                stacklevel=2,
+            )
         shards = -(-count // SHARD_DOCS)
-        args = ["-collection", COLLECTIONS[convention], "-input", staging, "-index", str(tmp / "lucene"),
-                "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(min(shards, threads or os.cpu_count() or 1)),
-                "-storePositions", "-storeDocvectors", "-storeRaw", "-quiet"]
+        args = [
+            "-collection",
+            COLLECTIONS[convention],
+            "-input",
+            staging,
+            "-index",
+            str(tmp / "lucene"),
+            "-generator",
+            "DefaultLuceneDocumentGenerator",
+            "-threads",
+            str(min(shards, threads or os.cpu_count() or 1)),
+            "-storePositions",
+            "-storeDocvectors",
+            "-storeRaw",
+            "-quiet",
+        ]
         if convention == "multifield":
             args += ["-fields", "title"]
         with tqdm(total=count, desc="lucene index", unit=" docs") as bar:
@@ -92,9 +121,10 @@ def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "
         searcher = lucene_search_module().LuceneSearcher(str(tmp / "lucene"))
         indexed = searcher.num_docs
         searcher.close()
-        if indexed != count:
-            raise LsrError(f"Lucene indexed {indexed} of {count} documents from {dataset.corpus_source.name}")
-        (tmp / META_FILE).write_text(json.dumps({"source": fingerprint, "documents": count}, indent=2))
+        if indexed != count - empty:
+            raise LsrError(f"Lucene indexed {indexed} of {count - empty} documents from {dataset.corpus_source.name}")
+        meta = {"source": fingerprint, "documents": count, "empty_documents": empty}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return index_dir
 
 

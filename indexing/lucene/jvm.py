@@ -105,8 +105,11 @@ def start_jvm() -> None:
     import jnius
 
     # Anserini logs every step at INFO, and Lucene warns that its jar predates the JVM; neither helps a user.
+    # Lucene itself logs through java.util.logging, Anserini through log4j.
     level = jnius.autoclass("org.apache.logging.log4j.Level")
     jnius.autoclass("org.apache.logging.log4j.core.config.Configurator").setRootLevel(level.ERROR)
+    jul_level = jnius.autoclass("java.util.logging.Level")
+    jnius.autoclass("java.util.logging.Logger").getLogger("").setLevel(jul_level.SEVERE)
 
 
 @functools.cache

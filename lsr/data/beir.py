@@ -109,7 +109,9 @@ class BeirDataset:
         for number, obj in src.json_objects():
             ident = _string_id(src, number, obj)
             if ident in first_line:
-                raise DataFormatError(src.name, f"duplicate document id {ident!r} (first at line {first_line[ident]})", number)
+                raise DataFormatError(
+                    src.name, f"duplicate document id {ident!r} (first at line {first_line[ident]})", number
+                )
             first_line[ident] = number
             metadata = obj.get("metadata")
             yield Document(

@@ -16,7 +16,9 @@ console = Console()
 @app.command("download")
 def download(
     name: Annotated[str, typer.Argument(help="Dataset, e.g. beir/scifact.")],
-    dest: Annotated[Path | None, typer.Option(help="Parent folder (default: $LSR_DATA/beir or ~/.cache/lsr/datasets/beir).")] = None,
+    dest: Annotated[
+        Path | None, typer.Option(help="Parent folder (default: $LSR_DATA/beir or ~/.cache/lsr/datasets/beir).")
+    ] = None,
     url: Annotated[str | None, typer.Option(help="Mirror URL of the zip instead of the official one.")] = None,
     md5: Annotated[str | None, typer.Option(help="Expected MD5 when using a mirror with a different file.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server before giving up.")] = 30.0,
@@ -30,7 +32,10 @@ def download(
 
 @app.command("convert-smart")
 def convert_smart_cmd(
-    source: Annotated[Path, typer.Argument(help="Folder with a SMART collection (e.g. Cranfield, CISI).", exists=True, file_okay=False)],
+    source: Annotated[
+        Path,
+        typer.Argument(help="Folder with a SMART collection (e.g. Cranfield, CISI).", exists=True, file_okay=False),
+    ],
     output: Annotated[Path, typer.Argument(help="BEIR folder to write.")],
     collection: Annotated[str, typer.Option(help="auto, cranfield or cisi.")] = "auto",
 ) -> None:

@@ -63,6 +63,8 @@ def _fetch(url: str, target: Path, timeout: float) -> str:
     digest = hashlib.md5()
     try:
         response = urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - https URL from the table above
+    except urllib.error.HTTPError as exc:
+        raise LsrError(f"cannot download {url}: the server answered HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise OfflineError(

@@ -19,6 +19,11 @@ Qrels = dict[str, dict[str, int]]
 """``{query_id: {doc_id: relevance}}``, the shape ir-measures and pytrec_eval take."""
 
 
+def _is_header(cols: list[str]) -> bool:
+    """BEIR's first line, ``query-id corpus-id score`` (or a similar header), not a judgement."""
+    return cols[0].lower() in {"query-id", "query_id", "qid"} or cols[-1].lower() in {"score", "relevance", "rel"}
+
+
 def read_qrels(
     source: TextSource | str | Path,
     queries: Collection[str] | None = None,
@@ -48,14 +53,14 @@ def read_qrels(
             raise DataFormatError(
                 src.name, f"expected 3 columns (query-id, corpus-id, score) or 4 (TREC), got {len(cols)}", number
             )
+        if first_row and _is_header(cols):
+            first_row = False
+            continue
+        first_row = False
         try:
             relevance = int(rel)
         except ValueError:
-            if first_row:  # BEIR's header line: query-id corpus-id score
-                first_row = False
-                continue
             raise DataFormatError(src.name, f"relevance {rel!r} is not an integer", number) from None
-        first_row = False
         if not qid or not did:
             raise DataFormatError(src.name, "empty query or document id", number)
         if queries is not None and qid not in queries:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import json
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from lsr.errors import DataFormatError
 
@@ -33,29 +32,34 @@ class TextSource:
         return f"{self.path}!{self.member}" if self.member else str(self.path)
 
     @contextlib.contextmanager
-    def open(self) -> Iterator[TextIO]:
-        """Open for reading as text, decompressing on the fly."""
+    def open_binary(self) -> Iterator[BinaryIO]:
+        """Open for reading as bytes, decompressing on the fly."""
         with contextlib.ExitStack() as stack:
             if self.member is not None:
                 archive = stack.enter_context(zipfile.ZipFile(self.path))
-                raw = stack.enter_context(archive.open(self.member))
-                if self.member.endswith(".gz"):
-                    raw = stack.enter_context(gzip.GzipFile(fileobj=raw))
-                yield stack.enter_context(io.TextIOWrapper(raw, encoding="utf-8"))
-            elif self.path.suffix == ".gz":
-                yield stack.enter_context(gzip.open(self.path, "rt", encoding="utf-8"))
+                raw: BinaryIO = stack.enter_context(archive.open(self.member))
+                compressed = self.member.endswith(".gz")
             else:
-                yield stack.enter_context(open(self.path, encoding="utf-8"))
+                raw = stack.enter_context(open(self.path, "rb"))
+                compressed = self.path.suffix == ".gz"
+            if compressed:
+                raw = stack.enter_context(gzip.GzipFile(fileobj=raw))
+            yield raw
 
     def lines(self) -> Iterator[tuple[int, str]]:
-        """Yield ``(line_number, line)`` from 1, without the trailing newline."""
+        """Yield ``(line_number, line)`` from 1, without the line ending.
+
+        Lines are decoded one at a time so a bad byte is reported on its own line.
+        """
         number = 0
         try:
-            with self.open() as handle:
-                for number, line in enumerate(handle, start=1):  # noqa: B007 - used after the loop
+            with self.open_binary() as handle:
+                for number, raw in enumerate(handle, start=1):  # noqa: B007 - used in the handlers
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise DataFormatError(self.name, f"not valid UTF-8 ({exc.reason})", number) from exc
                     yield number, line.rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise DataFormatError(self.name, f"not valid UTF-8 ({exc.reason})", number + 1) from exc
         except (OSError, EOFError, zipfile.BadZipFile) as exc:
             raise DataFormatError(self.name, f"cannot be read: {exc}", number + 1 if number else None) from exc
 
