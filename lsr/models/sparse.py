@@ -1,0 +1,72 @@
+"""Sparse vectors as SciPy CSR matrices, and the SPLADE activation computed without the full logits tensor.
+
+A SPLADE vector is ``max_t log(1 + relu(h_t W^T + b))`` over the tokens ``t`` of a
+text. Because ``log1p`` and ``relu`` are monotone, the max can be taken over the
+raw logits first, and the logits can be produced a slice of the vocabulary at a
+time, so memory is ``batch x length x chunk`` instead of ``batch x length x vocab``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+# index_reduce is stable in practice but still labelled beta; the label is noise for users.
+warnings.filterwarnings("ignore", message="index_reduce\\(\\) is in beta")
+
+
+def splade_pool(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor,
+    pooling: str = "max",
+    chunk: int = 8192,
+) -> torch.Tensor:
+    """Pooled SPLADE weights ``[batch, vocab]`` from last hidden states ``[batch, length, dim]``.
+
+    ``weight``/``bias`` are the vocabulary projection; ``mask`` ``[batch, length]`` marks
+    the positions to pool (non-padding tokens, or the echo copy of a decoder input).
+    Only those positions are projected (padding costs nothing), and each vocabulary
+    slice's logits are reduced per text as soon as they are computed.
+    """
+    if pooling not in ("max", "sum"):
+        raise ValueError(f"pooling must be 'max' or 'sum', got {pooling!r}")
+    batch, length, dim = hidden.shape
+    positions = mask.reshape(-1).nonzero().squeeze(1)
+    rows = hidden.reshape(-1, dim).index_select(0, positions)
+    text = positions // length
+    pieces = []
+    for start in range(0, weight.shape[0], chunk):
+        part = weight[start : start + chunk].T
+        logits = rows @ part if bias is None else torch.addmm(bias[start : start + chunk], rows, part)
+        if pooling == "max":
+            empty = logits.new_full((batch, logits.shape[1]), float("-inf"))
+            pieces.append(torch.log1p(torch.relu(empty.index_reduce(0, text, logits, "amax"))))
+        else:
+            pieces.append(logits.new_zeros((batch, logits.shape[1])).index_add(0, text, torch.log1p(torch.relu(logits))))
+    return torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
+
+
+def keep_top_k(weights: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Zero all but the ``k`` largest weights of each row (no-op when ``k`` is None or not smaller than the width)."""
+    if k is None or k >= weights.shape[1]:
+        return weights
+    values, indices = weights.topk(k, dim=1)
+    return torch.zeros_like(weights).scatter_(1, indices, values)
+
+
+def to_csr(weights: torch.Tensor) -> sp.csr_matrix:
+    """Dense ``[batch, vocab]`` weights (any device) to a float32 CSR matrix on the CPU, dropping zeros.
+
+    The non-zeros are found where the weights live (on the GPU, only they cross to the host).
+    """
+    weights = weights.detach()
+    rows, cols = weights.nonzero(as_tuple=True)
+    values = weights[rows, cols].float().cpu().numpy()
+    indptr = np.zeros(weights.shape[0] + 1, dtype=np.int64)
+    np.cumsum(torch.bincount(rows, minlength=weights.shape[0]).cpu().numpy(), out=indptr[1:])
+    return sp.csr_matrix((values, cols.cpu().numpy().astype(np.int32), indptr), shape=tuple(weights.shape))
