@@ -65,8 +65,14 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
         return torch.bfloat16 if cuda_bf16 else torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in names:
         raise LsrError(f"unknown dtype {dtype!r}; choose one of {', '.join(names)}")
     return names[dtype]
@@ -87,9 +93,7 @@ class SparseEncoder(ABC):
         """Encode queries."""
 
     @abstractmethod
-    def encode_document(
-        self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False
-    ) -> sp.csr_matrix:
+    def encode_document(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> sp.csr_matrix:
         """Encode documents."""
 
     @abstractmethod

@@ -47,7 +47,9 @@ def splade_pool(
             empty = logits.new_full((batch, logits.shape[1]), float("-inf"))
             pieces.append(torch.log1p(torch.relu(empty.index_reduce(0, text, logits, "amax"))))
         else:
-            pieces.append(logits.new_zeros((batch, logits.shape[1])).index_add(0, text, torch.log1p(torch.relu(logits))))
+            pieces.append(
+                logits.new_zeros((batch, logits.shape[1])).index_add(0, text, torch.log1p(torch.relu(logits)))
+            )
     return torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
 
 

@@ -61,8 +61,14 @@ class SpladeModule(nn.Module):
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
         mask = attention_mask if pool_mask is None else pool_mask
         weight, bias = self.projection.weight, self.projection.bias
-        return splade_pool(hidden, weight.to(hidden.dtype), None if bias is None else bias.to(hidden.dtype), mask,
-                           self.pooling, self.vocab_chunk)
+        return splade_pool(
+            hidden,
+            weight.to(hidden.dtype),
+            None if bias is None else bias.to(hidden.dtype),
+            mask,
+            self.pooling,
+            self.vocab_chunk,
+        )
 
     @contextlib.contextmanager
     def restored_backbone(self) -> Iterator[nn.Module]:
@@ -87,8 +93,14 @@ class SpladeEncoder(SparseEncoder):
     kind: ClassVar[str] = "splade"
     auto_class: ClassVar[str] = "AutoModelForMaskedLM"
 
-    def __init__(self, backbone: nn.Module, tokenizer: Any, config: EncoderConfig | None = None,
-                 device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tokenizer: Any,
+        config: EncoderConfig | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> None:
         self.config = config or EncoderConfig(kind=self.kind)
         self.tokenizer = tokenizer
         self.device = pick_device(device)
@@ -98,8 +110,13 @@ class SpladeEncoder(SparseEncoder):
 
     # -- loading and saving -------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None, **overrides: Any) -> SpladeEncoder:
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **overrides: Any,
+    ) -> SpladeEncoder:
         """Load from a local folder or a Hugging Face id; ``overrides`` replace ``lsr_config.json`` settings."""
         import transformers
 
@@ -122,18 +139,30 @@ class SpladeEncoder(SparseEncoder):
     def vocabulary(self) -> list[str]:
         return self.tokenizer.convert_ids_to_tokens(list(range(self.module.projection.weight.shape[0])))
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text with the model's special tokens, truncated to ``max_length``."""
-        return self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)["input_ids"]
+    def tokenize(self, texts: Sequence[str]) -> list[tuple[list[int], int]]:
+        """Model input ids of each text, and the position from which its tokens are pooled.
 
-    def _collate(self, sequences: list[list[int]]) -> dict[str, torch.Tensor]:
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, seq in enumerate(sequences):
+        A masked LM sees the text once, with its special tokens, and pools every position.
+        """
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)["input_ids"]
+        return [(seq, 0) for seq in ids]
+
+    def collate(self, inputs: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
+        """Right-padded tensors for one batch: ids, attention mask, and the mask of pooled positions."""
+        width = max(len(seq) for seq, _ in inputs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(inputs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(inputs), width), dtype=torch.long)
+        pool = torch.zeros((len(inputs), width), dtype=torch.long)
+        for row, (seq, pool_from) in enumerate(inputs):
             ids[row, : len(seq)] = torch.tensor(seq)
             mask[row, : len(seq)] = 1
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+            pool[row, pool_from : len(seq)] = 1
+        return {
+            "input_ids": ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+            "pool_mask": pool.to(self.device),
+        }
 
     def weights(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled weights of one collated batch, special tokens zeroed and top-k applied."""
@@ -146,13 +175,13 @@ class SpladeEncoder(SparseEncoder):
         """Encode texts (sorted by length internally, returned in input order)."""
         if len(texts) == 0:
             return sp.csr_matrix((0, self.module.projection.weight.shape[0]), dtype=np.float32)
-        sequences = self.tokenize(texts)
-        order = np.argsort([-len(s) for s in sequences], kind="stable")
+        inputs = self.tokenize(texts)
+        order = np.argsort([-len(seq) for seq, _ in inputs], kind="stable")
         parts = []
         with tqdm(total=len(texts), disable=not show_progress, desc="encode", unit=" texts") as bar:
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                parts.append(to_csr(self.weights(self._collate([sequences[i] for i in chunk]))))
+                parts.append(to_csr(self.weights(self.collate([inputs[i] for i in chunk]))))
                 bar.update(len(chunk))
         stacked = sp.vstack(parts, format="csr")
         result = stacked[np.argsort(order, kind="stable")]

@@ -1,0 +1,87 @@
+"""Inference-free learned sparse retrieval: a neural document encoder, and queries weighted by IDF.
+
+No model runs at query time: a query is the set of its tokens, each weighted by
+the IDF table saved beside the document encoder (``idf.json``). Query encoding
+goes straight to the Rust tokenizer and NumPy, so it takes microseconds on one
+CPU core. The table can be made learnable in training (see ``lsr train``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from lsr.errors import LsrError
+from lsr.fsutil import atomic_dir
+from lsr.models.base import EncoderConfig, SparseEncoder
+from lsr.models.hub import resolve_model
+from lsr.models.idf import IDF_FILE, load_idf, save_idf
+from lsr.models.splade import SpladeEncoder
+
+
+class InferenceFreeEncoder(SparseEncoder):
+    """SPLADE documents, IDF-weighted token queries."""
+
+    kind: ClassVar[str] = "inference-free"
+
+    def __init__(self, document_encoder: SpladeEncoder, idf: np.ndarray) -> None:
+        if len(idf) != len(document_encoder.vocabulary):
+            raise LsrError(
+                f"IDF table has {len(idf)} entries but the vocabulary has {len(document_encoder.vocabulary)}"
+            )
+        self.document_encoder = document_encoder
+        self.idf = np.asarray(idf, dtype=np.float32).copy()
+        self.idf[document_encoder.special_ids] = 0.0
+        self._rust = getattr(document_encoder.tokenizer, "_tokenizer", None)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        **overrides: Any,
+    ) -> InferenceFreeEncoder:
+        folder = resolve_model(name_or_path)
+        if not (folder / IDF_FILE).is_file():
+            raise LsrError(f"{folder}: no {IDF_FILE}; compute one with `lsr encode idf`")
+        documents = SpladeEncoder.from_pretrained(folder, device, dtype, **overrides)
+        documents.config.kind = cls.kind
+        return cls(documents, load_idf(folder, documents.tokenizer))
+
+    def save_pretrained(self, path: str | Path) -> None:
+        config: EncoderConfig = self.document_encoder.config
+        with atomic_dir(path) as tmp, self.document_encoder.module.restored_backbone() as backbone:
+            backbone.save_pretrained(tmp)
+            self.document_encoder.tokenizer.save_pretrained(tmp)
+            EncoderConfig(**{**config.__dict__, "kind": self.kind}).save(tmp)
+            save_idf(self.idf, self.document_encoder.tokenizer, tmp)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.document_encoder.vocabulary
+
+    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        if self._rust is not None:  # the Rust tokenizer directly: no Python-side batching overhead
+            return [enc.ids for enc in self._rust.encode_batch(list(texts), add_special_tokens=False)]
+        return self.document_encoder.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def encode_query(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> sp.csr_matrix:
+        """Each query's distinct tokens, weighted by IDF (tokens with zero weight are dropped)."""
+        indptr = [0]
+        indices: list[np.ndarray] = []
+        for ids in self._token_ids(texts):
+            unique = np.unique(np.asarray(ids, dtype=np.int32))
+            unique = unique[self.idf[unique] > 0]
+            indices.append(unique)
+            indptr.append(indptr[-1] + len(unique))
+        cols = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int32)
+        return sp.csr_matrix((self.idf[cols], cols, np.asarray(indptr)), shape=(len(texts), len(self.idf)))
+
+    def encode_document(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> sp.csr_matrix:
+        return self.document_encoder.encode_document(texts, batch_size, show_progress)
