@@ -31,6 +31,7 @@ def resolve_model(name_or_path: str | Path, revision: str | None = None) -> Path
         raise LsrError(f"{name}: no such model on the Hugging Face Hub (or it is private)") from exc
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         raise OfflineError(
-            f"cannot fetch {name} from the Hugging Face Hub and it is not in the local cache ({exc.__class__.__name__}). "
+            f"cannot fetch {name} from the Hugging Face Hub and it is not in the local cache "
+            f"({exc.__class__.__name__}). "
             "Download it where the Hub is reachable (huggingface-cli download) and pass the folder instead"
         ) from exc
