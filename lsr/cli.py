@@ -15,6 +15,7 @@ from rich.console import Console
 from eval.cli import app as eval_app
 from lsr.data.cli import app as data_app
 from lsr.demo import demo
+from lsr.encode.cli import app as encode_app
 from lsr.errors import DataWarning, LsrError
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
+app.add_typer(encode_app, name="encode")
 app.command("demo")(demo)
 
 

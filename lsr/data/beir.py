@@ -55,6 +55,32 @@ def _string_field(src: TextSource, number: int, obj: dict[str, Any], name: str, 
     return value
 
 
+def read_corpus(src: TextSource, seen: dict[str, int] | None = None) -> Iterator[Document]:
+    """Stream and validate a BEIR corpus file; ``seen`` collects each id's line (duplicates are errors)."""
+    first_line = {} if seen is None else seen
+    for number, obj in src.json_objects():
+        ident = _string_id(src, number, obj)
+        if ident in first_line:
+            message = f"duplicate document id {ident!r} (first at line {first_line[ident]})"
+            raise DataFormatError(src.name, message, number)
+        first_line[ident] = number
+        metadata = obj.get("metadata")
+        yield Document(
+            id=ident,
+            title=_string_field(src, number, obj, "title", required=False),
+            text=_string_field(src, number, obj, "text", required=True),
+            metadata=metadata if isinstance(metadata, dict) else {},
+        )
+
+
+def corpus_source(path: str | Path) -> TextSource:
+    """The corpus of a BEIR folder or zip, or a corpus ``.jsonl``/``.jsonl.gz`` file given directly."""
+    path = Path(path)
+    if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
+        return TextSource(path)
+    return BeirDataset(path).corpus_source
+
+
 class BeirDataset:
     """A BEIR dataset read lazily from a folder or a BEIR ``.zip`` (no extraction needed)."""
 
@@ -104,23 +130,9 @@ class BeirDataset:
 
     def corpus(self) -> Iterator[Document]:
         """Stream the corpus, validating each line; duplicate ids are an error naming both lines."""
-        src = self._corpus
-        first_line: dict[str, int] = {}
-        for number, obj in src.json_objects():
-            ident = _string_id(src, number, obj)
-            if ident in first_line:
-                raise DataFormatError(
-                    src.name, f"duplicate document id {ident!r} (first at line {first_line[ident]})", number
-                )
-            first_line[ident] = number
-            metadata = obj.get("metadata")
-            yield Document(
-                id=ident,
-                title=_string_field(src, number, obj, "title", required=False),
-                text=_string_field(src, number, obj, "text", required=True),
-                metadata=metadata if isinstance(metadata, dict) else {},
-            )
-        self._doc_ids = frozenset(first_line)
+        seen: dict[str, int] = {}
+        yield from read_corpus(self._corpus, seen)
+        self._doc_ids = frozenset(seen)
 
     def doc_ids(self) -> frozenset[str]:
         """All document ids; one validating pass over the corpus the first time, remembered afterwards."""

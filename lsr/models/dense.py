@@ -40,12 +40,17 @@ class DenseEncoder:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path = DEFAULT_DENSE, device: str | torch.device | None = None, **kwargs: Any
+        cls,
+        name_or_path: str | Path = DEFAULT_DENSE,
+        device: str | torch.device | None = None,
+        max_length: int | None = None,
     ) -> DenseEncoder:
         from sentence_transformers import SentenceTransformer
 
         folder = default_dense_path() if str(name_or_path) == DEFAULT_DENSE else resolve_model(name_or_path)
-        model = SentenceTransformer(str(folder), device=str(pick_device(device)), **kwargs)
+        model = SentenceTransformer(str(folder), device=str(pick_device(device)))
+        if max_length:
+            model.max_seq_length = max_length
         if model.device.type == "cuda":
             model.half()
         return cls(model)

@@ -1,0 +1,61 @@
+"""``lsr encode``: corpus to vector shards, and ``lsr encode idf`` for inference-free models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Encode a corpus into vector shards (resumable), or compute an IDF table.")
+console = Console()
+
+ModelOption = Annotated[str, typer.Option(help="Encoder folder or Hugging Face id (all-minilm-l6-v2: embedded dense).")]
+CorpusOption = Annotated[Path, typer.Option(help="BEIR folder or zip, or a corpus .jsonl[.gz] file.", exists=True)]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+
+
+@app.callback(invoke_without_command=True)
+def encode(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option(help="Encoder folder or Hugging Face id.")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="BEIR folder or zip, or a corpus .jsonl[.gz] file.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Vectors folder (resumed if interrupted).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    shard_size: Annotated[int, typer.Option(min=1, help="Documents per shard file.")] = 10_000,
+    max_length: Annotated[int | None, typer.Option(min=1, help="Token limit per document.")] = None,
+    device: DeviceOption = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
+) -> None:
+    """Encode every document of a corpus into vector shards, with progress; rerun to resume."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None or corpus is None or output is None:
+        raise typer.BadParameter("--model, --corpus and --output are required", param_hint="lsr encode")
+    from lsr.data.beir import corpus_source
+    from lsr.encode.corpus import encode_corpus
+    from lsr.models import load_encoder
+
+    encoder = load_encoder(model, device=device, dtype=dtype, **({"max_length": max_length} if max_length else {}))
+    manifest = encode_corpus(encoder, model, corpus_source(corpus), output, shard_size, batch_size)
+    console.print(f"{manifest.documents:,} documents in {len(manifest.shards)} shard(s) at {output}")
+
+
+@app.command("idf")
+def idf(
+    model: ModelOption,
+    corpus: CorpusOption,
+    output: Annotated[Path, typer.Option(help="Folder for the inference-free encoder (weights + idf.json).")],
+) -> None:
+    """Compute token IDF over a corpus and save an inference-free encoder (SPLADE documents, IDF queries)."""
+    from lsr.data.beir import corpus_source, read_corpus
+    from lsr.encode.corpus import document_text
+    from lsr.models import InferenceFreeEncoder, SpladeEncoder
+    from lsr.models.idf import bm25_idf, document_frequencies
+
+    documents = SpladeEncoder.from_pretrained(model, device="cpu")
+    texts = (document_text(d) for d in read_corpus(corpus_source(corpus)))
+    df, count = document_frequencies(documents.tokenizer, texts)
+    InferenceFreeEncoder(documents, bm25_idf(df, count)).save_pretrained(output)
+    console.print(f"IDF over {count:,} documents saved with the encoder at {output}")

@@ -1,0 +1,111 @@
+"""Vector shards: a corpus's encodings on disk, written as they are produced and resumable.
+
+A vectors folder holds ``manifest.json`` and ``shard-NNNNN.npz`` files. A sparse
+shard stores a CSR matrix (``data``, ``indices``, ``indptr``, ``shape``) and the
+document ``ids`` of its rows; a dense shard stores ``embeddings`` and ``ids``.
+Shard ``k`` holds documents ``k*S .. (k+1)*S - 1`` of the corpus in order, each
+shard file is written atomically and only then recorded in the manifest, so an
+interrupted run resumes after the last recorded shard and produces exactly the
+files an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from lsr.errors import DataFormatError, LsrError
+from lsr.fsutil import atomic_file
+
+MANIFEST = "manifest.json"
+FORMAT = "lsr-vectors/1"
+
+
+@dataclass
+class Manifest:
+    """What a vectors folder holds and how far its writing got."""
+
+    model: str
+    kind: str
+    dense: bool
+    dimension: int
+    shard_size: int
+    corpus: dict[str, Any]
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = False
+    format: str = FORMAT
+
+    @property
+    def documents(self) -> int:
+        return sum(s["documents"] for s in self.shards)
+
+    def save(self, folder: Path) -> None:
+        with atomic_file(folder / MANIFEST) as out:
+            json.dump(asdict(self), out, indent=2)
+
+    @classmethod
+    def load(cls, folder: Path) -> Manifest:
+        path = Path(folder) / MANIFEST
+        try:
+            raw = json.loads(path.read_text())
+            manifest = cls(**raw)
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise LsrError(f"{path}: not a readable vectors manifest ({exc})") from exc
+        if manifest.format != FORMAT:
+            raise LsrError(f"{path}: unsupported format {manifest.format!r} (expected {FORMAT})")
+        return manifest
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}.npz"
+
+
+def write_shard(folder: Path, number: int, ids: list[str], vectors: sp.csr_matrix | np.ndarray) -> dict[str, Any]:
+    """Write one shard atomically and return its manifest entry."""
+    arrays: dict[str, np.ndarray] = {"ids": np.asarray(ids, dtype=str)}
+    if sp.issparse(vectors):
+        csr = sp.csr_matrix(vectors)
+        arrays |= {
+            "data": csr.data.astype(np.float32),
+            "indices": csr.indices.astype(np.int32),
+            "indptr": csr.indptr.astype(np.int64),
+            "shape": np.asarray(csr.shape, dtype=np.int64),
+        }
+        nnz = int(csr.nnz)
+    else:
+        arrays["embeddings"] = np.asarray(vectors, dtype=np.float32)
+        nnz = int(arrays["embeddings"].size)
+    with atomic_file(folder / shard_name(number), "wb") as out:
+        np.savez(out, **arrays)
+    return {"file": shard_name(number), "documents": len(ids), "nnz": nnz}
+
+
+def read_shard(path: Path) -> tuple[list[str], sp.csr_matrix | np.ndarray]:
+    """The ids and vectors of one shard file."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            ids = npz["ids"].tolist()
+            if "embeddings" in npz:
+                return ids, npz["embeddings"]
+            matrix = sp.csr_matrix((npz["data"], npz["indices"], npz["indptr"]), shape=tuple(npz["shape"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataFormatError(path, f"not a readable vector shard ({exc})") from exc
+    if matrix.shape[0] != len(ids):
+        raise DataFormatError(path, f"{matrix.shape[0]} vectors but {len(ids)} ids")
+    return ids, matrix
+
+
+def iter_shards(folder: str | Path) -> Iterator[tuple[list[str], sp.csr_matrix | np.ndarray]]:
+    """Every shard of a complete vectors folder, in corpus order."""
+    folder = Path(folder)
+    manifest = Manifest.load(folder)
+    if not manifest.complete:
+        raise LsrError(f"{folder}: encoding was interrupted ({manifest.documents} documents so far); rerun lsr encode")
+    for entry in manifest.shards:
+        yield read_shard(folder / entry["file"])

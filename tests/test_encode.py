@@ -1,0 +1,108 @@
+"""``lsr encode``: corpus to shards, resumable after an interruption, and ``lsr encode idf``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import DOCS
+from tiny_models import tiny_bert
+from typer.testing import CliRunner
+
+from lsr.cli import app
+from lsr.data.beir import corpus_source
+from lsr.encode.corpus import document_text, encode_corpus
+from lsr.encode.shards import Manifest, iter_shards
+from lsr.errors import LsrError
+from lsr.models import InferenceFreeEncoder, SpladeEncoder, load_encoder
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("bert") / "model")
+
+
+def _all(folder: Path) -> tuple[list[str], sp.csr_matrix]:
+    ids, parts = [], []
+    for shard_ids, vectors in iter_shards(folder):
+        ids += shard_ids
+        parts.append(vectors)
+    return ids, sp.vstack(parts, format="csr")
+
+
+def test_shards_hold_the_corpus_in_order(bert_dir: Path, beir_dir: Path, tmp_path: Path) -> None:
+    encoder = SpladeEncoder.from_pretrained(bert_dir, device="cpu")
+    manifest = encode_corpus(encoder, str(bert_dir), corpus_source(beir_dir), tmp_path / "vec", shard_size=2)
+    assert manifest.complete and manifest.documents == 5 and len(manifest.shards) == 3
+    ids, vectors = _all(tmp_path / "vec")
+    assert ids == [d["_id"] for d in DOCS]
+    texts = [f"{d['title']} {d['text']}" for d in DOCS]
+    # batches differ (shards of 2), so values agree to float rounding, not bit for bit
+    np.testing.assert_allclose(vectors.toarray(), encoder.encode_document(texts).toarray(), rtol=1e-5, atol=1e-6)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_interrupted_encoding_resumes_to_the_same_result(bert_dir: Path, beir_dir: Path, tmp_path: Path) -> None:
+    encoder = SpladeEncoder.from_pretrained(bert_dir, device="cpu")
+    src = corpus_source(beir_dir)
+    encode_corpus(encoder, "m", src, tmp_path / "whole", shard_size=2)
+    calls = {"n": 0}
+    original = encoder.encode_document
+
+    def flaky(texts: list[str], batch_size: int = 32, show_progress: bool = False) -> sp.csr_matrix:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Interrupted
+        return original(texts, batch_size)
+
+    encoder.encode_document = flaky  # type: ignore[method-assign]
+    with pytest.raises(Interrupted):
+        encode_corpus(encoder, "m", src, tmp_path / "resumed", shard_size=2)
+    partial = Manifest.load(tmp_path / "resumed")
+    assert not partial.complete and partial.documents == 2
+    with pytest.raises(LsrError, match="interrupted"):
+        next(iter_shards(tmp_path / "resumed"))
+    encoder.encode_document = original  # type: ignore[method-assign]
+    done = encode_corpus(encoder, "m", src, tmp_path / "resumed", shard_size=2)
+    assert done.complete and done.documents == 5
+    whole, resumed = _all(tmp_path / "whole"), _all(tmp_path / "resumed")
+    assert whole[0] == resumed[0] and (whole[1] != resumed[1]).nnz == 0
+    with pytest.raises(LsrError, match="another model, corpus or shard size"):
+        encode_corpus(encoder, "m", src, tmp_path / "resumed", shard_size=3)
+
+
+def test_dense_shards(beir_dir: Path, tmp_path: Path) -> None:
+    encoder = load_encoder("all-minilm-l6-v2", device="cpu")
+    manifest = encode_corpus(encoder, "all-minilm-l6-v2", corpus_source(beir_dir), tmp_path / "dense")
+    assert manifest.dense and manifest.dimension == 384
+    (ids, vectors), = iter_shards(tmp_path / "dense")
+    assert isinstance(vectors, np.ndarray) and vectors.shape == (5, 384)
+    np.testing.assert_allclose(vectors[0], encoder.encode_document([document_text_of(DOCS[0])])[0], atol=1e-5)
+
+
+def document_text_of(row: dict) -> str:
+    from lsr.data.beir import Document
+
+    return document_text(Document(row["_id"], row["title"], row["text"]))
+
+
+def test_encode_and_idf_commands(bert_dir: Path, beir_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["encode", "--model", str(bert_dir), "--corpus", str(beir_dir / "corpus.jsonl"),
+                                 "--output", str(tmp_path / "v"), "--device", "cpu", "--shard-size", "4"])
+    assert result.exit_code == 0, result.output
+    assert "5 documents in 2 shard(s)" in result.output
+    missing = runner.invoke(app, ["encode", "--model", str(bert_dir)])
+    assert missing.exit_code == 2 and "--corpus" in missing.output
+    result = runner.invoke(app, ["encode", "idf", "--model", str(bert_dir), "--corpus", str(beir_dir),
+                                 "--output", str(tmp_path / "if")])
+    assert result.exit_code == 0, result.output
+    encoder = load_encoder(tmp_path / "if", device="cpu")
+    assert isinstance(encoder, InferenceFreeEncoder)
+    query = encoder.encode_query(["inverted index"])
+    assert query.nnz >= 2 and (query.data > 0).all()
