@@ -12,6 +12,7 @@ import warnings
 import typer
 from rich.console import Console
 
+from eval.bench.cli import app as bench_app
 from eval.cli import app as eval_app
 from lsr.data.cli import app as data_app
 from lsr.demo import demo
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
 app.add_typer(encode_app, name="encode")
+app.add_typer(bench_app, name="bench")
 app.command("demo")(demo)
 
 

@@ -80,7 +80,7 @@ def test_dense_shards(beir_dir: Path, tmp_path: Path) -> None:
     encoder = load_encoder("all-minilm-l6-v2", device="cpu")
     manifest = encode_corpus(encoder, "all-minilm-l6-v2", corpus_source(beir_dir), tmp_path / "dense")
     assert manifest.dense and manifest.dimension == 384
-    (ids, vectors), = iter_shards(tmp_path / "dense")
+    ((ids, vectors),) = iter_shards(tmp_path / "dense")
     assert isinstance(vectors, np.ndarray) and vectors.shape == (5, 384)
     np.testing.assert_allclose(vectors[0], encoder.encode_document([document_text_of(DOCS[0])])[0], atol=1e-5)
 
@@ -93,14 +93,29 @@ def document_text_of(row: dict) -> str:
 
 def test_encode_and_idf_commands(bert_dir: Path, beir_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["encode", "--model", str(bert_dir), "--corpus", str(beir_dir / "corpus.jsonl"),
-                                 "--output", str(tmp_path / "v"), "--device", "cpu", "--shard-size", "4"])
+    result = runner.invoke(
+        app,
+        [
+            "encode",
+            "--model",
+            str(bert_dir),
+            "--corpus",
+            str(beir_dir / "corpus.jsonl"),
+            "--output",
+            str(tmp_path / "v"),
+            "--device",
+            "cpu",
+            "--shard-size",
+            "4",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "5 documents in 2 shard(s)" in result.output
     missing = runner.invoke(app, ["encode", "--model", str(bert_dir)])
     assert missing.exit_code == 2 and "--corpus" in missing.output
-    result = runner.invoke(app, ["encode", "idf", "--model", str(bert_dir), "--corpus", str(beir_dir),
-                                 "--output", str(tmp_path / "if")])
+    result = runner.invoke(
+        app, ["encode", "idf", "--model", str(bert_dir), "--corpus", str(beir_dir), "--output", str(tmp_path / "if")]
+    )
     assert result.exit_code == 0, result.output
     encoder = load_encoder(tmp_path / "if", device="cpu")
     assert isinstance(encoder, InferenceFreeEncoder)

@@ -53,11 +53,21 @@ def test_splade_equals_reference(bert_dir: Path, pooling: str, chunk: int) -> No
     assert encoder.encode_query(TEXTS[:3]).shape == (3, 600)
 
 
-def test_splade_pool_memory_is_per_chunk() -> None:
-    hidden, weight = torch.randn(2, 5, 4), torch.randn(10, 4)
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "padded"])
+def test_splade_pool_layouts_and_chunks(packed: bool) -> None:
+    hidden, weight, bias = torch.randn(2, 5, 4), torch.randn(10, 4), torch.randn(10)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    full = torch.log1p(torch.relu(hidden @ weight.T)).masked_fill(~mask.bool().unsqueeze(-1), 0).amax(1)
-    assert torch.allclose(splade_pool(hidden, weight, None, mask, "max", chunk=3), full, atol=1e-6)
+    act = torch.log1p(torch.relu(hidden @ weight.T + bias)).masked_fill(~mask.bool().unsqueeze(-1), 0)
+    for pooling, expected in (("max", act.amax(1)), ("sum", act.sum(1))):
+        got = splade_pool(hidden, weight, bias, mask, pooling, chunk=3, packed=packed)
+        assert torch.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_encoding_matches_cpu(bert_dir: Path) -> None:
+    cpu = SpladeEncoder.from_pretrained(bert_dir, device="cpu").encode_document(TEXTS)
+    gpu = SpladeEncoder.from_pretrained(bert_dir, device="cuda", dtype="fp32").encode_document(TEXTS)
+    np.testing.assert_allclose(gpu.toarray(), cpu.toarray(), rtol=1e-4, atol=1e-4)
 
 
 def test_top_k_and_special_tokens(bert_dir: Path) -> None:

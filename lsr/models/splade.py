@@ -150,6 +150,8 @@ class SpladeEncoder(SparseEncoder):
     def collate(self, inputs: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
         """Right-padded tensors for one batch: ids, attention mask, and the mask of pooled positions."""
         width = max(len(seq) for seq, _ in inputs)
+        if self.device.type == "cuda":  # few distinct shapes: attention kernels are planned once per shape
+            width = -(-width // 16) * 16
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(inputs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(inputs), width), dtype=torch.long)

@@ -1,0 +1,61 @@
+"""``lsr bench``: benchmarks that run lsr and its competitor side by side and report the ratio."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Benchmarks against the real competitors, in the same run.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("encode")
+def encode_bench(
+    corpus: Annotated[Path, typer.Option(help="BEIR folder or corpus file whose first documents are encoded.")],
+    model: Annotated[
+        Path | None, typer.Option(help="SPLADE model folder (default: a random BERT-base-size one).")
+    ] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer folder for the random model.")] = None,
+    docs: Annotated[int, typer.Option(min=1)] = 1000,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (the same for both systems).")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    max_length: Annotated[int, typer.Option(min=1)] = 256,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
+) -> None:
+    """Documents/s of lsr's SPLADE vs sentence-transformers' SparseEncoder on the same texts and model."""
+    from eval.bench.encode import bench_splade, load_texts, random_splade
+
+    texts = load_texts(corpus, docs)
+    with tempfile.TemporaryDirectory() as tmp:
+        if model is None:
+            if tokenizer is None:
+                raise typer.BadParameter("give --model, or --tokenizer for a random model", param_hint="--model")
+            model = random_splade(tokenizer, Path(tmp) / "random", texts)
+        result = bench_splade(model, texts, device, dtype, batch_size, max_length)
+    console.print_json(json.dumps(result))
+    if output:
+        output.write_text(json.dumps(result, indent=2))
+
+
+@app.command("idf-query")
+def idf_query_bench(
+    model: Annotated[Path, typer.Option(help="Inference-free encoder folder (with idf.json).")],
+    queries: Annotated[Path, typer.Option(help="BEIR folder whose queries are encoded.")],
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
+) -> None:
+    """Microseconds per query of the inference-free (IDF) query encoder, one query at a time, one thread."""
+    from eval.bench.encode import bench_idf_queries
+    from lsr.data.beir import BeirDataset
+    from lsr.models import InferenceFreeEncoder
+
+    encoder = InferenceFreeEncoder.from_pretrained(model, device="cpu")
+    result = bench_idf_queries(encoder, list(BeirDataset(queries).queries().values()))
+    console.print_json(json.dumps(result))
+    if output:
+        output.write_text(json.dumps(result, indent=2))
