@@ -14,6 +14,7 @@ from rich.console import Console
 
 from eval.bench.cli import app as bench_app
 from eval.cli import app as eval_app
+from indexing.cli import index, search
 from lsr.data.cli import app as data_app
 from lsr.demo import demo
 from lsr.encode.cli import app as encode_app
@@ -29,6 +30,8 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(encode_app, name="encode")
 app.add_typer(bench_app, name="bench")
 app.command("demo")(demo)
+app.command("index")(index)
+app.command("search")(search)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' signature

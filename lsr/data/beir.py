@@ -73,6 +73,19 @@ def read_corpus(src: TextSource, seen: dict[str, int] | None = None) -> Iterator
         )
 
 
+def read_queries(src: TextSource) -> dict[str, str]:
+    """A BEIR queries file as ``{query_id: text}``; duplicate ids and missing text are errors."""
+    queries: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for number, obj in src.json_objects():
+        ident = _string_id(src, number, obj)
+        if ident in queries:
+            raise DataFormatError(src.name, f"duplicate query id {ident!r} (first at line {lines[ident]})", number)
+        queries[ident] = _string_field(src, number, obj, "text", required=True)
+        lines[ident] = number
+    return queries
+
+
 def corpus_source(path: str | Path) -> TextSource:
     """The corpus of a BEIR folder or zip, or a corpus ``.jsonl``/``.jsonl.gz`` file given directly."""
     path = Path(path)
@@ -145,20 +158,8 @@ class BeirDataset:
     def queries(self) -> dict[str, str]:
         """All queries, ``{query_id: text}``; duplicate ids and missing text are errors. Read once."""
         if self._query_texts is None:
-            self._query_texts = self._read_queries()
+            self._query_texts = read_queries(self._queries)
         return self._query_texts
-
-    def _read_queries(self) -> dict[str, str]:
-        src = self._queries
-        queries: dict[str, str] = {}
-        lines: dict[str, int] = {}
-        for number, obj in src.json_objects():
-            ident = _string_id(src, number, obj)
-            if ident in queries:
-                raise DataFormatError(src.name, f"duplicate query id {ident!r} (first at line {lines[ident]})", number)
-            queries[ident] = _string_field(src, number, obj, "text", required=True)
-            lines[ident] = number
-        return queries
 
     def qrels_source(self, split: str) -> TextSource:
         """The qrels file of ``split``; an unknown split is an error listing the available ones."""

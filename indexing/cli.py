@@ -1,0 +1,89 @@
+"""``lsr index`` and ``lsr search``: the learned-sparse inverted index from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def index(
+    output: Annotated[Path, typer.Option(help="Index folder to write (replaced atomically).")],
+    model: Annotated[str | None, typer.Option(help="Sparse encoder folder or Hugging Face id.")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="BEIR folder or zip, or a corpus .jsonl[.gz] file.")] = None,
+    vectors: Annotated[Path | None, typer.Option(help="Index ready shards from `lsr encode` instead.")] = None,
+    weights: Annotated[str, typer.Option(help="float16 (exact half precision) or uint8 (quantised).")] = "float16",
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    device: Annotated[str, typer.Option(help="Encoding device: auto, cpu or cuda.")] = "auto",
+    keep_vectors: Annotated[bool, typer.Option(help="Keep the encoded shards next to the index.")] = False,
+) -> None:
+    """Encode a corpus (or take encoded shards) and build an on-disk inverted index."""
+    import shutil
+
+    from indexing.sparse.build import build_index
+    from lsr.encode.shards import Manifest, iter_shards
+
+    if vectors is None:
+        if model is None or corpus is None:
+            raise typer.BadParameter("give --model and --corpus, or --vectors", param_hint="lsr index")
+        from lsr.data.beir import corpus_source
+        from lsr.encode.corpus import encode_corpus
+        from lsr.models import load_encoder
+
+        model = str(Path(model).resolve()) if Path(model).is_dir() else model
+        vectors = output.with_name(output.name + ".vectors")
+        encode_corpus(load_encoder(model, device=device), model, corpus_source(corpus), vectors, batch_size=batch_size)
+    manifest = Manifest.load(vectors)
+    meta = build_index(lambda: iter_shards(vectors), output, manifest.model, manifest.kind, weights)
+    if not keep_vectors and output.with_name(output.name + ".vectors") == vectors:
+        shutil.rmtree(vectors)
+    console.print(f"indexed {meta.num_docs:,} documents, {meta.nnz:,} postings, at {output}")
+
+
+def search(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index folder from `lsr index`.")],
+    queries: Annotated[Path, typer.Option(help="BEIR queries.jsonl (or .gz).", exists=True, dir_okay=False)],
+    output: Annotated[Path, typer.Option(help="TREC run file to write.")],
+    k: Annotated[int, typer.Option(min=1, help="Hits per query.")] = 1000,
+    device: Annotated[str, typer.Option(help="cpu (Numba) or cuda (GPU kernel).")] = "cpu",
+    budget: Annotated[
+        int, typer.Option(min=0, help="Approximate: read at most this many postings per term (0: exact).")
+    ] = 0,
+    query_terms: Annotated[
+        int | None, typer.Option(min=1, help="Approximate: keep the heaviest query terms only.")
+    ] = None,
+    encode_device: Annotated[str, typer.Option(help="Device for the query encoder.")] = "auto",
+    tag: Annotated[str, typer.Option(help="Run tag.")] = "lsr",
+) -> None:
+    """Search an index with a BEIR queries file, encoding queries with the index's own model."""
+    import time
+
+    from eval.runs import write_run
+    from indexing.sparse.format import SparseIndex
+    from indexing.sparse.search import Searcher
+    from lsr.data.beir import read_queries
+    from lsr.data.textio import TextSource
+    from lsr.errors import LsrError
+    from lsr.models import SparseEncoder, load_encoder
+
+    if device != "cpu":
+        raise LsrError("GPU search is not available in this version; use --device cpu")
+    opened = SparseIndex.open(index_dir)
+    encoder = load_encoder(opened.meta.model, device=encode_device)
+    if not isinstance(encoder, SparseEncoder):
+        raise LsrError(f"{opened.meta.model} is not a sparse encoder")
+    texts = read_queries(TextSource(queries))
+    ids = list(texts)
+    vectors = encoder.encode_query([texts[q] for q in ids], show_progress=True)
+    searcher = Searcher(opened)
+    started = time.perf_counter()
+    hits = searcher.search(vectors, k=k, budget=budget, query_terms=query_terms)
+    seconds = time.perf_counter() - started
+    write_run(searcher.to_run(ids, *hits), output, tag=tag)
+    console.print(
+        f"{len(ids):,} queries in {seconds:.2f} s ({1000 * seconds / max(len(ids), 1):.2f} ms/query), run at {output}"
+    )

@@ -1,0 +1,122 @@
+"""Build a sparse inverted index from vector shards with memory bounded by one shard.
+
+Two passes over the shards: the first counts each term's postings (so every
+term's region in the output files is known), the second copies each shard's
+postings into place through memory-mapped output arrays. Each term's postings
+are then put in impact order. Everything is written in a temporary folder that
+is renamed into place at the end, so an interrupted build leaves no index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit, prange
+from tqdm.auto import tqdm
+
+from indexing.sparse.format import ARRAYS, IndexMeta, crc32_file
+from lsr.errors import LsrError
+from lsr.fsutil import atomic_dir
+
+Shards = Callable[[], Iterable[tuple[list[str], sp.csr_matrix]]]
+"""A function returning a fresh pass over ``(doc_ids, vectors)`` shards, in corpus order."""
+
+
+def codebook(kind: str, max_weight: float) -> np.ndarray:
+    """Code-to-weight table: exact float16 values, or 255 linear steps up to ``max_weight``."""
+    if kind == "float16":
+        return np.arange(2**16, dtype=np.uint16).view(np.float16).astype(np.float32)
+    if kind == "uint8":
+        return (np.arange(256, dtype=np.float32) * np.float32(max_weight / 255 if max_weight > 0 else 0)).astype(
+            np.float32
+        )
+    raise LsrError(f"unknown weight encoding {kind!r}; choose float16 or uint8")
+
+
+def encode_weights(weights: np.ndarray, kind: str, max_weight: float) -> np.ndarray:
+    if kind == "float16":
+        return weights.astype(np.float16).view(np.uint16)
+    return np.clip(np.rint(weights / (max_weight / 255)), 0, 255).astype(np.uint8)
+
+
+@njit(parallel=True, cache=True)
+def _impact_order(offsets: np.ndarray, docs: np.ndarray, codes: np.ndarray, table: np.ndarray) -> None:
+    """Sort each term's postings by decreasing weight, in place; they arrive in increasing document order and
+    the sort is stable, so ties stay in document order."""
+    for term in prange(len(offsets) - 1):
+        start, end = offsets[term], offsets[term + 1]
+        if end - start < 2:
+            continue
+        key = np.empty(end - start, dtype=np.float32)
+        for i in range(end - start):
+            key[i] = -table[codes[start + i]]
+        order = np.argsort(key, kind="mergesort")
+        d = docs[start:end].copy()
+        c = codes[start:end].copy()
+        for i in range(end - start):
+            docs[start + i] = d[order[i]]
+            codes[start + i] = c[order[i]]
+
+
+def build_index(shards: Shards, output: str | Path, model: str, model_kind: str, weights: str = "float16") -> IndexMeta:
+    """Write an index of every shard's vectors at ``output``."""
+    counts: np.ndarray | None = None
+    num_docs = 0
+    max_weight = 0.0
+    for ids, vectors in tqdm(shards(), desc="index: count", unit=" shards"):
+        if not sp.issparse(vectors):
+            raise LsrError("these vectors are dense; a sparse index needs a sparse encoder's shards")
+        if np.any(vectors.data < 0):
+            raise LsrError("sparse vectors with negative weights cannot be indexed for dot-product search")
+        if counts is None:
+            counts = np.zeros(vectors.shape[1], dtype=np.int64)
+        if vectors.shape[1] != len(counts):
+            raise LsrError(f"shards disagree on the vocabulary size ({vectors.shape[1]} vs {len(counts)})")
+        counts += np.bincount(vectors.indices, minlength=len(counts))
+        num_docs += len(ids)
+        max_weight = max(max_weight, float(vectors.data.max(initial=0.0)))
+    if counts is None or num_docs == 0:
+        raise LsrError("no documents to index")
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    nnz = int(offsets[-1])
+    code_dtype = np.uint16 if weights == "float16" else np.uint8
+    table = codebook(weights, max_weight)
+    with atomic_dir(output) as tmp:
+        np.save(tmp / "offsets.npy", offsets)
+        np.save(tmp / "codebook.npy", table)
+        docs = np.lib.format.open_memmap(tmp / "postings_docs.npy", mode="w+", dtype=np.int32, shape=(nnz,))
+        codes = np.lib.format.open_memmap(tmp / "postings_codes.npy", mode="w+", dtype=code_dtype, shape=(nnz,))
+        cursor = offsets[:-1].copy()
+        base = 0
+        id_offsets = np.zeros(num_docs + 1, dtype=np.int64)
+        with open(tmp / "doc_ids.bin", "wb") as id_file:
+            for ids, vectors in tqdm(shards(), desc="index: write", unit=" shards"):
+                csc = vectors.tocsc()
+                csc.sort_indices()
+                terms = np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))
+                rank = np.arange(csc.nnz) - csc.indptr[terms]
+                position = cursor[terms] + rank
+                docs[position] = csc.indices.astype(np.int32) + base
+                codes[position] = encode_weights(csc.data, weights, max_weight)
+                cursor += np.diff(csc.indptr)
+                encoded = [i.encode("utf-8") for i in ids]
+                id_offsets[base + 1 : base + len(ids) + 1] = id_offsets[base] + np.cumsum([len(e) for e in encoded])
+                id_file.write(b"".join(encoded))
+                base += len(ids)
+        if base != num_docs or not np.array_equal(cursor, offsets[1:]):
+            raise LsrError("the shards changed between the two passes of the index build")
+        _impact_order(offsets, docs, codes, table)
+        docs.flush()
+        codes.flush()
+        del docs, codes
+        np.save(tmp / "doc_id_offsets.npy", id_offsets)
+        meta = IndexMeta(
+            model=model, model_kind=model_kind, vocab_size=len(counts), num_docs=num_docs, nnz=nnz, weights=weights
+        )
+        meta.checksums = {name: crc32_file(tmp / name) for name in (*ARRAYS, "doc_ids.bin")}
+        meta.save(tmp)
+    return meta

@@ -1,0 +1,185 @@
+"""The sparse inverted index: build, reopen, corruption, interrupted builds, exact and pruned search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from tiny_models import tiny_bert
+from typer.testing import CliRunner
+
+from eval.runs import read_run
+from indexing.sparse.build import build_index
+from indexing.sparse.format import SparseIndex
+from indexing.sparse.search import Searcher, brute_force
+from lsr.cli import app
+from lsr.errors import LsrError
+
+
+def random_vectors(docs: int, vocab: int, density: float, seed: int) -> sp.csr_matrix:
+    matrix = sp.random(docs, vocab, density=density, random_state=seed, format="csr", dtype=np.float32)
+    matrix.data *= 3
+    return matrix
+
+
+def shards_of(matrix: sp.csr_matrix, size: int):  # noqa: ANN201 - a zero-argument pass factory
+    ids = [f"doc-{i}" for i in range(matrix.shape[0])]
+    return lambda: [(ids[s : s + size], matrix[s : s + size]) for s in range(0, matrix.shape[0], size)]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> sp.csr_matrix:
+    matrix = random_vectors(3000, 400, 0.03, 0)
+    matrix[17] = matrix[5]  # two identical documents: ties are broken by the lower document number
+    return sp.csr_matrix(matrix)
+
+
+@pytest.fixture
+def index(corpus: sp.csr_matrix, tmp_path: Path) -> SparseIndex:
+    build_index(shards_of(corpus, 700), tmp_path / "idx", "some-model", "splade")
+    return SparseIndex.open(tmp_path / "idx")
+
+
+def test_build_and_reopen(index: SparseIndex, corpus: sp.csr_matrix) -> None:
+    assert (index.num_docs, index.meta.vocab_size, index.meta.model) == (3000, 400, "some-model")
+    half = corpus.toarray().astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(index.to_csr().toarray(), half)  # float16 weights, exactly
+    assert [index.doc_id(i) for i in (0, 1234, 2999)] == ["doc-0", "doc-1234", "doc-2999"]
+    for term in (0, 7, 399):
+        docs, weights = index.postings(term)
+        assert np.all(np.diff(weights) <= 0)  # impact order
+        tied = np.diff(weights) == 0
+        assert np.all(np.diff(docs)[tied] > 0)  # equal weights in document order
+
+
+@pytest.mark.parametrize("k", [1, 10, 200])
+def test_exact_search_equals_brute_force(index: SparseIndex, k: int) -> None:
+    queries = random_vectors(40, 400, 0.05, 1)
+    queries = sp.vstack([queries, sp.csr_matrix(index.to_csr()[5])], format="csr")  # hits the tied pair
+    docs, scores, sizes = Searcher(index).search(queries, k=k)
+    ref_docs, ref_scores = brute_force(index.to_csr(), queries, k)
+    filled = ref_docs >= 0
+    assert np.array_equal(sizes, filled.sum(1))
+    assert np.array_equal(np.where(filled, docs, -1), ref_docs)
+    np.testing.assert_allclose(np.where(filled, scores, 0), ref_scores, rtol=1e-5)
+    assert docs[-1, 0] == 5 and (k == 1 or docs[-1, 1] == 17)
+
+
+def test_single_queries_and_empty_query(index: SparseIndex) -> None:
+    searcher = Searcher(index)
+    empty = sp.csr_matrix((1, 400), dtype=np.float32)
+    _, _, sizes = searcher.search(empty, k=10)
+    assert sizes[0] == 0
+    with pytest.raises(ValueError, match="dimensions"):
+        searcher.search(sp.csr_matrix((1, 9), dtype=np.float32))
+    with pytest.raises(ValueError, match="non-negative"):
+        searcher.search(sp.csr_matrix(-np.ones((1, 400), dtype=np.float32)))
+
+
+def test_pruned_search_trades_recall(index: SparseIndex) -> None:
+    queries = random_vectors(60, 400, 0.05, 2)
+    searcher = Searcher(index)
+    exact, _, _ = searcher.search(queries, k=10)
+    longest = int(np.diff(index.offsets).max())
+    same, _, _ = searcher.search(queries, k=10, budget=longest)
+    assert np.array_equal(same, exact)
+    recall = []
+    for budget in (5, 20, 60):
+        got, _, _ = searcher.search(queries, k=10, budget=budget)
+        recall.append(np.mean([len(set(got[i]) & set(exact[i])) / 10 for i in range(queries.shape[0])]))
+    assert recall[0] < recall[1] <= recall[2] <= 1.0 and recall[2] > 0.8
+    fewer, _, _ = searcher.search(queries, k=10, query_terms=3)
+    assert not np.array_equal(fewer, exact)
+
+
+def test_uint8_weights(corpus: sp.csr_matrix, tmp_path: Path) -> None:
+    build_index(shards_of(corpus, 1000), tmp_path / "q", "m", "splade", weights="uint8")
+    quantised = SparseIndex.open(tmp_path / "q")
+    assert quantised.codes.dtype == np.uint8
+    np.testing.assert_allclose(quantised.to_csr().toarray(), corpus.toarray(), atol=corpus.data.max() / 255)
+    queries = random_vectors(20, 400, 0.05, 3)
+    docs, _, _ = Searcher(quantised).search(queries, k=10)
+    assert np.array_equal(docs, brute_force(quantised.to_csr(), queries, 10)[0])
+
+
+def test_corruption_is_detected_at_open(index: SparseIndex) -> None:
+    folder = index.path
+    raw = bytearray((folder / "postings_docs.npy").read_bytes())
+    raw[-3] ^= 0xFF
+    (folder / "postings_docs.npy").write_bytes(bytes(raw))
+    with pytest.raises(LsrError, match="postings_docs.npy: checksum mismatch"):
+        SparseIndex.open(folder)
+    np.save(folder / "offsets.npy", np.zeros(5, dtype=np.int64))
+    with pytest.raises(LsrError, match=r"offsets.npy: shape \(5,\)"):
+        SparseIndex.open(folder, verify=False)
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps(meta | {"format": "lsr-index/0"}))
+    with pytest.raises(LsrError, match="index format 'lsr-index/0'"):
+        SparseIndex.open(folder)
+    (folder / "doc_ids.bin").unlink()
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(LsrError, match="missing doc_ids.bin"):
+        SparseIndex.open(folder)
+    with pytest.raises(LsrError, match="not an lsr index"):
+        SparseIndex.open(folder.parent)
+
+
+def test_interrupted_build_leaves_nothing(corpus: sp.csr_matrix, tmp_path: Path) -> None:
+    passes = {"n": 0}
+
+    def failing():  # noqa: ANN202
+        passes["n"] += 1
+        yield ["a"], corpus[:1]
+        if passes["n"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(failing, tmp_path / "idx", "m", "splade")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(LsrError, match="negative weights"):
+        build_index(lambda: [(["a"], sp.csr_matrix(-np.ones((1, 4), dtype=np.float32)))], tmp_path / "n", "m", "s")
+    with pytest.raises(LsrError, match="dense"):
+        build_index(lambda: [(["a"], np.ones((1, 4), dtype=np.float32))], tmp_path / "d", "m", "s")
+
+
+def test_index_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
+    model = tiny_bert(tmp_path / "bert")
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "index",
+            "--model",
+            str(model),
+            "--corpus",
+            str(beir_dir),
+            "--output",
+            str(tmp_path / "idx"),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "indexed 5 documents" in result.output and not (tmp_path / "idx.vectors").exists()
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "--index",
+            str(tmp_path / "idx"),
+            "--queries",
+            str(beir_dir / "queries.jsonl"),
+            "--k",
+            "3",
+            "--output",
+            str(tmp_path / "run.trec"),
+            "--encode-device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    run = read_run(tmp_path / "run.trec")
+    assert set(run) == {"q1", "q2", "q3"} and all(len(hits) == 3 for hits in run.values())
