@@ -24,13 +24,20 @@ COMMANDS = [
     ["eval", "bm25"],
     ["eval", "score"],
     ["demo"],
+    ["encode"],
+    ["encode", "idf"],
+    ["index"],
+    ["search"],
+    ["bench"],
+    ["bench", "encode"],
+    ["bench", "idf-query"],
 ]
 
 
 def test_console_script_help() -> None:
     result = subprocess.run(LSR + ["--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    for group in ("data", "eval", "demo"):
+    for group in ("data", "eval", "demo", "encode", "index", "search", "bench"):
         assert group in result.stdout
 
 
