@@ -70,8 +70,6 @@ def search(
     from lsr.errors import LsrError
     from lsr.models import SparseEncoder, load_encoder
 
-    if device != "cpu":
-        raise LsrError("GPU search is not available in this version; use --device cpu")
     opened = SparseIndex.open(index_dir)
     encoder = load_encoder(opened.meta.model, device=encode_device)
     if not isinstance(encoder, SparseEncoder):
@@ -81,7 +79,20 @@ def search(
     vectors = encoder.encode_query([texts[q] for q in ids], show_progress=True)
     searcher = Searcher(opened)
     started = time.perf_counter()
-    hits = searcher.search(vectors, k=k, budget=budget, query_terms=query_terms)
+    if device == "cuda":
+        from numba import cuda
+
+        from indexing.sparse.gpu import GpuSearcher
+
+        if not cuda.is_available():
+            raise LsrError("--device cuda: no CUDA GPU is visible")
+        if query_terms is not None:
+            raise LsrError("--query-terms is a CPU option")
+        hits = GpuSearcher(opened).search(vectors, k=k, budget=budget)
+    elif device == "cpu":
+        hits = searcher.search(vectors, k=k, budget=budget, query_terms=query_terms)
+    else:
+        raise LsrError(f"--device must be cpu or cuda, not {device!r}")
     seconds = time.perf_counter() - started
     write_run(searcher.to_run(ids, *hits), output, tag=tag)
     console.print(

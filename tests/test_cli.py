@@ -31,6 +31,7 @@ COMMANDS = [
     ["bench"],
     ["bench", "encode"],
     ["bench", "idf-query"],
+    ["bench", "search"],
 ]
 
 

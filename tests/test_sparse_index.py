@@ -183,3 +183,31 @@ def test_index_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     run = read_run(tmp_path / "run.trec")
     assert set(run) == {"q1", "q2", "q3"} and all(len(hits) == 3 for hits in run.values())
+
+
+def test_search_benchmark_reports_recall(index: SparseIndex) -> None:
+    from eval.bench.search import bench_search
+
+    result = bench_search(index, random_vectors(30, 400, 0.05, 4), k=10, budgets=(5, 1000))
+    exact, small, large = result["rows"]
+    assert exact["recall@10"] == 1.0 and large["recall@10"] == 1.0 and small["recall@10"] < 1.0
+    assert all(row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"] for row in result["rows"])
+
+
+def test_splade_tiny_on_scifact_equals_brute_force(shared: Path, tmp_path: Path) -> None:
+    from itertools import islice
+
+    from lsr.data.beir import BeirDataset
+    from lsr.encode.corpus import document_text
+    from lsr.models import SpladeEncoder
+
+    data = BeirDataset(shared / "data" / "beir" / "scifact")
+    docs = list(islice(data.corpus(), 300))
+    encoder = SpladeEncoder.from_pretrained(shared / "models" / "splade-tiny", device="cpu")
+    vectors = encoder.encode_document([document_text(d) for d in docs])
+    build_index(lambda: [([d.id for d in docs], vectors)], tmp_path / "idx", "splade-tiny", "splade")
+    opened = SparseIndex.open(tmp_path / "idx")
+    queries = encoder.encode_query(list(data.queries().values())[:100])
+    found, _, _ = Searcher(opened).search(queries, k=10)
+    reference, _ = brute_force(opened.to_csr(), queries, 10)
+    assert np.array_equal(found, reference)

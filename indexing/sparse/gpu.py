@@ -1,0 +1,125 @@
+"""Batch search on a GPU: a CUDA kernel (numba.cuda) scores a batch of queries against the whole index.
+
+The index's arrays are copied to the GPU once. For a batch of queries, every
+(query, term) pair is a row of the launch grid; its threads walk that term's
+postings and atomically add ``query weight x document weight`` into a dense
+``batch x documents`` score matrix. Top-k then selects on 64-bit keys that
+order by score descending and document number ascending, the CPU kernel's rule,
+so both return the same documents (scores agree to float rounding: atomic
+additions are not ordered). Without a GPU the same kernel runs under Numba's
+CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the tests check it on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from numba import cuda
+from numba.core import config
+
+from indexing.sparse.format import SparseIndex
+
+THREADS = 256
+POSTINGS_PER_BLOCK = 4 * THREADS
+
+
+@cuda.jit
+def _zero(scores):  # noqa: ANN001 - device arrays
+    i = cuda.grid(1)
+    if i < scores.size:
+        scores.flat[i] = 0.0  # pragma: no cover - runs on the device
+
+
+@cuda.jit
+def _accumulate(rows, terms, weights, offsets, docs, codes, table, budget, scores):  # noqa: ANN001
+    pair = cuda.blockIdx.x
+    term = terms[pair]
+    start = offsets[term]
+    end = offsets[term + 1]
+    if budget > 0 and end - start > budget:
+        end = start + budget
+    row = rows[pair]
+    weight = weights[pair]
+    first = start + cuda.blockIdx.y * POSTINGS_PER_BLOCK
+    last = min(first + POSTINGS_PER_BLOCK, end)
+    for p in range(first + cuda.threadIdx.x, last, cuda.blockDim.x):
+        cuda.atomic.add(scores, (row, docs[p]), weight * table[codes[p]])
+
+
+def _top_k_host(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    docs = np.zeros((len(scores), k), dtype=np.int32)
+    best = np.zeros((len(scores), k), dtype=np.float32)
+    sizes = np.zeros(len(scores), dtype=np.int64)
+    for row, values in enumerate(scores):
+        hits = np.flatnonzero(values > 0)
+        order = hits[np.lexsort((hits, -values[hits]))][:k]
+        docs[row, : len(order)], best[row, : len(order)], sizes[row] = order, values[order], len(order)
+    return docs, best, sizes
+
+
+def _top_k_device(scores, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+    import torch
+
+    values = torch.as_tensor(scores, device="cuda")
+    n = values.shape[1]
+    # non-negative float32 bits order like the floats; the low half prefers lower document numbers
+    keys = (values.view(torch.int32).to(torch.int64) << 32) | (n - 1 - torch.arange(n, device="cuda"))
+    top = keys.topk(min(k, n), dim=1).values
+    found = (top >> 32).to(torch.int32).view(torch.float32)
+    docs = (n - 1 - (top & 0xFFFFFFFF)).to(torch.int32)
+    sizes = (found > 0).sum(dim=1)
+    out_docs = np.zeros((len(values), k), dtype=np.int32)
+    out_scores = np.zeros((len(values), k), dtype=np.float32)
+    width = min(k, n)
+    out_docs[:, :width] = torch.where(found > 0, docs, 0).cpu().numpy()
+    out_scores[:, :width] = found.clamp(min=0).cpu().numpy()
+    return out_docs, out_scores, sizes.cpu().numpy().astype(np.int64)
+
+
+class GpuSearcher:
+    """Batch top-k on the GPU with the same interface and results as :class:`indexing.sparse.search.Searcher`."""
+
+    def __init__(self, index: SparseIndex, batch_size: int = 64) -> None:
+        self.index = index
+        self.batch_size = batch_size
+        self.offsets = cuda.to_device(np.ascontiguousarray(index.offsets))
+        self.docs = cuda.to_device(np.ascontiguousarray(index.docs))
+        self.codes = cuda.to_device(np.ascontiguousarray(index.codes))
+        self.table = cuda.to_device(index.codebook)
+        self._longest = int(np.diff(np.asarray(index.offsets)).max(initial=0))
+
+    def search(self, queries: sp.csr_matrix, k: int = 10, budget: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        queries = sp.csr_matrix(queries, dtype=np.float32)
+        if queries.shape[1] != self.index.meta.vocab_size:
+            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
+        if np.any(queries.data < 0):
+            raise ValueError("query weights must be non-negative")
+        parts = [
+            self._batch(queries[s : s + self.batch_size], k, budget)
+            for s in range(0, queries.shape[0], self.batch_size)
+        ]
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+
+    def _batch(self, queries: sp.csr_matrix, k: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = np.repeat(np.arange(queries.shape[0], dtype=np.int32), np.diff(queries.indptr))
+        scores = cuda.device_array((queries.shape[0], self.index.num_docs), dtype=np.float32)
+        _zero[math.ceil(scores.size / THREADS), THREADS](scores)
+        if queries.nnz:
+            longest = min(self._longest, budget) if budget > 0 else self._longest
+            grid = (queries.nnz, max(1, math.ceil(longest / POSTINGS_PER_BLOCK)))
+            _accumulate[grid, THREADS](
+                cuda.to_device(rows),
+                cuda.to_device(queries.indices.astype(np.int32)),
+                cuda.to_device(queries.data),
+                self.offsets,
+                self.docs,
+                self.codes,
+                self.table,
+                budget,
+                scores,
+            )
+        if config.ENABLE_CUDASIM:
+            return _top_k_host(scores.copy_to_host(), k)
+        return _top_k_device(scores, k)
