@@ -16,8 +16,12 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
-from numba import cuda
-from numba.core import config
+
+if not hasattr(np, "row_stack"):  # numba-cuda (<= 0.30) overloads np.row_stack, which NumPy 2.4 removed
+    np.row_stack = np.vstack
+
+from numba import cuda  # noqa: E402 - after the NumPy alias above
+from numba.core import config  # noqa: E402
 
 from indexing.sparse.format import SparseIndex
 
