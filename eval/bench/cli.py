@@ -14,6 +14,13 @@ app = typer.Typer(help="Benchmarks against the real competitors, in the same run
 console = Console()
 
 
+def _report(result: dict, output: Path | None) -> None:
+    """Print a benchmark's result, and keep it as JSON when asked."""
+    console.print_json(json.dumps(result))
+    if output:
+        output.write_text(json.dumps(result, indent=2))
+
+
 @app.command("encode")
 def encode_bench(
     corpus: Annotated[Path, typer.Option(help="BEIR folder or corpus file whose first documents are encoded.")],
@@ -38,9 +45,7 @@ def encode_bench(
                 raise typer.BadParameter("give --model, or --tokenizer for a random model", param_hint="--model")
             model = random_splade(tokenizer, Path(tmp) / "random", texts)
         result = bench_splade(model, texts, device, dtype, batch_size, max_length)
-    console.print_json(json.dumps(result))
-    if output:
-        output.write_text(json.dumps(result, indent=2))
+    _report(result, output)
 
 
 @app.command("idf-query")
@@ -56,9 +61,7 @@ def idf_query_bench(
 
     encoder = InferenceFreeEncoder.from_pretrained(model, device="cpu")
     result = bench_idf_queries(encoder, list(BeirDataset(queries).queries().values()))
-    console.print_json(json.dumps(result))
-    if output:
-        output.write_text(json.dumps(result, indent=2))
+    _report(result, output)
 
 
 @app.command("search")
@@ -82,6 +85,4 @@ def search_bench(
     texts = BeirDataset(queries).queries() if queries.is_dir() else read_queries(TextSource(queries))
     vectors = load_encoder(opened.meta.model, device="cpu").encode_query(list(texts.values()))
     result = bench_search(opened, vectors, k, tuple(budget or ()))
-    console.print_json(json.dumps(result))
-    if output:
-        output.write_text(json.dumps(result, indent=2))
+    _report(result, output)
