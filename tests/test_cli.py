@@ -32,6 +32,8 @@ COMMANDS = [
     ["bench", "encode"],
     ["bench", "idf-query"],
     ["bench", "search"],
+    ["bench", "compare"],
+    ["bench", "synthetic"],
 ]
 
 

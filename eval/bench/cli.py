@@ -86,3 +86,78 @@ def search_bench(
     vectors = load_encoder(opened.meta.model, device="cpu").encode_query(list(texts.values()))
     result = bench_search(opened, vectors, k, tuple(budget or ()))
     _report(result, output)
+
+
+@app.command("compare")
+def compare_bench(
+    vectors: Annotated[Path, typer.Option(help="Vectors folder from `lsr encode` (a sparse model's).")],
+    queries: Annotated[
+        Path, typer.Option(help="BEIR folder (encoded with the vectors' model) or a .npz of query vectors.")
+    ],
+    k: Annotated[int, typer.Option(min=1)] = 10,
+    lucene: Annotated[bool, typer.Option(help="Include Lucene impact search (pyserini).")] = True,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
+) -> None:
+    """lsr exact and pruned search vs Lucene impact search and Seismic, on the same quantised vectors."""
+    import scipy.sparse as sp
+
+    from eval.bench.compare_sparse import compare
+    from lsr.data.beir import BeirDataset
+    from lsr.encode.shards import Manifest, iter_shards
+    from lsr.models import load_encoder
+
+    ids: list[str] = []
+    parts = []
+    for shard_ids, shard in iter_shards(vectors):
+        ids += shard_ids
+        parts.append(shard)
+    if queries.suffix == ".npz":
+        query_vectors = sp.load_npz(queries)
+    else:
+        encoder = load_encoder(Manifest.load(vectors).model, device="cpu")
+        query_vectors = encoder.encode_query(list(BeirDataset(queries).queries().values()))
+    _report(compare(ids, sp.vstack(parts, format="csr"), query_vectors, k=k, lucene=lucene), output)
+
+
+@app.command("synthetic")
+def synthetic(
+    fit_vectors: Annotated[Path, typer.Option(help="Real document vectors (a folder from `lsr encode`) to fit.")],
+    fit_queries: Annotated[Path, typer.Option(help="BEIR folder whose queries, encoded, are fitted.")],
+    documents: Annotated[int, typer.Option(min=1, help="How many documents to generate.")],
+    output: Annotated[Path, typer.Option(help="Vectors folder to write (lsr shard format).")],
+    queries: Annotated[int, typer.Option(min=1, help="How many queries to generate.")] = 1000,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Generate a corpus and queries with statistics fitted to real SPLADE vectors."""
+    import scipy.sparse as sp
+    from tqdm.auto import tqdm
+
+    from eval.bench.synthetic import fit_profile, generate_documents, generate_queries
+    from lsr.data.beir import BeirDataset
+    from lsr.encode.shards import Manifest, iter_shards, write_shard
+    from lsr.models import load_encoder
+
+    manifest = Manifest.load(fit_vectors)
+    real = sp.vstack([m for _, m in iter_shards(fit_vectors)], format="csr")
+    real_queries = load_encoder(manifest.model, device="cpu").encode_query(
+        list(BeirDataset(fit_queries).queries().values())
+    )
+    profile = fit_profile(real, real_queries, seed)
+    output.mkdir(parents=True, exist_ok=True)
+    profile.save(output / "profile.json")
+    out = Manifest(
+        model=manifest.model,
+        kind="synthetic",
+        dense=False,
+        dimension=profile.vocab_size,
+        shard_size=100_000,
+        corpus={"fitted_to": str(fit_vectors), "documents": documents, "seed": seed},
+    )
+    for number, (ids, matrix) in enumerate(
+        tqdm(generate_documents(profile, documents, seed=seed), unit=" shards", desc="generate")
+    ):
+        out.shards.append(write_shard(output, number, ids, matrix))
+    out.complete = True
+    out.save(output)
+    sp.save_npz(output / "queries.npz", generate_queries(profile, queries, seed + 1))
+    console.print(f"{documents:,} documents ({out.documents:,} written) and {queries:,} queries at {output}")

@@ -90,6 +90,9 @@ def build_index(shards: Shards, output: str | Path, model: str, model_kind: str,
         np.save(tmp / "codebook.npy", table)
         docs = np.lib.format.open_memmap(tmp / "postings_docs.npy", mode="w+", dtype=np.int32, shape=(nnz,))
         codes = np.lib.format.open_memmap(tmp / "postings_codes.npy", mode="w+", dtype=code_dtype, shape=(nnz,))
+        forward_terms = np.lib.format.open_memmap(tmp / "forward_terms.npy", mode="w+", dtype=np.int32, shape=(nnz,))
+        forward_codes = np.lib.format.open_memmap(tmp / "forward_codes.npy", mode="w+", dtype=code_dtype, shape=(nnz,))
+        forward_indptr = np.zeros(num_docs + 1, dtype=np.int64)
         cursor = offsets[:-1].copy()
         base = 0
         id_offsets = np.zeros(num_docs + 1, dtype=np.int64)
@@ -103,6 +106,12 @@ def build_index(shards: Shards, output: str | Path, model: str, model_kind: str,
                 docs[position] = csc.indices.astype(np.int32) + base
                 codes[position] = encode_weights(csc.data, weights, max_weight)
                 cursor += np.diff(csc.indptr)
+                rows = sp.csr_matrix(vectors)
+                rows.sort_indices()
+                at = forward_indptr[base]
+                forward_indptr[base + 1 : base + len(ids) + 1] = at + rows.indptr[1:]
+                forward_terms[at : at + rows.nnz] = rows.indices
+                forward_codes[at : at + rows.nnz] = encode_weights(rows.data, weights, max_weight)
                 encoded = [i.encode("utf-8") for i in ids]
                 id_offsets[base + 1 : base + len(ids) + 1] = id_offsets[base] + np.cumsum([len(e) for e in encoded])
                 id_file.write(b"".join(encoded))
@@ -110,10 +119,11 @@ def build_index(shards: Shards, output: str | Path, model: str, model_kind: str,
         if base != num_docs or not np.array_equal(cursor, offsets[1:]):
             raise LsrError("the shards changed between the two passes of the index build")
         _impact_order(offsets, docs, codes, table)
-        docs.flush()
-        codes.flush()
-        del docs, codes
+        for array in (docs, codes, forward_terms, forward_codes):
+            array.flush()
+        del docs, codes, forward_terms, forward_codes
         np.save(tmp / "doc_id_offsets.npy", id_offsets)
+        np.save(tmp / "forward_indptr.npy", forward_indptr)
         meta = IndexMeta(
             model=model, model_kind=model_kind, vocab_size=len(counts), num_docs=num_docs, nnz=nnz, weights=weights
         )

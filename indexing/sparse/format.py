@@ -10,7 +10,9 @@ Files in an index folder:
 - ``postings_codes.npy`` (uint16 or uint8): weight codes, decoded by ``codebook.npy``
   (float32): float16 bits (``float16``) or a linear 8-bit quantisation (``uint8``);
 - ``doc_ids.bin`` + ``doc_id_offsets.npy``: the corpus ids of document numbers, so
-  ids of any length cost nothing until a hit is returned.
+  ids of any length cost nothing until a hit is returned;
+- ``forward_indptr.npy`` / ``forward_terms.npy`` / ``forward_codes.npy``: the same
+  weights by document (CSR), to rescore a pruned search's candidates exactly.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ from lsr.errors import LsrError
 
 FORMAT = "lsr-index/1"
 META = "meta.json"
-ARRAYS = ("offsets.npy", "postings_docs.npy", "postings_codes.npy", "codebook.npy", "doc_id_offsets.npy")
+ARRAYS = (
+    "offsets.npy",
+    "postings_docs.npy",
+    "postings_codes.npy",
+    "codebook.npy",
+    "doc_id_offsets.npy",
+    "forward_indptr.npy",
+    "forward_terms.npy",
+    "forward_codes.npy",
+)
 FILES = (*ARRAYS, "doc_ids.bin")
 
 
@@ -80,6 +91,9 @@ class SparseIndex:
         self.codebook = np.ascontiguousarray(arrays["codebook.npy"])
         self._id_offsets = arrays["doc_id_offsets.npy"]
         self._ids = ids_blob
+        self.forward_indptr = arrays["forward_indptr.npy"]
+        self.forward_terms = arrays["forward_terms.npy"]
+        self.forward_codes = arrays["forward_codes.npy"]
 
     @classmethod
     def open(cls, path: str | Path, verify: bool = True) -> SparseIndex:
@@ -112,14 +126,23 @@ class SparseIndex:
             "offsets.npy": ((m.vocab_size + 1,), np.int64),
             "postings_docs.npy": ((m.nnz,), np.int32),
             "doc_id_offsets.npy": ((m.num_docs + 1,), np.int64),
+            "forward_indptr.npy": ((m.num_docs + 1,), np.int64),
+            "forward_terms.npy": ((m.nnz,), np.int32),
         }
-        arrays = {"offsets.npy": self.offsets, "postings_docs.npy": self.docs, "doc_id_offsets.npy": self._id_offsets}
+        arrays = {
+            "offsets.npy": self.offsets,
+            "postings_docs.npy": self.docs,
+            "doc_id_offsets.npy": self._id_offsets,
+            "forward_indptr.npy": self.forward_indptr,
+            "forward_terms.npy": self.forward_terms,
+        }
         for name, (shape, dtype) in expected.items():
             if arrays[name].shape != shape or arrays[name].dtype != dtype:
                 raise IndexFormatError(
                     f"{where / name}: shape {arrays[name].shape} {arrays[name].dtype}, expected {shape} {dtype}"
                 )
-        if self.codes.shape != (m.nnz,) or len(self.codebook) != 2 ** (8 * self.codes.itemsize):
+        codes_ok = self.forward_codes.shape == self.codes.shape and self.forward_codes.dtype == self.codes.dtype
+        if not codes_ok or self.codes.shape != (m.nnz,) or len(self.codebook) != 2 ** (8 * self.codes.itemsize):
             raise IndexFormatError(f"{where}: weight codes do not match the codebook")
         if self.offsets[0] != 0 or self.offsets[-1] != m.nnz or np.any(np.diff(self.offsets) < 0):
             raise IndexFormatError(f"{where / 'offsets.npy'}: offsets are not a monotone cover of the postings")

@@ -1,0 +1,103 @@
+"""Synthetic sparse corpora whose statistics are fitted to real SPLADE vectors, for benchmarks at scale.
+
+A profile records, from real document and query vectors: the distribution of
+vector lengths (non-zeros), how often each vocabulary term occurs (its
+probability of appearing), and the weight distribution within each of ten term
+frequency bands (rare terms carry larger weights in SPLADE, common ones smaller).
+Generated vectors draw their length, then their terms (by those probabilities,
+duplicates merged), then each weight from its term's band.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+BANDS = 10
+QUANTILES = 101
+
+
+@dataclass
+class Side:
+    """Statistics of one side (documents or queries)."""
+
+    lengths: list[int]
+    term_probability: list[float]
+    band_of_term: list[int]
+    band_weights: list[list[float]]
+
+
+@dataclass
+class Profile:
+    vocab_size: int
+    documents: Side
+    queries: Side
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: Path) -> Profile:
+        raw = json.loads(path.read_text())
+        return cls(raw["vocab_size"], Side(**raw["documents"]), Side(**raw["queries"]))
+
+
+def _fit_side(matrix: sp.csr_matrix, rng: np.random.Generator) -> Side:
+    lengths = np.diff(matrix.indptr)
+    counts = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float64)
+    probability = counts / counts.sum()
+    used = np.flatnonzero(counts)
+    order = used[np.argsort(-counts[used], kind="stable")]
+    band = np.full(matrix.shape[1], BANDS - 1, dtype=np.int64)
+    band[order] = np.minimum(np.arange(len(order)) * BANDS // max(len(order), 1), BANDS - 1)
+    weights = []
+    for b in range(BANDS):
+        values = matrix.data[band[matrix.indices] == b]
+        values = values if len(values) else matrix.data
+        weights.append(np.quantile(values, np.linspace(0, 1, QUANTILES)).tolist())
+    sample = rng.choice(lengths, size=min(len(lengths), 20_000), replace=False)
+    return Side(sample.astype(int).tolist(), probability.tolist(), band.tolist(), weights)
+
+
+def fit_profile(docs: sp.csr_matrix, queries: sp.csr_matrix, seed: int = 0) -> Profile:
+    rng = np.random.default_rng(seed)
+    return Profile(docs.shape[1], _fit_side(sp.csr_matrix(docs), rng), _fit_side(sp.csr_matrix(queries), rng))
+
+
+def _generate(side: Side, vocab: int, count: int, rng: np.random.Generator) -> sp.csr_matrix:
+    lengths = rng.choice(np.asarray(side.lengths), size=count)
+    rows = np.repeat(np.arange(count, dtype=np.int64), lengths)
+    terms = rng.choice(vocab, size=len(rows), p=np.asarray(side.term_probability))
+    keys = np.unique(rows * vocab + terms)  # merges repeated terms, sorts each row's terms
+    rows, terms = keys // vocab, keys % vocab
+    band = np.asarray(side.band_of_term)[terms]
+    table = np.asarray(side.band_weights, dtype=np.float64)
+    position = rng.random(len(terms)) * (QUANTILES - 1)
+    low = np.floor(position).astype(np.int64)
+    frac = position - low
+    high = np.minimum(low + 1, QUANTILES - 1)
+    weights = (table[band, low] * (1 - frac) + table[band, high] * frac).astype(np.float32)
+    indptr = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=count), out=indptr[1:])
+    matrix = sp.csr_matrix((weights, terms.astype(np.int32), indptr), shape=(count, vocab))
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def generate_documents(
+    profile: Profile, count: int, shard_size: int = 100_000, seed: int = 1
+) -> Iterator[tuple[list[str], sp.csr_matrix]]:
+    """Shards of ``count`` synthetic documents, ids ``s0``, ``s1``, ..."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, count, shard_size):
+        size = min(shard_size, count - start)
+        yield [f"s{i}" for i in range(start, start + size)], _generate(profile.documents, profile.vocab_size, size, rng)
+
+
+def generate_queries(profile: Profile, count: int, seed: int = 2) -> sp.csr_matrix:
+    return _generate(profile.queries, profile.vocab_size, count, np.random.default_rng(seed))

@@ -1,0 +1,38 @@
+"""Synthetic corpora keep the fitted statistics of the vectors they imitate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from eval.bench.synthetic import Profile, fit_profile, generate_documents, generate_queries
+
+
+def test_generated_vectors_follow_the_fitted_profile(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    vocab = 300
+    popularity = 1.0 / np.arange(1, vocab + 1)  # Zipf-like term frequencies
+    rows = []
+    for _ in range(2000):
+        terms = np.unique(rng.choice(vocab, size=rng.integers(20, 60), p=popularity / popularity.sum()))
+        rows.append(
+            sp.csr_matrix(
+                (rng.gamma(2.0, 0.5, len(terms)).astype(np.float32), (np.zeros(len(terms)), terms)), shape=(1, vocab)
+            )
+        )
+    real = sp.vstack(rows, format="csr")
+    profile = fit_profile(real, real[:300])
+    profile.save(tmp_path / "p.json")
+    profile = Profile.load(tmp_path / "p.json")
+    shards = list(generate_documents(profile, 3000, shard_size=1000))
+    assert [len(ids) for ids, _ in shards] == [1000, 1000, 1000] and shards[1][0][0] == "s1000"
+    fake = sp.vstack([m for _, m in shards], format="csr")
+    real_len, fake_len = np.diff(real.indptr).mean(), np.diff(fake.indptr).mean()
+    assert abs(fake_len - real_len) / real_len < 0.15  # duplicates merged: a little shorter
+    real_df, fake_df = np.bincount(real.indices, minlength=vocab), np.bincount(fake.indices, minlength=vocab)
+    assert np.corrcoef(real_df, fake_df)[0, 1] > 0.95
+    assert abs(np.median(fake.data) - np.median(real.data)) / np.median(real.data) < 0.1
+    queries = generate_queries(profile, 50)
+    assert queries.shape == (50, vocab) and queries.has_sorted_indices and (queries.data > 0).all()
