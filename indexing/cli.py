@@ -56,6 +56,7 @@ def search(
     query_terms: Annotated[
         int | None, typer.Option(min=1, help="Approximate: keep the heaviest query terms only.")
     ] = None,
+    rerank: Annotated[int, typer.Option(min=0, help="Approximate: rescore this many candidates exactly (CPU).")] = 0,
     encode_device: Annotated[str, typer.Option(help="Device for the query encoder.")] = "auto",
     tag: Annotated[str, typer.Option(help="Run tag.")] = "lsr",
 ) -> None:
@@ -64,7 +65,7 @@ def search(
 
     from eval.runs import write_run
     from indexing.sparse.format import SparseIndex
-    from indexing.sparse.search import Searcher
+    from indexing.sparse.search import Searcher, to_run
     from lsr.data.beir import read_queries
     from lsr.data.textio import TextSource
     from lsr.errors import LsrError
@@ -77,7 +78,6 @@ def search(
     texts = read_queries(TextSource(queries))
     ids = list(texts)
     vectors = encoder.encode_query([texts[q] for q in ids], show_progress=True)
-    searcher = Searcher(opened)
     started = time.perf_counter()
     if device == "cuda":
         from numba import cuda
@@ -86,15 +86,42 @@ def search(
 
         if not cuda.is_available():
             raise LsrError("--device cuda: no CUDA GPU is visible")
-        if query_terms is not None:
-            raise LsrError("--query-terms is a CPU option")
+        if query_terms is not None or rerank:
+            raise LsrError("--query-terms and --rerank are CPU options")
         hits = GpuSearcher(opened).search(vectors, k=k, budget=budget)
     elif device == "cpu":
-        hits = searcher.search(vectors, k=k, budget=budget, query_terms=query_terms)
+        hits = Searcher(opened).search(vectors, k=k, budget=budget, query_terms=query_terms, rerank=rerank)
     else:
         raise LsrError(f"--device must be cpu or cuda, not {device!r}")
     seconds = time.perf_counter() - started
-    write_run(searcher.to_run(ids, *hits), output, tag=tag)
+    write_run(to_run(opened, ids, *hits), output, tag=tag)
     console.print(
         f"{len(ids):,} queries in {seconds:.2f} s ({1000 * seconds / max(len(ids), 1):.2f} ms/query), run at {output}"
     )
+
+
+export_app = typer.Typer(help="Export vectors to other engines.", no_args_is_help=True)
+
+
+@export_app.command("lucene")
+def export_lucene(
+    vectors: Annotated[Path, typer.Option(help="Sparse vectors folder from `lsr encode`.")],
+    output: Annotated[Path, typer.Option(help="JsonVectorCollection folder to write.")],
+    index_dir: Annotated[Path | None, typer.Option("--index", help="Also build an Anserini impact index here.")] = None,
+    threads: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Write vectors as Anserini's JsonVectorCollection (impacts = round(100 w), model tokens as terms)."""
+    from transformers import AutoTokenizer
+
+    from indexing.lucene.impact import build_impact_index, token_names, write_json_vectors
+    from lsr.encode.shards import Manifest, iter_shards
+    from lsr.models.hub import resolve_model
+
+    manifest = Manifest.load(vectors)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(manifest.model))
+    tokens = token_names(tokenizer.convert_ids_to_tokens(list(range(manifest.dimension))), manifest.dimension)
+    count = write_json_vectors(iter_shards(vectors), output, tokens)
+    console.print(f"{count:,} documents written to {output}")
+    if index_dir is not None:
+        seconds = build_impact_index(output, index_dir, threads)
+        console.print(f"Anserini impact index at {index_dir} ({seconds:.1f} s)")

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from eval.bench.cli import app as bench_app
 from eval.cli import app as eval_app
-from indexing.cli import index, search
+from indexing.cli import export_app, index, search
 from lsr.data.cli import app as data_app
 from lsr.demo import demo
 from lsr.encode.cli import app as encode_app
@@ -29,6 +29,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
 app.add_typer(encode_app, name="encode")
 app.add_typer(bench_app, name="bench")
+app.add_typer(export_app, name="export")
 app.command("demo")(demo)
 app.command("index")(index)
 app.command("search")(search)

@@ -34,6 +34,8 @@ COMMANDS = [
     ["bench", "search"],
     ["bench", "compare"],
     ["bench", "synthetic"],
+    ["export"],
+    ["export", "lucene"],
 ]
 
 

@@ -235,3 +235,40 @@ def test_compare_with_lucene_and_seismic_on_the_same_vectors() -> None:
     assert rows["seismic", "query_cut=30 heap_factor=1.0"]["recall@10"] > 0.8
     assert rows["lsr", "budget=5 rerank=20"]["recall@10"] < 1.0
     assert set(result["build_s"]) == {"lsr", "lucene-impact", "seismic"}
+
+
+def test_export_to_lucene_and_search_it(beir_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyserini")
+    from indexing.lucene.impact import ImpactSearcher, quantise
+    from lsr.data.beir import corpus_source
+    from lsr.encode.corpus import encode_corpus
+    from lsr.encode.shards import iter_shards
+    from lsr.models import SpladeEncoder
+
+    model = tiny_bert(tmp_path / "bert")
+    encoder = SpladeEncoder.from_pretrained(model, device="cpu")
+    encode_corpus(encoder, str(model), corpus_source(beir_dir), tmp_path / "vec")
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "lucene",
+            "--vectors",
+            str(tmp_path / "vec"),
+            "--output",
+            str(tmp_path / "jv"),
+            "--index",
+            str(tmp_path / "lucene"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    first = json.loads((tmp_path / "jv" / "part-00000.jsonl").read_text().splitlines()[0])
+    assert first["id"] == "d1" and all(isinstance(v, int) and v > 0 for v in first["vector"].values())
+    assert set(first["vector"]) <= set(encoder.vocabulary)  # terms are the model's own tokens
+    queries = quantise(encoder.encode_query(["inverted index postings"]))
+    lucene = ImpactSearcher(tmp_path / "lucene", encoder.vocabulary).search(queries, 0, 5)
+    shards = [(ids, quantise(vectors)) for ids, vectors in iter_shards(tmp_path / "vec")]
+    build_index(lambda: shards, tmp_path / "idx", "m", "splade")  # the same impacts in lsr's index
+    opened = SparseIndex.open(tmp_path / "idx")
+    docs, _, sizes = Searcher(opened).search(queries, k=5)
+    assert lucene == [opened.doc_id(int(d)) for d in docs[0, : sizes[0]]]

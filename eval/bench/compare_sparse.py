@@ -10,9 +10,7 @@ recall@10, build time and index size.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -25,20 +23,10 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from eval.bench.search import recall_at
+from indexing.lucene.impact import ImpactSearcher, build_impact_index, quantise, token_names, write_json_vectors
 from indexing.sparse.build import build_index
 from indexing.sparse.format import SparseIndex
 from indexing.sparse.search import Searcher
-
-SCALE = 100
-
-
-def quantise(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """Integer weights ``round(100 w)`` as float32, zeros dropped."""
-    out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    out.data = np.rint(out.data * SCALE).astype(np.float32)
-    out.eliminate_zeros()
-    out.sort_indices()
-    return out
 
 
 def _folder_size(folder: Path) -> int:
@@ -63,68 +51,6 @@ def _row(system: str, setting: str, batch_s: float, n: int, latency: dict[str, f
         **latency,
         "recall@10": recall,
     }
-
-
-class LuceneImpact:
-    """Anserini's impact index and searcher over ``JsonVectorCollection`` documents (``t<id>`` tokens)."""
-
-    def __init__(self, ids: list[str], docs: sp.csr_matrix, folder: Path, threads: int) -> None:
-        from indexing.lucene.jvm import lucene_search_module
-
-        lucene_search_module()
-        from jnius import autoclass
-
-        collection = folder / "collection"
-        collection.mkdir(parents=True)
-        with open(collection / "docs.jsonl", "w") as out:
-            for row, doc_id in enumerate(ids):
-                start, end = docs.indptr[row], docs.indptr[row + 1]
-                vector = {f"t{t}": int(w) for t, w in zip(docs.indices[start:end], docs.data[start:end], strict=True)}
-                out.write(json.dumps({"id": doc_id, "contents": "", "vector": vector}) + "\n")
-        started = time.perf_counter()
-        autoclass("io.anserini.index.IndexCollection").main(
-            [
-                "-collection",
-                "JsonVectorCollection",
-                "-input",
-                str(collection),
-                "-index",
-                str(folder / "index"),
-                "-generator",
-                "DefaultLuceneDocumentGenerator",
-                "-impact",
-                "-pretokenized",
-                "-threads",
-                str(threads),
-                "-quiet",
-            ]
-        )
-        self.build_s = time.perf_counter() - started
-        shutil.rmtree(collection)
-        self.size = _folder_size(folder / "index")
-        self.searcher = autoclass("io.anserini.search.SimpleImpactSearcher")(str(folder / "index"))
-        self._map = autoclass("java.util.HashMap")
-        self._list = autoclass("java.util.ArrayList")
-        self._int = autoclass("java.lang.Integer")
-        self.threads = threads
-
-    def _query(self, queries: sp.csr_matrix, row: int):  # noqa: ANN202 - a Java map
-        jmap = self._map()
-        start, end = queries.indptr[row], queries.indptr[row + 1]
-        for t, w in zip(queries.indices[start:end], queries.data[start:end], strict=True):
-            jmap.put(f"t{t}", self._int(int(w)))
-        return jmap
-
-    def batch(self, queries: sp.csr_matrix, k: int) -> list[list[str]]:
-        jqueries, jids = self._list(), self._list()
-        for row in range(queries.shape[0]):
-            jqueries.add(self._query(queries, row))
-            jids.add(str(row))
-        results = self.searcher.batch_search(jqueries, jids, k, self.threads)
-        return [[hit.docid for hit in results.get(str(row))] for row in range(queries.shape[0])]
-
-    def one(self, queries: sp.csr_matrix, row: int, k: int) -> list[str]:
-        return [hit.docid for hit in self.searcher.search(self._query(queries, row), k)]
 
 
 def _by_query(results: list[list[tuple[str, float, str]]], n: int) -> list[list[str]]:
@@ -187,18 +113,17 @@ def compare(
         sizes_mib = {"lsr": _folder_size(Path(tmp) / "lsr") / 2**20}
         builds = {"lsr": lsr_build}
         if lucene:
-            engine = LuceneImpact(ids, docs, Path(tmp) / "lucene", threads)
+            tokens = token_names(None, docs.shape[1])
+            write_json_vectors([(ids, docs)], Path(tmp) / "collection", tokens)
+            builds["lucene-impact"] = build_impact_index(Path(tmp) / "collection", Path(tmp) / "lucene", threads)
+            engine = ImpactSearcher(Path(tmp) / "lucene", tokens, threads)
             engine.batch(queries[:2], k)
             started = time.perf_counter()
             found = engine.batch(queries, k)
             batch = time.perf_counter() - started
-            rows.append(
-                _row(
-                    "lucene-impact", "exact", batch, n, _latency(lambda r: engine.one(queries, r, k), n), recall(found)
-                )
-            )
-            sizes_mib["lucene-impact"] = engine.size / 2**20
-            builds["lucene-impact"] = engine.build_s
+            lat = _latency(lambda r: engine.search(queries, r, k), n)
+            rows.append(_row("lucene-impact", "exact", batch, n, lat, recall(found)))
+            sizes_mib["lucene-impact"] = _folder_size(Path(tmp) / "lucene") / 2**20
         seismic_index, builds["seismic"] = _seismic(ids, docs, threads)
         import seismic
 

@@ -265,15 +265,13 @@ class Searcher:
             numba.set_num_threads(previous)
         return out_docs, out_scores, sizes
 
-    def to_run(self, query_ids: list[str], docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> Run:
-        """Turn :meth:`search` output into a run ``{query_id: {doc_id: score}}``."""
-        return {
-            qid: {
-                self.index.doc_id(int(d)): float(s)
-                for d, s in zip(docs[i, : sizes[i]], scores[i, : sizes[i]], strict=True)
-            }
-            for i, qid in enumerate(query_ids)
-        }
+
+def to_run(index: SparseIndex, query_ids: list[str], docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> Run:
+    """Search output (document numbers, scores, hit counts; CPU or GPU) as a run ``{query_id: {doc_id: score}}``."""
+    return {
+        qid: {index.doc_id(int(d)): float(s) for d, s in zip(docs[i, : sizes[i]], scores[i, : sizes[i]], strict=True)}
+        for i, qid in enumerate(query_ids)
+    }
 
 
 def brute_force(matrix: sp.csr_matrix, queries: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
