@@ -37,9 +37,19 @@ def codebook(kind: str, max_weight: float) -> np.ndarray:
 
 
 def encode_weights(weights: np.ndarray, kind: str, max_weight: float) -> np.ndarray:
+    """Codes for positive weights; a positive weight never gets code 0 (weight 0), so every posting counts."""
     if kind == "float16":
-        return weights.astype(np.float16).view(np.uint16)
-    return np.clip(np.rint(weights / (max_weight / 255)), 0, 255).astype(np.uint8)
+        half = weights.astype(np.float16)
+        half[half == 0] = np.float16(2.0**-24)  # below float16's range: the smallest positive value instead
+        return half.view(np.uint16)
+    return np.clip(np.rint(weights / (max_weight / 255)), 1, 255).astype(np.uint8)
+
+
+def _without_zeros(vectors: sp.csr_matrix) -> sp.csr_matrix:
+    if np.any(vectors.data == 0):
+        vectors = vectors.copy()
+        vectors.eliminate_zeros()
+    return vectors
 
 
 @njit(parallel=True, cache=True)
@@ -69,6 +79,7 @@ def build_index(shards: Shards, output: str | Path, model: str, model_kind: str,
     for ids, vectors in tqdm(shards(), desc="index: count", unit=" shards"):
         if not sp.issparse(vectors):
             raise LsrError("these vectors are dense; a sparse index needs a sparse encoder's shards")
+        vectors = _without_zeros(sp.csr_matrix(vectors))
         if np.any(vectors.data < 0):
             raise LsrError("sparse vectors with negative weights cannot be indexed for dot-product search")
         if counts is None:
@@ -98,6 +109,7 @@ def build_index(shards: Shards, output: str | Path, model: str, model_kind: str,
         id_offsets = np.zeros(num_docs + 1, dtype=np.int64)
         with open(tmp / "doc_ids.bin", "wb") as id_file:
             for ids, vectors in tqdm(shards(), desc="index: write", unit=" shards"):
+                vectors = _without_zeros(sp.csr_matrix(vectors))
                 csc = vectors.tocsc()
                 csc.sort_indices()
                 terms = np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))
