@@ -67,7 +67,9 @@ def idf_query_bench(
 @app.command("search")
 def search_bench(
     index: Annotated[Path, typer.Option(help="Index folder from `lsr index`.")],
-    queries: Annotated[Path, typer.Option(help="BEIR folder (its queries are used) or queries.jsonl.")],
+    queries: Annotated[
+        Path, typer.Option(help="BEIR folder or queries.jsonl (encoded with the index's model), or .npz vectors.")
+    ],
     k: Annotated[int, typer.Option(min=1)] = 10,
     budget: Annotated[
         list[int] | None, typer.Option(help="Pruning budget (postings per term); repeat for several.")
@@ -75,6 +77,8 @@ def search_bench(
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
 ) -> None:
     """ms/query of exact search (batch and single-query p50/p99) and recall@10 of pruned search."""
+    import scipy.sparse as sp
+
     from eval.bench.search import bench_search
     from indexing.sparse.format import SparseIndex
     from lsr.data.beir import BeirDataset, read_queries
@@ -82,8 +86,11 @@ def search_bench(
     from lsr.models import load_encoder
 
     opened = SparseIndex.open(index)
-    texts = BeirDataset(queries).queries() if queries.is_dir() else read_queries(TextSource(queries))
-    vectors = load_encoder(opened.meta.model, device="cpu").encode_query(list(texts.values()))
+    if queries.suffix == ".npz":
+        vectors = sp.load_npz(queries)
+    else:
+        texts = BeirDataset(queries).queries() if queries.is_dir() else read_queries(TextSource(queries))
+        vectors = load_encoder(opened.meta.model, device="cpu").encode_query(list(texts.values()))
     result = bench_search(opened, vectors, k, tuple(budget or ()))
     _report(result, output)
 

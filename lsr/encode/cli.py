@@ -37,6 +37,8 @@ def encode(
     from lsr.encode.corpus import encode_corpus
     from lsr.models import load_encoder
 
+    if Path(model).is_dir():  # the manifest must name the model from anywhere, not relative to this directory
+        model = str(Path(model).resolve())
     encoder = load_encoder(model, device=device, dtype=dtype, **({"max_length": max_length} if max_length else {}))
     manifest = encode_corpus(encoder, model, corpus_source(corpus), output, shard_size, batch_size)
     console.print(f"{manifest.documents:,} documents in {len(manifest.shards)} shard(s) at {output}")

@@ -1,0 +1,97 @@
+"""GPU batch search against the card's memory-bandwidth limit, on a synthetic corpus fitted to SPLADE.
+
+The bound: a query must at least read its terms' postings once (4-byte document
+number + 2-byte weight code each), so ``bytes read per query / bandwidth`` is the
+fastest it could possibly run; the reported fraction is that bound divided by the
+measured time per query. The CPU kernel is timed on the same index and queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.bench.synthetic import Profile, generate_documents, generate_queries
+from indexing.sparse.build import build_index
+from indexing.sparse.format import SparseIndex
+from indexing.sparse.search import Searcher
+
+BYTES_PER_POSTING = 6
+
+
+def measure(index: SparseIndex, queries, k: int, batch_size: int, bandwidth_gbs: float) -> dict[str, Any]:  # noqa: ANN001
+    import torch
+
+    from indexing.sparse.gpu import GpuSearcher
+
+    lengths = np.diff(np.asarray(index.offsets))
+    postings = np.array(
+        [lengths[queries.indices[queries.indptr[i] : queries.indptr[i + 1]]].sum() for i in range(queries.shape[0])]
+    )
+    gpu = GpuSearcher(index, batch_size=batch_size)
+    gpu.search(queries[:batch_size], k=k)
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    gpu_docs, _, _ = gpu.search(queries, k=k)
+    torch.cuda.synchronize()
+    gpu_s = (time.perf_counter() - started) / queries.shape[0]
+    cpu = Searcher(index)
+    cpu.search(queries[:2], k=k)
+    started = time.perf_counter()
+    cpu_docs, _, _ = cpu.search(queries, k=k)
+    cpu_s = (time.perf_counter() - started) / queries.shape[0]
+    bound_s = postings.mean() * BYTES_PER_POSTING / (bandwidth_gbs * 1e9)
+    return {
+        "documents": index.num_docs,
+        "postings": index.meta.nnz,
+        "queries": queries.shape[0],
+        "k": k,
+        "batch_size": batch_size,
+        "postings_per_query": float(postings.mean()),
+        "gpu_ms_per_query": 1000 * gpu_s,
+        "cpu_ms_per_query": 1000 * cpu_s,
+        "cpu_threads": cpu.threads,
+        "bandwidth_bound_ms_per_query": 1000 * bound_s,
+        "fraction_of_bandwidth_bound": bound_s / gpu_s,
+        "gpu_cpu_top10_agreement": float((gpu_docs == cpu_docs).mean()),
+        "device": torch.cuda.get_device_name(),
+        "bandwidth_gbs": bandwidth_gbs,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", type=Path, required=True, help="profile.json from `lsr bench synthetic`")
+    parser.add_argument("--documents", type=int, required=True)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--bandwidth-gbs", type=float, required=True, help="the card's memory bandwidth, GB/s")
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+    profile = Profile.load(args.profile)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        build_index(lambda: generate_documents(profile, args.documents), Path(tmp) / "idx", "synthetic", "splade")
+        build_s = time.perf_counter() - started
+        result = measure(
+            SparseIndex.open(Path(tmp) / "idx", verify=False),
+            generate_queries(profile, args.queries),
+            args.k,
+            args.batch_size,
+            args.bandwidth_gbs,
+        )
+    result["generate_and_build_s"] = build_s
+    print(json.dumps(result, indent=2))
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
