@@ -14,6 +14,20 @@ app = typer.Typer(help="Benchmarks against the real competitors, in the same run
 console = Console()
 
 
+def _query_vectors(queries: Path, model: str):  # noqa: ANN202 - a scipy CSR matrix
+    """Query vectors from a ``.npz`` file, or a BEIR folder / queries file encoded with ``model``."""
+    import scipy.sparse as sp
+
+    from lsr.data.beir import BeirDataset, read_queries
+    from lsr.data.textio import TextSource
+    from lsr.models import load_encoder
+
+    if queries.suffix == ".npz":
+        return sp.load_npz(queries)
+    texts = BeirDataset(queries).queries() if queries.is_dir() else read_queries(TextSource(queries))
+    return load_encoder(model, device="cpu").encode_query(list(texts.values()))
+
+
 def _report(result: dict, output: Path | None) -> None:
     """Print a benchmark's result, and keep it as JSON when asked."""
     console.print_json(json.dumps(result))
@@ -77,21 +91,11 @@ def search_bench(
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
 ) -> None:
     """ms/query of exact search (batch and single-query p50/p99) and recall@10 of pruned search."""
-    import scipy.sparse as sp
-
     from eval.bench.search import bench_search
     from indexing.sparse.format import SparseIndex
-    from lsr.data.beir import BeirDataset, read_queries
-    from lsr.data.textio import TextSource
-    from lsr.models import load_encoder
 
     opened = SparseIndex.open(index)
-    if queries.suffix == ".npz":
-        vectors = sp.load_npz(queries)
-    else:
-        texts = BeirDataset(queries).queries() if queries.is_dir() else read_queries(TextSource(queries))
-        vectors = load_encoder(opened.meta.model, device="cpu").encode_query(list(texts.values()))
-    result = bench_search(opened, vectors, k, tuple(budget or ()))
+    result = bench_search(opened, _query_vectors(queries, opened.meta.model), k, tuple(budget or ()))
     _report(result, output)
 
 
@@ -109,20 +113,14 @@ def compare_bench(
     import scipy.sparse as sp
 
     from eval.bench.compare_sparse import compare
-    from lsr.data.beir import BeirDataset
     from lsr.encode.shards import Manifest, iter_shards
-    from lsr.models import load_encoder
 
     ids: list[str] = []
     parts = []
     for shard_ids, shard in iter_shards(vectors):
         ids += shard_ids
         parts.append(shard)
-    if queries.suffix == ".npz":
-        query_vectors = sp.load_npz(queries)
-    else:
-        encoder = load_encoder(Manifest.load(vectors).model, device="cpu")
-        query_vectors = encoder.encode_query(list(BeirDataset(queries).queries().values()))
+    query_vectors = _query_vectors(queries, Manifest.load(vectors).model)
     _report(compare(ids, sp.vstack(parts, format="csr"), query_vectors, k=k, lucene=lucene), output)
 
 
