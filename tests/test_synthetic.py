@@ -36,3 +36,12 @@ def test_generated_vectors_follow_the_fitted_profile(tmp_path: Path) -> None:
     assert abs(np.median(fake.data) - np.median(real.data)) / np.median(real.data) < 0.1
     queries = generate_queries(profile, 50)
     assert queries.shape == (50, vocab) and queries.has_sorted_indices and (queries.data > 0).all()
+
+
+def test_parallel_generation_makes_the_same_shards(tmp_path: Path) -> None:
+    real = sp.random(400, 200, density=0.1, random_state=3, format="csr", dtype=np.float32)
+    profile = fit_profile(real, real[:50])
+    serial = list(generate_documents(profile, 900, shard_size=300))
+    parallel = list(generate_documents(profile, 900, shard_size=300, workers=2))
+    assert [ids for ids, _ in serial] == [ids for ids, _ in parallel]
+    assert all((a != b).nnz == 0 for (_, a), (_, b) in zip(serial, parallel, strict=True))

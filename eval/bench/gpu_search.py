@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,25 @@ from indexing.sparse.search import Searcher
 BYTES_PER_POSTING = 6
 
 
-def measure(index: SparseIndex, queries, k: int, batch_size: int, bandwidth_gbs: float) -> dict[str, Any]:  # noqa: ANN001
+def _timed_gpu(gpu, queries, k: int) -> tuple[float, np.ndarray]:  # noqa: ANN001
+    import torch
+
+    gpu.search(queries[: gpu.batch_size], k=k)  # compile and warm up
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    docs, _, _ = gpu.search(queries, k=k)
+    torch.cuda.synchronize()
+    return (time.perf_counter() - started) / queries.shape[0], docs
+
+
+def measure(
+    index: SparseIndex,
+    queries,
+    k: int,
+    batch_sizes: list[int],
+    bandwidth_gbs: float,  # noqa: ANN001
+) -> dict[str, Any]:
+    """GPU time per query at each batch size against the bandwidth bound; CPU exact time on the same queries."""
     import torch
 
     from indexing.sparse.gpu import GpuSearcher
@@ -34,32 +52,35 @@ def measure(index: SparseIndex, queries, k: int, batch_size: int, bandwidth_gbs:
     postings = np.array(
         [lengths[queries.indices[queries.indptr[i] : queries.indptr[i + 1]]].sum() for i in range(queries.shape[0])]
     )
-    gpu = GpuSearcher(index, batch_size=batch_size)
-    gpu.search(queries[:batch_size], k=k)
-    torch.cuda.synchronize()
-    started = time.perf_counter()
-    gpu_docs, _, _ = gpu.search(queries, k=k)
-    torch.cuda.synchronize()
-    gpu_s = (time.perf_counter() - started) / queries.shape[0]
+    bound_s = postings.mean() * BYTES_PER_POSTING / (bandwidth_gbs * 1e9)
     cpu = Searcher(index)
     cpu.search(queries[:2], k=k)
     started = time.perf_counter()
     cpu_docs, _, _ = cpu.search(queries, k=k)
     cpu_s = (time.perf_counter() - started) / queries.shape[0]
-    bound_s = postings.mean() * BYTES_PER_POSTING / (bandwidth_gbs * 1e9)
+    gpu = GpuSearcher(index)
+    rows = []
+    for size in batch_sizes:
+        gpu.batch_size = size
+        gpu_s, gpu_docs = _timed_gpu(gpu, queries, k)
+        rows.append(
+            {
+                "batch_size": size,
+                "gpu_ms_per_query": 1000 * gpu_s,
+                "fraction_of_bandwidth_bound": bound_s / gpu_s,
+                "gpu_cpu_top10_agreement": float((gpu_docs == cpu_docs).mean()),
+            }
+        )
     return {
         "documents": index.num_docs,
         "postings": index.meta.nnz,
         "queries": queries.shape[0],
         "k": k,
-        "batch_size": batch_size,
         "postings_per_query": float(postings.mean()),
-        "gpu_ms_per_query": 1000 * gpu_s,
+        "bandwidth_bound_ms_per_query": 1000 * bound_s,
         "cpu_ms_per_query": 1000 * cpu_s,
         "cpu_threads": cpu.threads,
-        "bandwidth_bound_ms_per_query": 1000 * bound_s,
-        "fraction_of_bandwidth_bound": bound_s / gpu_s,
-        "gpu_cpu_top10_agreement": float((gpu_docs == cpu_docs).mean()),
+        "gpu": rows,
         "device": torch.cuda.get_device_name(),
         "bandwidth_gbs": bandwidth_gbs,
     }
@@ -69,25 +90,33 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", type=Path, required=True, help="profile.json from `lsr bench synthetic`")
     parser.add_argument("--documents", type=int, required=True)
+    parser.add_argument("--index", type=Path, required=True, help="index folder: built here unless it exists")
+    parser.add_argument("--build-only", action="store_true", help="build the index and stop (for time-limited hosts)")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--bandwidth-gbs", type=float, required=True, help="the card's memory bandwidth, GB/s")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--bandwidth-gbs", type=float, help="the card's memory bandwidth, GB/s")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     profile = Profile.load(args.profile)
-    with tempfile.TemporaryDirectory() as tmp:
+    if not (args.index / "meta.json").exists():
         started = time.perf_counter()
-        build_index(lambda: generate_documents(profile, args.documents), Path(tmp) / "idx", "synthetic", "splade")
-        build_s = time.perf_counter() - started
-        result = measure(
-            SparseIndex.open(Path(tmp) / "idx", verify=False),
-            generate_queries(profile, args.queries),
-            args.k,
-            args.batch_size,
-            args.bandwidth_gbs,
+        workers = os.cpu_count() or 1
+        build_index(
+            lambda: generate_documents(profile, args.documents, workers=workers), args.index, "synthetic", "splade"
         )
-    result["generate_and_build_s"] = build_s
+        print(f"generated and indexed {args.documents:,} documents in {time.perf_counter() - started:.0f} s")
+    if args.build_only:
+        return
+    if args.bandwidth_gbs is None:
+        parser.error("--bandwidth-gbs is needed to measure")
+    result = measure(
+        SparseIndex.open(args.index, verify=False),
+        generate_queries(profile, args.queries),
+        args.k,
+        args.batch_sizes,
+        args.bandwidth_gbs,
+    )
     print(json.dumps(result, indent=2))
     if args.output:
         args.output.write_text(json.dumps(result, indent=2))

@@ -37,19 +37,30 @@ def _zero(scores):  # noqa: ANN001 - device arrays
 
 
 @cuda.jit
-def _accumulate(rows, terms, weights, offsets, docs, codes, table, budget, scores):  # noqa: ANN001
-    pair = cuda.blockIdx.x
-    term = terms[pair]
-    start = offsets[term]
-    end = offsets[term + 1]
-    if budget > 0 and end - start > budget:
-        end = start + budget
+def _accumulate(chunk_pair, chunk_first, chunk_last, rows, weights, docs, codes, table, scores):  # noqa: ANN001
+    chunk = cuda.blockIdx.x
+    pair = chunk_pair[chunk]
     row = rows[pair]
     weight = weights[pair]
-    first = start + cuda.blockIdx.y * POSTINGS_PER_BLOCK
-    last = min(first + POSTINGS_PER_BLOCK, end)
-    for p in range(first + cuda.threadIdx.x, last, cuda.blockDim.x):
-        cuda.atomic.add(scores, (row, docs[p]), weight * table[codes[p]])
+    for p in range(chunk_first[chunk] + cuda.threadIdx.x, chunk_last[chunk], cuda.blockDim.x):
+        cuda.atomic.add(scores, (row, docs[p]), weight * table[codes[p]])  # pragma: no cover - device code
+
+
+def _chunks(terms: np.ndarray, offsets: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split every (query, term) pair's postings into blocks of at most ``POSTINGS_PER_BLOCK``.
+
+    One launch row per block of real work: a grid sized by the longest list would launch mostly
+    idle blocks, since posting lengths span five orders of magnitude.
+    """
+    start = offsets[terms]
+    end = offsets[terms + 1]
+    if budget > 0:
+        end = np.minimum(end, start + budget)
+    counts = -(-(end - start) // POSTINGS_PER_BLOCK)
+    pair = np.repeat(np.arange(len(terms), dtype=np.int32), counts)
+    within = np.arange(len(pair), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    first = start[pair] + within * POSTINGS_PER_BLOCK
+    return pair, first, np.minimum(first + POSTINGS_PER_BLOCK, end[pair])
 
 
 def _top_k_host(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,11 +99,10 @@ class GpuSearcher:
     def __init__(self, index: SparseIndex, batch_size: int = 64) -> None:
         self.index = index
         self.batch_size = batch_size
-        self.offsets = cuda.to_device(np.ascontiguousarray(index.offsets))
         self.docs = cuda.to_device(np.ascontiguousarray(index.docs))
         self.codes = cuda.to_device(np.ascontiguousarray(index.codes))
         self.table = cuda.to_device(index.codebook)
-        self._longest = int(np.diff(np.asarray(index.offsets)).max(initial=0))
+        self._host_offsets = np.asarray(index.offsets)
 
     def search(self, queries: sp.csr_matrix, k: int = 10, budget: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         queries = sp.csr_matrix(queries, dtype=np.float32)
@@ -110,18 +120,17 @@ class GpuSearcher:
         rows = np.repeat(np.arange(queries.shape[0], dtype=np.int32), np.diff(queries.indptr))
         scores = cuda.device_array((queries.shape[0], self.index.num_docs), dtype=np.float32)
         _zero[math.ceil(scores.size / THREADS), THREADS](scores)
-        if queries.nnz:
-            longest = min(self._longest, budget) if budget > 0 else self._longest
-            grid = (queries.nnz, max(1, math.ceil(longest / POSTINGS_PER_BLOCK)))
-            _accumulate[grid, THREADS](
+        pair, first, last = _chunks(queries.indices, self._host_offsets, budget)
+        if len(pair):
+            _accumulate[len(pair), THREADS](
+                cuda.to_device(pair),
+                cuda.to_device(first),
+                cuda.to_device(last),
                 cuda.to_device(rows),
-                cuda.to_device(queries.indices.astype(np.int32)),
                 cuda.to_device(queries.data),
-                self.offsets,
                 self.docs,
                 self.codes,
                 self.table,
-                budget,
                 scores,
             )
         if config.ENABLE_CUDASIM:

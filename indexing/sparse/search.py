@@ -24,59 +24,9 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from eval.runs import Run
+from indexing.sparse.dynamic import search_dynamic_batch
 from indexing.sparse.format import SparseIndex
-
-
-@njit(inline="always")
-def _worse(score_a: float, doc_a: int, score_b: float, doc_b: int) -> bool:
-    return score_a < score_b or (score_a == score_b and doc_a > doc_b)
-
-
-@njit(nogil=True, cache=True)
-def _sift_down(heap_scores: np.ndarray, heap_docs: np.ndarray, size: int, i: int) -> None:
-    while True:
-        child = 2 * i + 1
-        if child >= size:
-            return
-        if child + 1 < size and _worse(
-            heap_scores[child + 1], heap_docs[child + 1], heap_scores[child], heap_docs[child]
-        ):
-            child += 1
-        if not _worse(heap_scores[child], heap_docs[child], heap_scores[i], heap_docs[i]):
-            return
-        heap_scores[i], heap_scores[child] = heap_scores[child], heap_scores[i]
-        heap_docs[i], heap_docs[child] = heap_docs[child], heap_docs[i]
-        i = child
-
-
-@njit(nogil=True, cache=True)
-def _select(scores, touched, n_touched, k, out_docs, out_scores) -> int:
-    """Top ``k`` of the touched documents into ``out_*`` (best first); resets their scores to zero."""
-    size = 0
-    for j in range(n_touched):
-        doc = touched[j]
-        score = scores[doc]
-        scores[doc] = 0.0
-        if size < k:
-            out_scores[size] = score
-            out_docs[size] = doc
-            size += 1
-            if size == k:
-                for root in range(k // 2 - 1, -1, -1):
-                    _sift_down(out_scores, out_docs, k, root)
-        elif _worse(out_scores[0], out_docs[0], score, doc):
-            out_scores[0] = score
-            out_docs[0] = doc
-            _sift_down(out_scores, out_docs, k, 0)
-    # best first: score descending, document number ascending
-    order = np.argsort(out_docs[:size], kind="mergesort")
-    ranked_docs = out_docs[:size][order].copy()
-    ranked_scores = out_scores[:size][order].copy()
-    order = np.argsort(-ranked_scores, kind="mergesort")
-    for j in range(size):
-        out_docs[j] = ranked_docs[order[j]]
-        out_scores[j] = ranked_scores[order[j]]
-    return size
+from indexing.sparse.topk import rerank_top, select_top
 
 
 @njit(nogil=True, cache=True)
@@ -136,20 +86,25 @@ def _search_one(
                 touched[n_touched] = doc
                 n_touched += 1
     if rerank <= 0:
-        return _select(scores, touched, n_touched, k, out_docs, out_scores)
-    size = _select(scores, touched, n_touched, rerank, cand_docs, cand_scores)
-    for i in range(len(terms)):
-        dense_query[terms[i]] = weights[i]
-    for c in range(size):
-        doc = cand_docs[c]
-        exact = np.float32(0.0)
-        for p in range(fwd_indptr[doc], fwd_indptr[doc + 1]):
-            exact += dense_query[fwd_terms[p]] * table[fwd_codes[p]]
-        scores[doc] = exact
-        touched[c] = doc
-    for i in range(len(terms)):
-        dense_query[terms[i]] = 0.0
-    return _select(scores, touched, size, k, out_docs, out_scores)
+        return select_top(scores, touched, n_touched, k, out_docs, out_scores)
+    return rerank_top(
+        terms,
+        weights,
+        scores,
+        touched,
+        n_touched,
+        rerank,
+        k,
+        out_docs,
+        out_scores,
+        table,
+        fwd_indptr,
+        fwd_terms,
+        fwd_codes,
+        dense_query,
+        cand_docs,
+        cand_scores,
+    )
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -238,14 +193,21 @@ class Searcher:
         budget: int = 0,
         query_terms: int | None = None,
         rerank: int = 0,
+        alpha: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top ``k`` document numbers and scores per query row, and how many of the ``k`` slots are filled.
 
         ``budget`` > 0 reads at most that many postings per term (pruned search); 0 is exact.
         ``rerank`` > 0 rescores that many of the pruned search's best documents exactly.
+        ``alpha`` in (0, 1] switches to dynamic pruning (:mod:`indexing.sparse.dynamic`), rescoring the
+        ``rerank`` best candidates (at least ``k``): smaller ``alpha`` reads fewer postings, losing some recall.
         """
         if rerank and rerank < k:
             raise ValueError(f"rerank ({rerank}) must be at least k ({k})")
+        if alpha is not None and not 0 < alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1], not {alpha}")
+        if alpha is not None and budget:
+            raise ValueError("alpha (dynamic pruning) does not combine with a posting budget")
         if queries.shape[1] != self.index.meta.vocab_size:
             raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
         if np.any(queries.data < 0):
@@ -258,6 +220,29 @@ class Searcher:
         previous = numba.get_num_threads()
         numba.set_num_threads(min(self.threads, max(n, 1)))
         try:
+            if alpha is not None:
+                search_dynamic_batch(
+                    q.indptr.astype(np.int64),
+                    q.indices.astype(np.int32),
+                    q.data,
+                    self.index.offsets,
+                    self.index.docs,
+                    self.index.codes,
+                    self.index.codebook,
+                    np.float32(alpha),
+                    max(rerank, k),
+                    k,
+                    self._scores,
+                    self._touched,
+                    out_docs,
+                    out_scores,
+                    sizes,
+                    self.index.forward_indptr,
+                    self.index.forward_terms,
+                    self.index.forward_codes,
+                    self._query,
+                )
+                return out_docs, out_scores, sizes
             _search_batch(
                 q.indptr.astype(np.int64),
                 q.indices.astype(np.int32),

@@ -1,0 +1,102 @@
+"""Top-k selection shared by the search kernels: a bounded heap over the touched documents, and exact rescoring
+of the best candidates of a pruned accumulation from the forward index.
+
+Ties are broken by the lower document number, the rule :func:`indexing.sparse.search.brute_force` uses,
+so every kernel returns the same list for the same scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(inline="always")
+def _worse(score_a: float, doc_a: int, score_b: float, doc_b: int) -> bool:
+    return score_a < score_b or (score_a == score_b and doc_a > doc_b)
+
+
+@njit(nogil=True, cache=True)
+def _sift_down(heap_scores: np.ndarray, heap_docs: np.ndarray, size: int, i: int) -> None:
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            return
+        if child + 1 < size and _worse(
+            heap_scores[child + 1], heap_docs[child + 1], heap_scores[child], heap_docs[child]
+        ):
+            child += 1
+        if not _worse(heap_scores[child], heap_docs[child], heap_scores[i], heap_docs[i]):
+            return
+        heap_scores[i], heap_scores[child] = heap_scores[child], heap_scores[i]
+        heap_docs[i], heap_docs[child] = heap_docs[child], heap_docs[i]
+        i = child
+
+
+@njit(nogil=True, cache=True)
+def select_top(scores, touched, n_touched, k, out_docs, out_scores) -> int:
+    """Top ``k`` of the touched documents into ``out_*`` (best first); resets their scores to zero."""
+    size = 0
+    for j in range(n_touched):
+        doc = touched[j]
+        score = scores[doc]
+        scores[doc] = 0.0
+        if size < k:
+            out_scores[size] = score
+            out_docs[size] = doc
+            size += 1
+            if size == k:
+                for root in range(k // 2 - 1, -1, -1):
+                    _sift_down(out_scores, out_docs, k, root)
+        elif _worse(out_scores[0], out_docs[0], score, doc):
+            out_scores[0] = score
+            out_docs[0] = doc
+            _sift_down(out_scores, out_docs, k, 0)
+    # best first: score descending, document number ascending
+    order = np.argsort(out_docs[:size], kind="mergesort")
+    ranked_docs = out_docs[:size][order].copy()
+    ranked_scores = out_scores[:size][order].copy()
+    order = np.argsort(-ranked_scores, kind="mergesort")
+    for j in range(size):
+        out_docs[j] = ranked_docs[order[j]]
+        out_scores[j] = ranked_scores[order[j]]
+    return size
+
+
+@njit(nogil=True, cache=True)
+def rerank_top(
+    terms,
+    weights,
+    scores,
+    touched,
+    n_touched,
+    rerank,
+    k,
+    out_docs,
+    out_scores,
+    table,
+    fwd_indptr,
+    fwd_terms,
+    fwd_codes,
+    dense_query,
+    cand_docs,
+    cand_scores,
+) -> int:
+    """Rescore the ``rerank`` best touched documents exactly (forward index), write the top ``k`` to ``out_*``.
+
+    Pruned accumulations miss small contributions; the documents they rank highest still contain the
+    true top k with high probability, and rescoring a few hundred of them costs little.
+    """
+    size = select_top(scores, touched, n_touched, rerank, cand_docs, cand_scores)
+    for i in range(len(terms)):
+        dense_query[terms[i]] = weights[i]
+    for c in range(size):
+        doc = cand_docs[c]
+        exact = np.float32(0.0)
+        for p in range(fwd_indptr[doc], fwd_indptr[doc + 1]):
+            exact += dense_query[fwd_terms[p]] * table[fwd_codes[p]]
+        scores[doc] = exact
+        touched[c] = doc
+    for i in range(len(terms)):
+        dense_query[terms[i]] = 0.0
+    return select_top(scores, touched, size, k, out_docs, out_scores)
