@@ -193,7 +193,8 @@ def train(data: Interactions, config: TrainConfig, output_dir: str | Path, progr
         log.append(row)
     metrics = {**_evaluate(model, data, device), "epochs": config.epochs, "loss": log[-1]["loss"] if log else None}
     metrics["train_seconds_per_epoch"] = float(np.mean(epoch_seconds)) if epoch_seconds else 0.0
-    log.append({"epoch": config.epochs, **{k: v for k, v in metrics.items() if "@" in k}})
+    if log:
+        log[-1].update({k: v for k, v in metrics.items() if "@" in k})
     with atomic_dir(output_dir) as folder:
         extra = {"train": asdict(config), "data": data.source, "users": data.n_users, "items": data.n_items}
         size = save_model(model, folder, masks.masks if masks else None, extra)

@@ -21,7 +21,9 @@ def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     values = inv_sqrt[adjacency.row] * adjacency.data * inv_sqrt[adjacency.col]
     indices = torch.from_numpy(np.vstack([adjacency.row, adjacency.col]).astype(np.int64))
     size = (n_users + n_items, n_users + n_items)
-    return torch.sparse_coo_tensor(indices, torch.from_numpy(values.astype(np.float32)), size).coalesce()
+    return torch.sparse_coo_tensor(
+        indices, torch.from_numpy(values.astype(np.float32)), size, check_invariants=False
+    ).coalesce()
 
 
 class LightGCN(MF):
