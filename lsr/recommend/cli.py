@@ -35,6 +35,10 @@ def train_cmd(
     regrow: Annotated[str, typer.Option(help="DSL regrowth: gradient, momentum or random.")] = "gradient",
     static_mask: Annotated[bool, typer.Option(help="DSL ablation: keep the initial random mask.")] = False,
     eval_every: Annotated[int, typer.Option(help="Also evaluate every K epochs (log.jsonl, recall.png).")] = 0,
+    time_limit: Annotated[
+        float,
+        typer.Option(help="Start no new epoch after this many seconds (0: none); metrics.json says how many ran."),
+    ] = 0.0,
 ) -> None:
     """Train on the train split, evaluate by full ranking on the test split, store the model compactly."""
     from lsr.errors import LsrError
@@ -68,13 +72,15 @@ def train_cmd(
         regrow=regrow,
         static_mask=static_mask,
         eval_every=eval_every,
+        time_limit=time_limit,
         hparams=hparams,
     )
     try:
         metrics = train(interactions, config, output_dir)
     except TypeError as exc:  # a hyper-parameter the backbone does not have, e.g. --layers for mf
         raise LsrError(str(exc)) from None
-    table = Table(title=f"{model}, density {density:g}: test split, {metrics['users']:,} users")
+    title = f"{model}, density {density:g}, {metrics['epochs']} epochs: test split, {metrics['users']:,} users"
+    table = Table(title=title)
     for column in ("k", "recall", "ndcg"):
         table.add_column(column, justify="right")
     for k in (10, 20, 50):

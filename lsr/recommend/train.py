@@ -44,6 +44,7 @@ class TrainConfig:
     regrow: str = "gradient"
     static_mask: bool = False
     eval_every: int = 0
+    time_limit: float = 0.0  # seconds of training after which no new epoch starts (0: none); for leased GPUs
     hparams: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -172,6 +173,7 @@ def train(data: Interactions, config: TrainConfig, output_dir: str | Path, progr
         )
     log: list[dict[str, Any]] = []
     epoch_seconds: list[float] = []
+    began = time.perf_counter()
     for epoch in _progress(range(1, config.epochs + 1), desc=f"{config.model} epochs", disable=not progress):
         model.train()
         _synchronize(device)
@@ -191,7 +193,10 @@ def train(data: Interactions, config: TrainConfig, output_dir: str | Path, progr
         if config.eval_every and epoch % config.eval_every == 0 and epoch < config.epochs:
             row.update(_evaluate(model, data, device))
         log.append(row)
-    metrics = {**_evaluate(model, data, device), "epochs": config.epochs, "loss": log[-1]["loss"] if log else None}
+        if config.time_limit and time.perf_counter() - began > config.time_limit and epoch < config.epochs:
+            break
+    metrics = {**_evaluate(model, data, device), "epochs": len(epoch_seconds), "planned_epochs": config.epochs}
+    metrics["loss"] = log[-1]["loss"] if log else None
     metrics["train_seconds_per_epoch"] = float(np.mean(epoch_seconds)) if epoch_seconds else 0.0
     if log:
         log[-1].update({k: v for k, v in metrics.items() if "@" in k})
