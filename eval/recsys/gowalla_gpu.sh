@@ -23,6 +23,7 @@ DATA=${DATA:-../shared/data/recsys/gowalla}
 LGCN_EPOCHS=${LGCN_EPOCHS:-150}
 MF_EPOCHS=${MF_EPOCHS:-300}
 LIMIT=${LIMIT:-200}
+LR=${LR:-0.001}
 ROWS=("$@")
 [ ${#ROWS[@]} -gt 0 ] || ROWS=(lightgcn-dense lightgcn-dsl0.5 lightgcn-dsl0.2 mf-dense mf-dsl0.5 mf-dsl0.2)
 
@@ -45,7 +46,7 @@ for row in "${ROWS[@]}"; do
   echo "== $row: $epochs epochs, density $density" >&2
   start=$SECONDS
   python -m lsr.recommend train --data "$DATA" --model "$model" \
-    --density "$density" --epochs "$epochs" --device cuda --eval-every 10 --time-limit "$LIMIT" \
+    --density "$density" --epochs "$epochs" --device cuda --lr "$LR" --eval-every 10 --time-limit "$LIMIT" \
     --output-dir "$OUT/gowalla-$row" 2>&1 | tee "$OUT/gowalla-$row.log"
   echo "$row: $((SECONDS - start)) s wall" | tee -a "$OUT/gowalla-$row.log"
 done
