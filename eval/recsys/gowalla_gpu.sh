@@ -11,7 +11,7 @@
 # with loading and evaluation. metrics.json's "epochs" says how many ran ("planned_epochs": how many were
 # planned); DSL's cosine schedule spans the planned epochs. Run two rows per command where commands are
 # capped at 10 minutes. Published LightGCN numbers are after 1000 epochs: raise LGCN_EPOCHS, MF_EPOCHS and
-# LIMIT together to get closer to them.
+# LIMIT together to get closer to them; LR and BATCH override the paper's 0.001 and 2048.
 #
 # Needs: Python 3.10+, torch with CUDA, numpy, scipy, and the CLI's pure-Python wheels typer, click, rich,
 # shellingham, markdown_it_py, mdurl, pygments (tqdm, matplotlib and hnswlib are optional, not used here).
@@ -24,6 +24,7 @@ LGCN_EPOCHS=${LGCN_EPOCHS:-150}
 MF_EPOCHS=${MF_EPOCHS:-300}
 LIMIT=${LIMIT:-200}
 LR=${LR:-0.001}
+BATCH=${BATCH:-2048}
 ROWS=("$@")
 [ ${#ROWS[@]} -gt 0 ] || ROWS=(lightgcn-dense lightgcn-dsl0.5 lightgcn-dsl0.2 mf-dense mf-dsl0.5 mf-dsl0.2)
 
@@ -46,7 +47,7 @@ for row in "${ROWS[@]}"; do
   echo "== $row: $epochs epochs, density $density" >&2
   start=$SECONDS
   python -m lsr.recommend train --data "$DATA" --model "$model" \
-    --density "$density" --epochs "$epochs" --device cuda --lr "$LR" --eval-every 10 --time-limit "$LIMIT" \
+    --density "$density" --epochs "$epochs" --device cuda --lr "$LR" --batch-size "$BATCH" --eval-every 10 --time-limit "$LIMIT" \
     --output-dir "$OUT/gowalla-$row" 2>&1 | tee "$OUT/gowalla-$row.log"
   echo "$row: $((SECONDS - start)) s wall" | tee -a "$OUT/gowalla-$row.log"
 done
