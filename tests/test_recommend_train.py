@@ -160,3 +160,17 @@ def test_movielens_trains_end_to_end(shared: Path, tmp_path: Path) -> None:
     data = load_dataset(shared / "data" / "recsys" / "ml-100k")
     metrics = train(data, TrainConfig(model="mf", epochs=2, lr=0.005), tmp_path / "ml", progress=False)
     assert metrics["users"] == 459 and metrics["recall@20"] > 0.05  # popularity-level after two epochs
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    data = make_clusters(tmp_path / "data")
+    base = ["recommend", "train", "--data", str(data), "--output-dir", str(tmp_path / "o")]
+    for extra, message in [
+        (["--model", "mf", "--layers", "2"], "mf has no hyper-parameter layers"),
+        (["--model", "svd"], "unknown model 'svd'"),
+        (["--model", "mf", "--density", "0"], "--density must be in (0, 1]"),
+        (["--model", "mf", "--split", "latest"], "timestamps"),
+    ]:
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code != 0 and message in str(result.exception), (extra, result.output)
+    assert not (tmp_path / "o").exists()

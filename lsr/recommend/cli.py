@@ -75,10 +75,7 @@ def train_cmd(
         time_limit=time_limit,
         hparams=hparams,
     )
-    try:
-        metrics = train(interactions, config, output_dir)
-    except TypeError as exc:  # a hyper-parameter the backbone does not have, e.g. --layers for mf
-        raise LsrError(str(exc)) from None
+    metrics = train(interactions, config, output_dir)
     title = f"{model}, density {density:g}, {metrics['epochs']} epochs: test split, {metrics['users']:,} users"
     table = Table(title=title)
     for column in ("k", "recall", "ndcg"):

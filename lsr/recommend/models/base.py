@@ -9,6 +9,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from lsr.errors import LsrError
+
 
 class Recommender(nn.Module):
     """A model of one training matrix (users × items), built from it and its hyper-parameters alone.
@@ -28,7 +30,7 @@ class Recommender(nn.Module):
         super().__init__()
         unknown = set(hparams) - set(self.defaults)
         if unknown:
-            raise TypeError(f"{self.name} has no hyper-parameter {', '.join(sorted(unknown))}")
+            raise LsrError(f"{self.name} has no hyper-parameter {', '.join(sorted(unknown))}")
         self.hparams = {**self.defaults, **{k: v for k, v in hparams.items() if v is not None}}
         self.n_users, self.n_items = train.shape
 
