@@ -36,6 +36,9 @@ COMMANDS = [
     ["bench", "synthetic"],
     ["export"],
     ["export", "lucene"],
+    ["recommend"],
+    ["recommend", "train"],
+    ["recommend", "user"],
 ]
 
 

@@ -1,0 +1,123 @@
+"""``lsr recommend``: train a recommender (dense or DSL) and serve top-k items for a user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Recommenders: train (dense or Dynamic Sparse Learning), evaluate, serve.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("train")
+def train_cmd(
+    data: Annotated[Path, typer.Option(help="Folder: LightGCN train/test.txt, MovieLens, Last.fm or CSV.")],
+    model: Annotated[str, typer.Option(help="mf, neumf, multvae or lightgcn.")],
+    output_dir: Annotated[Path, typer.Option(help="Folder to write the model, metrics.json and size.json.")],
+    density: Annotated[float, typer.Option(help="Fraction of weights kept; below 1 trains with DSL.")] = 1.0,
+    epochs: Annotated[int, typer.Option(help="Training epochs; the test split is evaluated after the last.")] = 20,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    split: Annotated[str, typer.Option(help="given (the files' own), random (per user) or latest.")] = "given",
+    fold: Annotated[int, typer.Option(help="MovieLens fold uN.base/uN.test for --split given.")] = 1,
+    test_fraction: Annotated[float, typer.Option(help="Share of each user's items held out by --split random.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation, the masks and the sampling.")] = 0,
+    batch_size: Annotated[int | None, typer.Option(help="Default: 2048 triplets, or 500 users for MultVAE.")] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    dim: Annotated[int | None, typer.Option(help="Embedding size (MultVAE: latent size). Default 64 (200).")] = None,
+    layers: Annotated[int | None, typer.Option(help="LightGCN propagation layers (default 3).")] = None,
+    reg: Annotated[float | None, typer.Option(help="L2 weight on the batch's embeddings (default 1e-4).")] = None,
+    update_every: Annotated[int, typer.Option(help="DSL: steps between prune-and-regrow (ΔT).")] = 100,
+    prune_fraction: Annotated[float, typer.Option(help="DSL: initial prune fraction, cosine-decayed to 0.")] = 0.5,
+    regrow: Annotated[str, typer.Option(help="DSL regrowth: gradient, momentum or random.")] = "gradient",
+    static_mask: Annotated[bool, typer.Option(help="DSL ablation: keep the initial random mask.")] = False,
+    eval_every: Annotated[int, typer.Option(help="Also evaluate every K epochs (log.jsonl, recall.png).")] = 0,
+    time_limit: Annotated[
+        float,
+        typer.Option(help="Start no new epoch after this many seconds (0: none); metrics.json says how many ran."),
+    ] = 0.0,
+) -> None:
+    """Train on the train split, evaluate by full ranking on the test split, store the model compactly."""
+    from lsr.errors import LsrError
+    from lsr.recommend.data import SPLITS, load_dataset
+    from lsr.recommend.dsl import REGROW
+    from lsr.recommend.train import TrainConfig, train
+
+    if regrow not in REGROW:
+        raise LsrError(f"--regrow must be one of {', '.join(REGROW)}")
+    if split not in SPLITS:
+        raise LsrError(f"--split must be one of {', '.join(SPLITS)}")
+    if not 0 < density <= 1:
+        raise LsrError(f"--density must be in (0, 1], got {density}")
+    interactions = load_dataset(data, split=split, fold=fold, test_fraction=test_fraction, seed=seed)
+    console.print(
+        f"{interactions.source}: {interactions.n_users:,} users, {interactions.n_items:,} items, "
+        f"{interactions.train.nnz:,} train / {interactions.test.nnz:,} test interactions",
+        highlight=False,
+    )
+    hparams = {k: v for k, v in {"dim": dim, "layers": layers, "reg": reg}.items() if v is not None}
+    config = TrainConfig(
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        density=density,
+        device=device,
+        seed=seed,
+        update_every=update_every,
+        prune_fraction=prune_fraction,
+        regrow=regrow,
+        static_mask=static_mask,
+        eval_every=eval_every,
+        time_limit=time_limit,
+        hparams=hparams,
+    )
+    metrics = train(interactions, config, output_dir)
+    title = f"{model}, density {density:g}, {metrics['epochs']} epochs: test split, {metrics['users']:,} users"
+    table = Table(title=title)
+    for column in ("k", "recall", "ndcg"):
+        table.add_column(column, justify="right")
+    for k in (10, 20, 50):
+        table.add_row(str(k), f"{metrics[f'recall@{k}']:.4f}", f"{metrics[f'ndcg@{k}']:.4f}")
+    console.print(table)
+    console.print(
+        f"{metrics['train_seconds_per_epoch']:.2f} s/epoch, {metrics['inference_ms_per_user']:.3f} ms/user; "
+        f"wrote {output_dir}",
+        highlight=False,
+    )
+
+
+@app.command("user")
+def user_cmd(
+    user: Annotated[str, typer.Argument(help="User id as in the training data.")],
+    model: Annotated[Path, typer.Option(help="Folder written by lsr recommend train.")],
+    k: Annotated[int, typer.Option(help="Number of items.")] = 10,
+    exact: Annotated[bool, typer.Option(help="Score every item instead of searching the HNSW index.")] = False,
+) -> None:
+    """Top-k items the user has not interacted with, from the HNSW index of item embeddings (MF, LightGCN)."""
+    from lsr.recommend.serve import Server
+
+    server = Server(model)
+    items = server.recommend(user, k, exact=exact)
+    table = Table(title=f"user {user}: top {len(items)} ({server.method(exact)})")
+    for column in ("rank", "item", "score"):
+        table.add_column(column, justify="right")
+    for rank, (item, score) in enumerate(items, 1):
+        table.add_row(str(rank), item, f"{score:.4f}")
+    console.print(table)
+
+
+def main() -> None:
+    """``python -m lsr.recommend``: the same commands without the rest of lsr (for bare GPU machines)."""
+    import sys
+
+    from lsr.errors import LsrError
+
+    try:
+        app()
+    except LsrError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

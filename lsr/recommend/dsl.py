@@ -1,0 +1,115 @@
+"""Dynamic Sparse Learning (Wang et al., WSDM 2024): train a recommender sparse from the first step.
+
+Every weight tensor (embedding tables included; biases stay dense, they are a rounding error) gets a
+random mask holding exactly ``round(density × size)`` ones. Weights outside the mask are zero, and so is
+the optimiser's state there, after every step. Every ``update_every`` steps each tensor drops the
+``fraction`` of its active weights with the smallest magnitude and activates as many inactive positions,
+chosen by the largest dense-gradient magnitude (or a momentum of it, or at random); regrown weights start
+at zero. The number of ones never changes, so the parameter budget is the same at every step, and
+``fraction`` decays to zero on a cosine schedule so the mask settles as training converges.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+REGROW = ("gradient", "momentum", "random")
+
+
+def cosine_fraction(initial: float, step: int, total_steps: int) -> float:
+    """The prune fraction at ``step``: ``initial`` at step 0, decaying on a half cosine to 0 at ``total_steps``."""
+    return 0.5 * initial * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+
+
+class SparseMasks:
+    """Masks of a model's weight tensors, kept at a constant budget while they move (call :meth:`step`)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        density: float,
+        total_steps: int,
+        update_every: int = 100,
+        fraction: float = 0.5,
+        regrow: str = "gradient",
+        static: bool = False,
+        seed: int = 0,
+        momentum: float = 0.9,
+    ) -> None:
+        if not 0 < density <= 1:
+            raise ValueError(f"density must be in (0, 1], got {density}")
+        if regrow not in REGROW:
+            raise ValueError(f"regrow must be one of {', '.join(REGROW)}, got {regrow!r}")
+        self.optimizer = optimizer
+        self.total_steps, self.update_every, self.fraction = total_steps, update_every, fraction
+        self.regrow, self.static, self.momentum = regrow, static, momentum
+        self.steps = 0
+        generator = torch.Generator().manual_seed(seed)
+        self.params: dict[str, nn.Parameter] = {n: p for n, p in model.named_parameters() if p.dim() >= 2}
+        self.masks: dict[str, torch.Tensor] = {}
+        for name, param in self.params.items():
+            keep = max(1, round(density * param.numel()))
+            mask = torch.zeros(param.numel(), dtype=torch.bool)
+            mask[torch.randperm(param.numel(), generator=generator)[:keep]] = True
+            self.masks[name] = mask.view_as(param).to(param.device)
+        self.grad_momentum = {n: torch.zeros_like(p) for n, p in self.params.items()} if regrow == "momentum" else {}
+        self._generator = torch.Generator(device=next(iter(self.params.values())).device).manual_seed(seed)
+        self.apply()
+
+    def active(self) -> dict[str, int]:
+        """Number of active weights per tensor: the budget, constant through training."""
+        return {name: int(mask.sum()) for name, mask in self.masks.items()}
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Zero the weights and every optimiser state tensor (Adam's moments) outside the masks."""
+        for name, param in self.params.items():
+            mask = self.masks[name]
+            param.mul_(mask)
+            for value in self.optimizer.state.get(param, {}).values():
+                if torch.is_tensor(value) and value.shape == param.shape:
+                    value.mul_(mask)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Call after ``optimizer.step()``, while the gradients are still there: mask, then maybe prune and regrow."""
+        self.apply()
+        self.steps += 1
+        for name, buffer in self.grad_momentum.items():
+            grad = self.params[name].grad
+            if grad is not None:
+                buffer.mul_(self.momentum).add_(grad, alpha=1 - self.momentum)
+        if not self.static and self.steps % self.update_every == 0 and self.steps < self.total_steps:
+            fraction = cosine_fraction(self.fraction, self.steps, self.total_steps)
+            for name in self.params:
+                self._prune_and_regrow(name, fraction)
+
+    def _regrow_score(self, name: str) -> torch.Tensor:
+        param = self.params[name]
+        if self.regrow == "random" or param.grad is None:
+            return torch.rand(param.shape, device=param.device, generator=self._generator)
+        source = self.grad_momentum[name] if self.regrow == "momentum" else param.grad
+        return source.abs()
+
+    def _prune_and_regrow(self, name: str, fraction: float) -> None:
+        param, mask = self.params[name], self.masks[name]
+        flat_mask, flat_param = mask.view(-1), param.view(-1)
+        active = flat_mask.nonzero().squeeze(1)
+        count = int(fraction * active.numel())
+        if count == 0:
+            return
+        dropped = active[torch.topk(flat_param[active].abs(), count, largest=False).indices]
+        flat_mask[dropped] = False
+        score = self._regrow_score(name).reshape(-1).clone()
+        score[flat_mask] = -math.inf  # candidates: every position inactive now, the just-dropped included
+        grown = torch.topk(score, count).indices
+        flat_mask[grown] = True
+        changed = torch.cat([dropped, grown])
+        flat_param[changed] = 0.0  # dropped weights leave, regrown ones start from zero
+        for value in self.optimizer.state.get(param, {}).values():
+            if torch.is_tensor(value) and value.shape == param.shape:
+                value.view(-1)[changed] = 0.0

@@ -1,0 +1,176 @@
+"""Training, compact storage, serving and the ``lsr recommend`` commands on a tiny generated dataset."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lsr.cli import app
+from lsr.recommend.data import Interactions, load_dataset
+from lsr.recommend.models import MODELS
+from lsr.recommend.serve import Server
+from lsr.recommend.store import load_model
+from lsr.recommend.train import TrainConfig, TripletSampler, build, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine: extra threads only add contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_clusters(folder: Path, seed: int = 0) -> Path:
+    """Two taste clusters (users 0–19 like items 0–14, users 20–39 items 15–29), LightGCN layout."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    train, test = [], []
+    for user in range(40):
+        own = rng.permutation(15) + (0 if user < 20 else 15)
+        train.append(" ".join(map(str, [user, *own[:8]])))
+        test.append(" ".join(map(str, [user, *own[8:10]])))
+    (folder / "train.txt").write_text("\n".join(train) + "\n")
+    (folder / "test.txt").write_text("\n".join(test) + "\n")
+    return folder
+
+
+@pytest.fixture
+def clusters(tmp_path: Path) -> Interactions:
+    return load_dataset(make_clusters(tmp_path / "data"))
+
+
+def test_negatives_are_never_training_items(clusters: Interactions) -> None:
+    sampler = TripletSampler(clusters.train, 64, torch.device("cpu"), torch.Generator().manual_seed(0))
+    users, positives, negatives = (torch.cat(parts) for parts in zip(*sampler, strict=True))
+    dense = torch.from_numpy(clusters.train.toarray()).bool()
+    assert len(users) == clusters.train.nnz and dense[users, positives].all() and not dense[users, negatives].any()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("density", [1.0, 0.5])
+def test_a_few_cpu_steps_reduce_the_loss(clusters: Interactions, name: str, density: float) -> None:
+    torch.manual_seed(0)
+    config = TrainConfig(model=name, lr=0.01, batch_size=64, hparams={"dim": 16})
+    model = build(clusters, config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sampler_gen = torch.Generator().manual_seed(0)
+    fixed = next(iter(TripletSampler(clusters.train, 320, torch.device("cpu"), sampler_gen)))
+    batch = fixed if model.sampler == "triplets" else (torch.arange(40),)
+    masks = None
+    if density < 1:
+        from lsr.recommend.dsl import SparseMasks
+
+        masks = SparseMasks(model, optimizer, density, total_steps=30, update_every=10)
+    model.eval()  # MultVAE: no dropout or sampling noise, so the losses compare
+    with torch.no_grad():
+        before = float(model.loss(batch))
+    for _ in range(30):
+        model.train()
+        optimizer.zero_grad()
+        model.loss(batch).backward()
+        optimizer.step()
+        if masks:
+            masks.step()
+    model.eval()
+    with torch.no_grad():
+        after = float(model.loss(batch))
+    assert after < 0.9 * before, (before, after)
+
+
+@pytest.mark.parametrize(("name", "density"), [("lightgcn", 0.2), ("mf", 1.0), ("neumf", 0.5), ("multvae", 0.3)])
+def test_train_store_load_predict_the_same(clusters: Interactions, tmp_path: Path, name: str, density: float) -> None:
+    config = TrainConfig(model=name, epochs=3, density=density, lr=0.01, update_every=2, hparams={"dim": 16})
+    metrics = train(clusters, config, tmp_path / "out", progress=False)
+    assert {"recall@10", "recall@20", "recall@50", "ndcg@10", "ndcg@20", "ndcg@50"} <= set(metrics)
+    size = json.loads((tmp_path / "out" / "size.json").read_text())
+    if density < 1:
+        assert size["stored_parameters"] < (density + 0.02) * size["dense_parameters"]
+    else:
+        assert size["stored_parameters"] == size["dense_parameters"]
+    model, _ = load_model(tmp_path / "out")
+    with torch.no_grad():
+        scores = model.score(torch.arange(clusters.n_users))
+    # a second load gives the same scores, and they are the scores that metrics.json was computed from
+    again, _ = load_model(tmp_path / "out")
+    with torch.no_grad():
+        assert torch.equal(scores, again.score(torch.arange(clusters.n_users)))
+    from lsr.recommend.metrics import evaluate
+
+    reloaded = evaluate(model.scorer(), clusters.train, clusters.test)
+    assert reloaded["recall@20"] == pytest.approx(metrics["recall@20"], abs=1e-6)
+    assert reloaded["ndcg@20"] == pytest.approx(metrics["ndcg@20"], abs=1e-6)
+
+
+def test_sparse_store_holds_only_the_budget(clusters: Interactions, tmp_path: Path) -> None:
+    config = TrainConfig(model="mf", epochs=2, density=0.25, update_every=1, hparams={"dim": 64})
+    train(clusters, config, tmp_path / "out", progress=False)
+    size = json.loads((tmp_path / "out" / "size.json").read_text())
+    tables = (clusters.n_users + clusters.n_items) * 64
+    assert size["dense_parameters"] == tables and size["stored_parameters"] == round(0.25 * 40 * 64) + round(
+        0.25 * 30 * 64
+    )
+    with np.load(tmp_path / "out" / "model.npz") as arrays:
+        assert arrays["user_embedding.weight/indices"].dtype == np.uint8  # 64 columns fit a byte
+    assert size["bytes"] < 0.5 * size["dense_float32_bytes"]  # 5 bytes per weight + row pointers + npz headers
+
+
+def test_cli_train_and_user(tmp_path: Path) -> None:
+    data = make_clusters(tmp_path / "data")
+    out = tmp_path / "model"
+    args = ["recommend", "train", "--data", str(data), "--model", "lightgcn", "--density", "0.5", "--epochs", "30"]
+    result = CliRunner().invoke(app, [*args, "--lr", "0.02", "--batch-size", "64", "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    size = json.loads((out / "size.json").read_text())
+    assert metrics["recall@20"] > 0.9 and 0 < metrics["ndcg@20"] <= 1  # the clusters are easy
+    assert size["stored_parameters"] <= 0.5 * size["dense_parameters"] + 1 and size["bytes"] > 0
+    assert len((out / "log.jsonl").read_text().splitlines()) == 30
+
+    shown = CliRunner().invoke(app, ["recommend", "user", "3", "--model", str(out), "--k", "5"])
+    assert shown.exit_code == 0, shown.output
+    assert (out / "items.hnsw").is_file()
+    server = Server(out)
+    seen = set(np.array(server.items)[server.train[3].indices].tolist())
+    approx, exact = server.recommend("3", 5), server.recommend("3", 5, exact=True)
+    assert [i for i, _ in approx] == [i for i, _ in exact]  # 30 items: HNSW is exact here
+    assert not seen & {i for i, _ in approx} and all(int(i) < 15 for i, _ in approx)  # user 3's cluster
+    assert all(a[1] >= b[1] for a, b in zip(approx, approx[1:], strict=False))
+
+    missing = CliRunner().invoke(app, ["recommend", "user", "nobody", "--model", str(out)])
+    assert missing.exit_code != 0 and "unknown user" in str(missing.exception)
+
+
+def test_exhaustive_serving_for_non_dot_product_models(clusters: Interactions, tmp_path: Path) -> None:
+    train(clusters, TrainConfig(model="multvae", epochs=2, hparams={"dim": 8}), tmp_path / "vae", progress=False)
+    server = Server(tmp_path / "vae")
+    items = server.recommend("25", 4)
+    assert server.method() == "exhaustive scoring" and len(items) == 4
+    assert not set(np.array(server.items)[server.train[25].indices].tolist()) & {i for i, _ in items}
+
+
+def test_movielens_trains_end_to_end(shared: Path, tmp_path: Path) -> None:
+    data = load_dataset(shared / "data" / "recsys" / "ml-100k")
+    metrics = train(data, TrainConfig(model="mf", epochs=2, lr=0.005), tmp_path / "ml", progress=False)
+    assert metrics["users"] == 459 and metrics["recall@20"] > 0.05  # popularity-level after two epochs
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    data = make_clusters(tmp_path / "data")
+    base = ["recommend", "train", "--data", str(data), "--output-dir", str(tmp_path / "o")]
+    for extra, message in [
+        (["--model", "mf", "--layers", "2"], "mf has no hyper-parameter layers"),
+        (["--model", "svd"], "unknown model 'svd'"),
+        (["--model", "mf", "--density", "0"], "--density must be in (0, 1]"),
+        (["--model", "mf", "--split", "latest"], "timestamps"),
+    ]:
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code != 0 and message in str(result.exception), (extra, result.output)
+    assert not (tmp_path / "o").exists()
