@@ -178,3 +178,47 @@ def run_cmd(
         table.add_row(name, *(f"{values[m]:.4f}" for m in measures))
     console.print(table)
     console.print(f"wrote {output_dir}/<dataset>/ and {output_dir}/summary.json")
+
+
+@app.command("compare")
+def compare_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Evaluation folders (the first is the baseline).")],
+    measure: Annotated[
+        list[str] | None, typer.Option(help="Measure to compare; repeat for several (default: all five).")
+    ] = None,
+    name: Annotated[list[str] | None, typer.Option(help="Display name per run, in order (default: folder).")] = None,
+    plot: Annotated[Path, typer.Option(help="Image to save the bar chart to (.png, .svg, .pdf).")] = Path(
+        "compare.png"
+    ),
+) -> None:
+    """Runs side by side with a paired t-test of each against the first, and a bar chart."""
+    from rich.table import Table
+
+    from eval.compare import SIGNIFICANCE, compare, load_run_scores
+    from eval.compare import plot as save_plot
+    from eval.metrics import DEFAULT_MEASURES
+    from lsr.errors import LsrError
+
+    if len(runs) < 2:
+        raise LsrError("give at least two evaluation folders")
+    if name and len(name) != len(runs):
+        raise LsrError(f"{len(name)} names for {len(runs)} runs")
+    scores = [load_run_scores(folder, label) for folder, label in zip(runs, name or [None] * len(runs), strict=True)]
+    measures = measure or list(DEFAULT_MEASURES)
+    tests = compare(scores, measures)
+    table = Table(title=f"baseline: {scores[0].name}; Δ and paired t-test p against it (* p < {SIGNIFICANCE})")
+    table.add_column("run")
+    for m in measures:
+        table.add_column(m, justify="right")
+    for run in scores:
+        cells = []
+        for m in measures:
+            cell = f"{run.aggregate.get(m, float('nan')):.4f}"
+            if run.name in tests:
+                test = tests[run.name][m]
+                star = "*" if test.p_value < SIGNIFICANCE else ""
+                cell += f" ({test.delta:+.4f}, p={test.p_value:.3g}{star})"
+            cells.append(cell)
+        table.add_row(run.name, *cells)
+    console.print(table)
+    console.print(f"plot saved to {save_plot(scores, measures, plot)}")

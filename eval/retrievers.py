@@ -7,6 +7,7 @@ rerunning a hybrid costs only the query side.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,14 @@ class LegResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=4)
+def load_model(name: str, device: str) -> Encoder:
+    """An encoder, loaded once per process: a hybrid and its single legs in one run share it."""
+    from lsr.models import load_encoder
+
+    return load_encoder(name, device=device)
+
+
 def encoded_corpus(dataset: BeirDataset, model: str, encoder: Encoder, root: Path, batch_size: int = 32) -> Path:
     """The cached vectors folder of ``model`` (loaded as ``encoder``) over ``dataset``'s corpus, encoded (or
     resumed) if needed."""
@@ -86,10 +95,10 @@ def sparse_run(
     from indexing.sparse.format import SparseIndex
     from indexing.sparse.search import Searcher, to_run
     from lsr.errors import LsrError
-    from lsr.models import SparseEncoder, load_encoder
+    from lsr.models import SparseEncoder
 
     name = cache.model_name(model)
-    encoder = load_encoder(name, device=device)
+    encoder = load_model(name, device)
     if not isinstance(encoder, SparseEncoder):
         raise LsrError(f"{model} is a dense encoder; use it with --dense-model")
     vectors = encoded_corpus(dataset, model, encoder, root)
@@ -121,12 +130,12 @@ def dense_run(
 
     from indexing.dense import BACKENDS, build_dense_index, exact_top_k, normalise, open_dense_index, recall_at
     from lsr.errors import LsrError
-    from lsr.models import DenseEncoder, load_encoder
+    from lsr.models import DenseEncoder
 
     if settings.backend not in BACKENDS:
         raise LsrError(f"unknown dense index {settings.backend!r}; choose one of {', '.join(BACKENDS)}")
     name = cache.model_name(model)
-    encoder = load_encoder(name, device=device)
+    encoder = load_model(name, device)
     if not isinstance(encoder, DenseEncoder):
         raise LsrError(f"{model} is not a dense encoder; use it with --model")
     vectors = encoded_corpus(dataset, model, encoder, root)
