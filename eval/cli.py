@@ -127,6 +127,7 @@ def run_cmd(
     ef: Annotated[int | None, typer.Option(help="HNSW search candidate list (at least k is used).")] = None,
     nlist: Annotated[int | None, typer.Option(help="IVF lists.")] = None,
     nprobe: Annotated[int | None, typer.Option(help="IVF lists visited per query.")] = None,
+    index_device: Annotated[str, typer.Option(help="cpu, or cuda for faiss-flat/faiss-ivf on the GPU.")] = "cpu",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Encodings and indexes cache (default $LSR_CACHE or ~/.cache/lsr).")
     ] = None,
@@ -159,7 +160,7 @@ def run_cmd(
         tune_step=tune_step,
         multifield=multifield,
         k=k,
-        dense=DenseSettings(index, {name: value for name, value in knobs.items() if value is not None}),
+        dense=DenseSettings(index, {name: value for name, value in knobs.items() if value is not None}, index_device),
         device=device,
     )
     if len(pairs) == 1:

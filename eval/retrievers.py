@@ -28,10 +28,12 @@ SHARD_SIZE = 4096  # documents per cached shard: an interrupted encoding loses a
 @dataclass
 class DenseSettings:
     """Which dense index answers queries and any knob overrides (m, ef_construction, ef, nlist, nprobe, train);
-    a knob the backend does not have is ignored, the rest keep the backend's defaults."""
+    a knob the backend does not have is ignored, the rest keep the backend's defaults. ``device`` cuda puts a
+    faiss flat or IVF index on the GPU (the gpu extra)."""
 
     backend: str = "hnsw"
     options: dict[str, int] = field(default_factory=dict)
+    device: str = "cpu"
 
     def _pick(self, defaults: dict[str, int]) -> dict[str, int]:
         return {name: self.options.get(name, value) for name, value in defaults.items()}
@@ -144,7 +146,7 @@ def dense_run(
     index_dir = cache.entry(root, "index", dataset, model, label)
     if not (index_dir / "meta.json").is_file():
         build_dense_index(lambda: iter_shards(vectors), index_dir, name, encoder.similarity, settings.backend, build)
-    index = open_dense_index(index_dir)
+    index = open_dense_index(index_dir, device=settings.device)
     ids = list(queries)
     matrix = encoder.encode_query([queries[q] for q in ids])
     rows, scores = index.search(matrix, k, **settings.search())

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from indexing.dense.base import DenseIndex, VectorShards
+from indexing.dense.format import DenseMeta
 
 VECTORS = "vectors.npy"
 
@@ -35,7 +36,7 @@ class ExactIndex(DenseIndex):
 
     backend = "exact"
 
-    def __init__(self, folder: Path, meta) -> None:  # noqa: ANN001 - DenseMeta, see base
+    def __init__(self, folder: Path, meta: DenseMeta) -> None:
         super().__init__(folder, meta)
         self.matrix = np.load(folder / VECTORS, mmap_mode="r")
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from indexing.dense.base import DenseIndex, VectorShards
+from indexing.dense.format import DenseMeta
 from lsr.errors import LsrError
 
 FILE = "faiss.index"
@@ -50,7 +51,7 @@ def _training_sample(shards: VectorShards, size: int) -> np.ndarray:
 class _FaissIndex(DenseIndex):
     """A faiss index read from ``faiss.index``; subclasses say how to create and tune it."""
 
-    def __init__(self, folder: Path, meta, device: str = "cpu") -> None:  # noqa: ANN001 - DenseMeta, see base
+    def __init__(self, folder: Path, meta: DenseMeta, device: str = "cpu") -> None:
         super().__init__(folder, meta)
         self.index = _faiss().read_index(str(folder / FILE))
         if device == "cuda":

@@ -13,6 +13,7 @@ import hnswlib
 import numpy as np
 
 from indexing.dense.base import DenseIndex, VectorShards
+from indexing.dense.format import DenseMeta
 
 GRAPH = "hnsw.bin"
 SEED = 100
@@ -25,7 +26,7 @@ class HnswIndex(DenseIndex):
     build_params = {"m": 32, "ef_construction": 200}
     search_params = {"ef": 256}
 
-    def __init__(self, folder: Path, meta) -> None:  # noqa: ANN001 - DenseMeta, see base
+    def __init__(self, folder: Path, meta: DenseMeta) -> None:
         super().__init__(folder, meta)
         self.graph = hnswlib.Index(space="ip", dim=meta.dimension)
         self.graph.load_index(str(folder / GRAPH), max_elements=meta.num_docs)
