@@ -53,6 +53,8 @@ class RunSpec:
         """Reject impossible combinations before any time is spent."""
         if self.retriever not in RETRIEVERS:
             raise LsrError(f"unknown retriever {self.retriever!r}; choose one of {', '.join(RETRIEVERS)}")
+        if self.retriever != "hybrid" and (self.weights is not None or self.tune_split):
+            raise LsrError("--weights and --tune-split apply to --retriever hybrid")
         if self.retriever == "hybrid":
             if len(self.legs) < 2 or len(set(self.legs)) != len(self.legs) or set(self.legs) - set(LEGS):
                 raise LsrError(f"a hybrid needs two or three different legs among {', '.join(LEGS)}")

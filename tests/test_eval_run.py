@@ -119,6 +119,7 @@ def test_user_errors(dataset: Path, cache: Path, tmp_path: Path) -> None:
         assert "not in this checkout; pass --model" in fails("--retriever", "sparse")
     assert "two or three different legs" in fails("--retriever", "hybrid", "--legs", "dense")
     assert "not both" in fails("--retriever", "hybrid", "--weights", "1,1", "--tune-split", "train")
+    assert "apply to --retriever hybrid" in fails("--retriever", "dense", "--tune-split", "train")
     assert "no qrels for split" in fails("--split", "dev")
     different = tmp_path / "x"
     make_beir(different)
