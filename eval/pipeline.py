@@ -146,7 +146,8 @@ def run_pipeline(
         **asdict(spec),
         **info,
         "cache": str(root),
-        "queries": len(run),
+        "queries": len(evaluation.per_query),
+        "unanswered": len(evaluation.unanswered),
         "seconds": round(time.perf_counter() - started, 2),
         "lsr_version": __version__,
     }
