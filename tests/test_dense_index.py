@@ -107,3 +107,14 @@ def test_bad_build_requests_are_errors(tmp_path: Path) -> None:
     with pytest.raises(LsrError, match="needs dense vectors"):
         build_dense_index(lambda: [(["a"], sp.csr_matrix(np.ones((1, 3))))], tmp_path / "x", "m", "dot")
     assert not (tmp_path / "x").exists()
+
+
+def test_gpu_placement_is_refused_clearly_where_it_cannot_run(tmp_path: Path) -> None:
+    build_dense_index(shards, tmp_path / "hnsw", "m", "cosine", "hnsw")
+    with pytest.raises(LsrError, match="only faiss-flat and faiss-ivf run on a GPU"):
+        open_dense_index(tmp_path / "hnsw", device="cuda")
+    faiss = pytest.importorskip("faiss")
+    if faiss.get_num_gpus() == 0:
+        build_dense_index(shards, tmp_path / "flat", "m", "cosine", "faiss-flat")
+        with pytest.raises(LsrError, match="faiss sees no GPU"):
+            open_dense_index(tmp_path / "flat", device="cuda")

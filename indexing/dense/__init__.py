@@ -88,7 +88,7 @@ def open_dense_index(path: str | Path, verify: bool = True, device: str = "cpu")
     try:
         if device != "cpu":
             if not issubclass(cls, (FaissFlatIndex, FaissIvfIndex)):
-                raise LsrError(f"--device {device}: only faiss-flat and faiss-ivf run on a GPU")
+                raise LsrError(f"--index-device {device}: only faiss-flat and faiss-ivf run on a GPU")
             return cls(folder, meta, device=device)  # type: ignore[call-arg]
         return cls(folder, meta)
     except LsrError:

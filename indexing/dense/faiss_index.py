@@ -32,7 +32,7 @@ def to_gpu(index: Any) -> Any:
     """The same index on every visible GPU (flat and IVF only; faiss has no GPU HNSW)."""
     faiss = _faiss()
     if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0:
-        raise LsrError("--device cuda: faiss sees no GPU (install the gpu extra on a machine with one)")
+        raise LsrError("--index-device cuda: faiss sees no GPU (install the gpu extra on a machine with one)")
     return faiss.index_cpu_to_all_gpus(index)
 
 
