@@ -81,3 +81,145 @@ def score_cmd(
         complete=complete,
     )
     print_metrics(evaluation, f"{run.name} on {dataset} {split}", console)
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    from lsr.errors import LsrError
+
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise LsrError(f"--weights must be comma-separated numbers, got {text!r}") from None
+
+
+@app.command("run")
+def run_cmd(
+    dataset: Annotated[
+        list[str], typer.Option(help="BEIR folder or zip (or beir/<name>); repeat for a multi-dataset run.")
+    ],
+    output_dir: Annotated[Path, typer.Option(help="Where run.trec, metrics.json, per_query.tsv, config.json go.")],
+    split: Annotated[
+        list[str] | None, typer.Option(help="Qrels split; once for all datasets or once per dataset (default test).")
+    ] = None,
+    retriever: Annotated[str, typer.Option(help="bm25, sparse, dense or hybrid.")] = "dense",
+    model: Annotated[str | None, typer.Option(help="Sparse encoder (default: the embedded sparse model).")] = None,
+    dense_model: Annotated[str, typer.Option(help="Dense encoder (default: embedded all-MiniLM-L6-v2).")] = "",
+    legs: Annotated[str, typer.Option(help="Hybrid: comma-separated retrievers to fuse.")] = "sparse,dense",
+    fusion: Annotated[str, typer.Option(help="Hybrid: rrf, minmax or zscore (normalised weighted sum).")] = "rrf",
+    weights: Annotated[str | None, typer.Option(help="Hybrid: one weight per leg, e.g. 0.3,0.7.")] = None,
+    tune_split: Annotated[
+        str | None, typer.Option(help="Hybrid: tune the weights by nDCG@10 on this split (never the one reported).")
+    ] = None,
+    tune_queries: Annotated[
+        int | None, typer.Option(min=1, help="Tune on a seeded sample of this many of the split's queries.")
+    ] = None,
+    tune_seed: Annotated[int, typer.Option(help="Seed of that sample.")] = 0,
+    tune_step: Annotated[float, typer.Option(help="Weight grid step.")] = 0.1,
+    multifield: Annotated[bool, typer.Option(help="BM25: title and text as separate fields.")] = False,
+    k: Annotated[int, typer.Option(min=1, help="Hits per query.")] = 1000,
+    index: Annotated[
+        str, typer.Option(help="Dense index: hnsw (hnswlib), exact, faiss-flat, faiss-hnsw or faiss-ivf.")
+    ] = "hnsw",
+    hnsw_m: Annotated[int | None, typer.Option(help="HNSW links per node (M).")] = None,
+    ef_construction: Annotated[int | None, typer.Option(help="HNSW build candidate list.")] = None,
+    ef: Annotated[int | None, typer.Option(help="HNSW search candidate list (at least k is used).")] = None,
+    nlist: Annotated[int | None, typer.Option(help="IVF lists.")] = None,
+    nprobe: Annotated[int | None, typer.Option(help="IVF lists visited per query.")] = None,
+    index_device: Annotated[str, typer.Option(help="cpu, or cuda for faiss-flat/faiss-ivf on the GPU.")] = "cpu",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Encodings and indexes cache (default $LSR_CACHE or ~/.cache/lsr).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="Encoder device: auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Encode, index, search and score a retriever on BEIR split(s) in one go; encodings are cached."""
+    from eval.outputs import print_metrics
+    from eval.pipeline import RunSpec, run_many, run_pipeline
+    from eval.retrievers import DenseSettings
+    from lsr.data.download import resolve_dataset
+    from lsr.errors import LsrError
+    from lsr.models.defaults import DEFAULT_DENSE
+
+    splits = split or ["test"]
+    if len(splits) not in (1, len(dataset)):
+        raise LsrError(f"give one --split for all datasets or one per dataset ({len(dataset)})")
+    per_dataset = splits * len(dataset) if len(splits) == 1 else splits
+    pairs = [(str(resolve_dataset(d)), s) for d, s in zip(dataset, per_dataset, strict=True)]
+    knobs = {"m": hnsw_m, "ef_construction": ef_construction, "ef": ef, "nlist": nlist, "nprobe": nprobe}
+    spec = RunSpec(
+        retriever=retriever,
+        model=model,
+        dense_model=dense_model or DEFAULT_DENSE,
+        legs=tuple(part.strip() for part in legs.split(",")),
+        fusion=fusion,
+        weights=_floats(weights),
+        tune_split=tune_split,
+        tune_queries=tune_queries,
+        tune_seed=tune_seed,
+        tune_step=tune_step,
+        multifield=multifield,
+        k=k,
+        dense=DenseSettings(index, {name: value for name, value in knobs.items() if value is not None}, index_device),
+        device=device,
+    )
+    if len(pairs) == 1:
+        _, evaluation = run_pipeline(*pairs[0], spec, output_dir, cache_dir)
+        print_metrics(evaluation, f"{retriever} on {pairs[0][0]} {pairs[0][1]}", console)
+        console.print(f"wrote {output_dir}/run.trec and {output_dir}/metrics.json")
+        return
+    summary = run_many(pairs, spec, output_dir, cache_dir)
+    from rich.table import Table
+
+    table = Table(title=f"{retriever} over {len(pairs)} datasets")
+    measures = list(summary["average"])
+    for column in ("dataset", *measures):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for name, values in summary.items():
+        table.add_row(name, *(f"{values[m]:.4f}" for m in measures))
+    console.print(table)
+    console.print(f"wrote {output_dir}/<dataset>/ and {output_dir}/summary.json")
+
+
+@app.command("compare")
+def compare_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Evaluation folders (the first is the baseline).")],
+    measure: Annotated[
+        list[str] | None, typer.Option(help="Measure to compare; repeat for several (default: all five).")
+    ] = None,
+    name: Annotated[list[str] | None, typer.Option(help="Display name per run, in order (default: folder).")] = None,
+    plot: Annotated[Path, typer.Option(help="Image to save the bar chart to (.png, .svg, .pdf).")] = Path(
+        "compare.png"
+    ),
+) -> None:
+    """Runs side by side with a paired t-test of each against the first, and a bar chart."""
+    from rich.table import Table
+
+    from eval.compare import SIGNIFICANCE, compare, load_run_scores
+    from eval.compare import plot as save_plot
+    from eval.metrics import DEFAULT_MEASURES
+    from lsr.errors import LsrError
+
+    if len(runs) < 2:
+        raise LsrError("give at least two evaluation folders")
+    if name and len(name) != len(runs):
+        raise LsrError(f"{len(name)} names for {len(runs)} runs")
+    scores = [load_run_scores(folder, label) for folder, label in zip(runs, name or [None] * len(runs), strict=True)]
+    measures = measure or list(DEFAULT_MEASURES)
+    tests = compare(scores, measures)
+    table = Table(title=f"baseline: {scores[0].name}; Δ and paired t-test p against it (* p < {SIGNIFICANCE})")
+    table.add_column("run")
+    for m in measures:
+        table.add_column(m, justify="right")
+    for run in scores:
+        cells = []
+        for m in measures:
+            cell = f"{run.aggregate.get(m, float('nan')):.4f}"
+            if run.name in tests:
+                test = tests[run.name][m]
+                star = "*" if test.p_value < SIGNIFICANCE else ""
+                cell += f" ({test.delta:+.4f}, p={test.p_value:.3g}{star})"
+            cells.append(cell)
+        table.add_row(run.name, *cells)
+    console.print(table)
+    console.print(f"plot saved to {save_plot(scores, measures, plot)}")

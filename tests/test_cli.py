@@ -23,6 +23,8 @@ COMMANDS = [
     ["eval"],
     ["eval", "bm25"],
     ["eval", "score"],
+    ["eval", "run"],
+    ["eval", "compare"],
     ["demo"],
     ["encode"],
     ["encode", "idf"],

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 from lsr.models.base import pick_device
 from lsr.models.hub import resolve_model
@@ -57,7 +58,16 @@ class DenseEncoder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(dimension())
+
+    @property
+    def similarity(self) -> str:
+        """How the model compares vectors, ``cosine`` or ``dot``, so indexes rank as the model was trained to."""
+        name = str(self.model.similarity_fn_name or "cosine")
+        if name not in ("cosine", "dot"):
+            raise LsrError(f"the model compares vectors by {name}; lsr's dense indexes rank by cosine or dot product")
+        return name
 
     def encode_query(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         return self.model.encode_query(

@@ -1,0 +1,57 @@
+"""Where ``lsr eval run`` keeps what is expensive to recompute: corpus encodings and indexes.
+
+Encoding a corpus is by far the slowest step of an evaluation (minutes on a CPU),
+so encodings are cached under ``<cache>/vectors/<dataset key>/<model key>`` and an
+index built from them under ``<cache>/index/...``. The dataset key holds a hash of
+the corpus file's path, size and modification time, and the model key a hash of the
+model's resolved name, so a changed corpus or another model never reuses stale vectors.
+The cache root is ``--cache-dir``, else ``$LSR_CACHE``, else ``~/.cache/lsr``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from lsr.data.beir import BeirDataset
+from lsr.encode.corpus import corpus_fingerprint
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The cache folder: the argument, else ``$LSR_CACHE``, else ``~/.cache/lsr``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("LSR_CACHE", Path.home() / ".cache" / "lsr"))
+
+
+def model_name(model: str | Path) -> str:
+    """A model as a stable string: local folders by absolute path (so the key does not depend on the cwd)."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_dir() else str(model)
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _readable(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[-40:] or "x"
+
+
+def dataset_key(dataset: BeirDataset) -> str:
+    """``<name>-<hash of the corpus file>``."""
+    return f"{_readable(dataset.name)}-{_digest(corpus_fingerprint(dataset.corpus_source))}"
+
+
+def model_key(model: str | Path) -> str:
+    """``<last path part>-<hash of the full name>``."""
+    name = model_name(model)
+    return f"{_readable(Path(name).name)}-{_digest(name)}"
+
+
+def entry(root: Path, kind: str, dataset: BeirDataset, model: str | Path, *settings: str) -> Path:
+    """The cache folder of one artefact (``kind``: vectors or index) of ``model`` over ``dataset``."""
+    return root.joinpath(kind, dataset_key(dataset), model_key(model), *settings)

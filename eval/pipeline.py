@@ -1,0 +1,178 @@
+"""``lsr eval run``: encode, index, search, fuse and score a retriever on BEIR splits in one call.
+
+Retrievers are ``bm25``, ``sparse``, ``dense`` and ``hybrid`` (a fusion of any of
+the other three, its "legs"). Encodings and indexes are cached (:mod:`eval.cache`),
+so a rerun, another split or a hybrid over legs already run costs only the queries.
+Hybrid weights can be tuned on another split of the same dataset (optionally a
+seeded sample of its queries) and are then applied, fixed, to the evaluated split.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eval.cache import cache_root
+from eval.metrics import Evaluation, evaluate
+from eval.outputs import write_outputs
+from eval.retrievers import DenseSettings, LegResult, bm25_run, dense_run, sparse_run
+from eval.runs import Run, drop_identical_ids
+from lsr import __version__
+from lsr.data.beir import BeirDataset
+from lsr.errors import LsrError
+from lsr.models.defaults import DEFAULT_DENSE, DEFAULT_SPARSE
+
+RETRIEVERS = ("bm25", "sparse", "dense", "hybrid")
+LEGS = ("bm25", "sparse", "dense")
+TUNE_MEASURE = "nDCG@10"
+
+
+@dataclass
+class RunSpec:
+    """Everything that decides a run, recorded in ``config.json``."""
+
+    retriever: str
+    model: str | None = None
+    dense_model: str = DEFAULT_DENSE
+    legs: tuple[str, ...] = ("sparse", "dense")
+    fusion: str = "rrf"
+    weights: tuple[float, ...] | None = None
+    tune_split: str | None = None
+    tune_queries: int | None = None
+    tune_seed: int = 0
+    tune_step: float = 0.1
+    multifield: bool = False
+    k: int = 1000
+    dense: DenseSettings = field(default_factory=DenseSettings)
+    device: str = "auto"
+
+    def check(self) -> None:
+        """Reject impossible combinations before any time is spent."""
+        if self.retriever not in RETRIEVERS:
+            raise LsrError(f"unknown retriever {self.retriever!r}; choose one of {', '.join(RETRIEVERS)}")
+        if self.retriever != "hybrid" and (self.weights is not None or self.tune_split):
+            raise LsrError("--weights and --tune-split apply to --retriever hybrid")
+        if self.retriever == "hybrid":
+            if len(self.legs) < 2 or len(set(self.legs)) != len(self.legs) or set(self.legs) - set(LEGS):
+                raise LsrError(f"a hybrid needs two or three different legs among {', '.join(LEGS)}")
+            if self.weights is not None and len(self.weights) != len(self.legs):
+                raise LsrError(f"{len(self.weights)} weights for {len(self.legs)} legs")
+            if self.weights is not None and self.tune_split:
+                raise LsrError("give fixed --weights or --tune-split, not both")
+
+    @property
+    def used_legs(self) -> tuple[str, ...]:
+        return self.legs if self.retriever == "hybrid" else (self.retriever,)
+
+    def sparse_model(self) -> str:
+        """``--model``, else the embedded default (an error naming the fix while it is not in the checkout)."""
+        if self.model:
+            return self.model
+        if DEFAULT_SPARSE.is_dir():
+            return str(DEFAULT_SPARSE)
+        raise LsrError(
+            f"no sparse model given and the default ({DEFAULT_SPARSE}) is not in this checkout; pass --model"
+        )
+
+
+def _leg(name: str, dataset: BeirDataset, queries: dict[str, str], spec: RunSpec, root: Path) -> LegResult:
+    if name == "bm25":
+        return bm25_run(dataset, queries, root, spec.k, spec.multifield)
+    if name == "sparse":
+        return sparse_run(dataset, queries, spec.sparse_model(), root, spec.k, spec.device)
+    return dense_run(dataset, queries, spec.dense_model, root, spec.k, spec.dense, spec.device)
+
+
+def tuning_queries(dataset: BeirDataset, spec: RunSpec, evaluated: set[str]) -> dict[str, str]:
+    """The queries weights are tuned on: the tune split's judged queries not in the evaluated split, optionally a
+    seeded sample of ``tune_queries`` of them (how a dev set is carved from a train split)."""
+    assert spec.tune_split is not None
+    qids = sorted(set(dataset.qrels(spec.tune_split, check_docs=False)) - evaluated)
+    if spec.tune_queries is not None and spec.tune_queries < len(qids):
+        qids = sorted(random.Random(spec.tune_seed).sample(qids, spec.tune_queries))
+    if not qids:
+        raise LsrError(f"split {spec.tune_split!r} has no judged queries outside the evaluated split to tune on")
+    texts = dataset.queries()
+    return {qid: texts[qid] for qid in qids}
+
+
+def _subset(run: Run, qids: dict[str, str] | set[str]) -> Run:
+    return {qid: run.get(qid, {}) for qid in qids}
+
+
+def retrieve(dataset: BeirDataset, split: str, spec: RunSpec, root: Path) -> tuple[Run, dict[str, Any]]:
+    """The run of ``spec``'s retriever on ``split``'s judged queries, and what to record about how it was made."""
+    from indexing.fusion import fuse, tune_weights
+
+    queries, _ = dataset.split(split)
+    tune = tuning_queries(dataset, spec, set(queries)) if spec.tune_split else {}
+    legs = {name: _leg(name, dataset, queries | tune, spec, root) for name in spec.used_legs}
+    info: dict[str, Any] = {"legs": {name: leg.info for name, leg in legs.items()}}
+    if spec.retriever != "hybrid":
+        return legs[spec.retriever].run, info
+    runs = [drop_identical_ids(leg.run) for leg in legs.values()]
+    weights = spec.weights
+    if spec.tune_split:
+        qrels = dataset.qrels(spec.tune_split, check_docs=False)
+        tune_runs = [_subset(run, tune) for run in runs]
+
+        def score(run: Run) -> float:
+            return evaluate(qrels, run, [TUNE_MEASURE]).aggregate[TUNE_MEASURE]
+
+        weights, tuned = tune_weights(tune_runs, score, spec.fusion, spec.tune_step)
+        info["tuning"] = {"split": spec.tune_split, "queries": len(tune), TUNE_MEASURE: round(tuned, 4)}
+    info["weights"] = list(weights) if weights is not None else [1.0] * len(runs)
+    return fuse([_subset(run, queries) for run in runs], spec.fusion, weights, depth=spec.k), info
+
+
+def run_pipeline(
+    dataset_path: str | Path, split: str, spec: RunSpec, output_dir: str | Path, cache_dir: str | Path | None = None
+) -> tuple[Run, Evaluation]:
+    """Evaluate ``spec`` on one dataset split and write run.trec, metrics.json, per_query.tsv and config.json."""
+    spec.check()
+    started = time.perf_counter()
+    dataset = BeirDataset(dataset_path)
+    dataset.qrels_source(split)  # a wrong split fails before any encoding
+    root = cache_root(cache_dir)
+    run, info = retrieve(dataset, split, spec, root)
+    run = drop_identical_ids(run)
+    evaluation = evaluate(dataset.qrels(split), run)
+    config = {
+        "dataset": str(dataset_path),
+        "split": split,
+        **asdict(spec),
+        **info,
+        "cache": str(root),
+        "queries": len(evaluation.per_query),
+        "unanswered": len(evaluation.unanswered),
+        "seconds": round(time.perf_counter() - started, 2),
+        "lsr_version": __version__,
+    }
+    write_outputs(output_dir, run, evaluation, config, tag=f"lsr-{spec.retriever}")
+    return run, evaluation
+
+
+def run_many(
+    datasets: list[tuple[str, str]], spec: RunSpec, output_dir: str | Path, cache_dir: str | Path | None = None
+) -> dict[str, dict[str, float]]:
+    """Run ``spec`` on every ``(dataset, split)``, each into ``OUT/<dataset name>``, and write ``OUT/summary.json``
+    with each dataset's metrics and their unweighted mean (BEIR's convention for an average over datasets)."""
+    import json
+
+    from lsr.fsutil import atomic_file
+
+    summary: dict[str, dict[str, float]] = {}
+    for path, split in datasets:
+        name = BeirDataset(path).name
+        if name in summary:
+            raise LsrError(f"two datasets are named {name!r}; their outputs would collide")
+        _, evaluation = run_pipeline(path, split, spec, Path(output_dir) / name, cache_dir)
+        summary[name] = evaluation.aggregate
+    measures = next(iter(summary.values())).keys()
+    summary["average"] = {m: sum(v[m] for v in summary.values()) / len(summary) for m in measures}
+    with atomic_file(Path(output_dir) / "summary.json") as handle:
+        json.dump(summary, handle, indent=2)
+    return summary
