@@ -57,6 +57,14 @@ def search(
         int | None, typer.Option(min=1, help="Approximate: keep the heaviest query terms only.")
     ] = None,
     rerank: Annotated[int, typer.Option(min=0, help="Approximate: rescore this many candidates exactly (CPU).")] = 0,
+    approximate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Dynamic pruning with this alpha in (0, 1]: smaller is faster, lower recall (CPU; rerank >= 100).",
+        ),
+    ] = None,
     encode_device: Annotated[str, typer.Option(help="Device for the query encoder.")] = "auto",
     tag: Annotated[str, typer.Option(help="Run tag.")] = "lsr",
 ) -> None:
@@ -86,11 +94,20 @@ def search(
 
         if not cuda.is_available():
             raise LsrError("--device cuda: no CUDA GPU is visible")
-        if query_terms is not None or rerank:
-            raise LsrError("--query-terms and --rerank are CPU options")
+        if query_terms is not None or rerank or approximate is not None:
+            raise LsrError("--query-terms, --rerank and --approximate are CPU options")
         hits = GpuSearcher(opened).search(vectors, k=k, budget=budget)
     elif device == "cpu":
-        hits = Searcher(opened).search(vectors, k=k, budget=budget, query_terms=query_terms, rerank=rerank)
+        if approximate is not None and (approximate <= 0 or budget):
+            raise LsrError("--approximate takes an alpha in (0, 1] and does not combine with --budget")
+        hits = Searcher(opened).search(
+            vectors,
+            k=k,
+            budget=budget,
+            query_terms=query_terms,
+            rerank=max(rerank, 100) if approximate is not None else rerank,
+            alpha=approximate,
+        )
     else:
         raise LsrError(f"--device must be cpu or cuda, not {device!r}")
     seconds = time.perf_counter() - started

@@ -96,6 +96,29 @@ def test_pruned_search_trades_recall(index: SparseIndex) -> None:
     assert not np.array_equal(fewer, exact)
 
 
+def test_dynamic_pruning_is_exact_at_alpha_one_and_trades_recall_below(index: SparseIndex) -> None:
+    queries = sp.vstack([random_vectors(60, 400, 0.05, 2), sp.csr_matrix(index.to_csr()[5])], format="csr")
+    searcher = Searcher(index)
+    exact, exact_scores, _ = searcher.search(queries, k=10)
+    # every touched document rescored: what dynamic pruning skipped could not have entered the top 10
+    safe, safe_scores, _ = searcher.search(queries, k=10, alpha=1.0, rerank=index.num_docs)
+    assert np.array_equal(safe, exact)
+    np.testing.assert_allclose(safe_scores, exact_scores, rtol=1e-5)
+    assert safe[-1, 0] == 5 and safe[-1, 1] == 17
+
+    def recall(alpha: float, rerank: int) -> float:
+        got, _, _ = searcher.search(queries, k=10, alpha=alpha, rerank=rerank)
+        return float(np.mean([len(set(got[i]) & set(exact[i])) / 10 for i in range(queries.shape[0])]))
+
+    assert recall(1.0, 100) > 0.95
+    assert recall(0.05, 10) < recall(1.0, 100)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="alpha"):
+            searcher.search(queries, k=10, alpha=bad)
+    with pytest.raises(ValueError, match="budget"):
+        searcher.search(queries, k=10, alpha=0.5, budget=10)
+
+
 def test_uint8_weights(corpus: sp.csr_matrix, tmp_path: Path) -> None:
     build_index(shards_of(corpus, 1000), tmp_path / "q", "m", "splade", weights="uint8")
     quantised = SparseIndex.open(tmp_path / "q")
@@ -184,6 +207,14 @@ def test_index_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     run = read_run(tmp_path / "run.trec")
     assert set(run) == {"q1", "q2", "q3"} and all(len(hits) == 3 for hits in run.values())
+    search = ["search", "--index", str(tmp_path / "idx"), "--queries", str(beir_dir / "queries.jsonl"), "--k", "3"]
+    result = runner.invoke(app, [*search, "--output", str(tmp_path / "a.trec"), "--approximate", "1.0"])
+    assert result.exit_code == 0, result.output
+    approximate = read_run(tmp_path / "a.trec")  # five documents, all rescored: the exact lists
+    assert {q: list(h) for q, h in approximate.items()} == {q: list(h) for q, h in run.items()}
+    bad = ["--output", str(tmp_path / "b.trec"), "--approximate", "0.5", "--budget", "2"]
+    result = runner.invoke(app, [*search, *bad])
+    assert isinstance(result.exception, LsrError) and "does not combine" in str(result.exception)
 
 
 def test_search_benchmark_reports_recall(index: SparseIndex) -> None:
@@ -233,6 +264,7 @@ def test_compare_with_lucene_and_seismic_on_the_same_vectors() -> None:
     rows = {(r["system"], r["setting"]): r for r in result["rows"]}
     # the same quantised vectors: Lucene's exact top-10 matches lsr's (up to ties at the 10th place)
     assert rows["lucene-impact", "exact"]["recall@10"] > 0.95
+    assert result["lucene_top_score_gap"] == 0.0  # Lucene indexed exactly the impacts lsr searched
     assert rows["seismic", "query_cut=30 heap_factor=1.0"]["recall@10"] > 0.8
     assert rows["lsr", "budget=5 rerank=20"]["recall@10"] < 1.0
     assert set(result["build_s"]) == {"lsr", "lucene-impact", "seismic"}

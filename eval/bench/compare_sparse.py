@@ -77,16 +77,19 @@ def compare(
     queries: sp.csr_matrix,
     k: int = 10,
     lsr_settings: tuple[tuple[int, int], ...] = ((400, 50),),
+    dynamic_settings: tuple[tuple[float, int], ...] = ((1.0, 100), (0.5, 100), (0.3, 300)),
     seismic_settings: tuple[tuple[int, float], ...] = ((10, 0.9), (20, 0.9), (40, 1.0)),
     lucene: bool = True,
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Run every system on the same quantised vectors; returns rows and the context of the run."""
     threads = threads or os.cpu_count() or 1
+    raw_docs = docs  # the Lucene export quantises by itself
     docs, queries = quantise(docs), quantise(queries)
     queries = queries[np.diff(queries.indptr) > 0]
     n = queries.shape[0]
     rows: list[dict[str, Any]] = []
+    top_score_gap = None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # Every index is built before anything searches: after lsr's parallel (OpenMP) search the worker
@@ -97,15 +100,16 @@ def compare(
         sizes_mib = {"lsr": _folder_size(root / "lsr") / 2**20}
         tokens = token_names(None, docs.shape[1])
         if lucene:
-            write_json_vectors([(ids, docs)], root / "collection", tokens)
+            write_json_vectors([(ids, raw_docs)], root / "collection", tokens)
             builds["lucene-impact"] = build_impact_index(root / "collection", root / "lucene", threads)
             sizes_mib["lucene-impact"] = _folder_size(root / "lucene") / 2**20
         seismic_index, builds["seismic"] = _seismic(ids, docs, threads)
 
         searcher = Searcher(SparseIndex.open(root / "lsr"), threads=threads)
         searcher.search(queries[:2], k=k, budget=10, rerank=k)  # compile
+        searcher.search(queries[:2], k=k, alpha=1.0, rerank=k)
         started = time.perf_counter()
-        exact, _, sizes = searcher.search(queries, k=k)
+        exact, exact_scores, sizes = searcher.search(queries, k=k)
         batch = time.perf_counter() - started
         reference = [{ids[d] for d in exact[i, : sizes[i]]} for i in range(n)]
 
@@ -120,14 +124,23 @@ def compare(
             batch = time.perf_counter() - started
             lat = _latency(lambda r, b=budget, rr=rerank: searcher.search(queries[r], k=k, budget=b, rerank=rr), n)
             rows.append(_row("lsr", f"budget={budget} rerank={rerank}", batch, n, lat, recall_at(exact, found, sizes)))
+        for alpha, rerank in dynamic_settings:
+            started = time.perf_counter()
+            found, _, _ = searcher.search(queries, k=k, alpha=alpha, rerank=rerank)
+            batch = time.perf_counter() - started
+            lat = _latency(lambda r, a=alpha, rr=rerank: searcher.search(queries[r], k=k, alpha=a, rerank=rr), n)
+            rows.append(_row("lsr", f"alpha={alpha} rerank={rerank}", batch, n, lat, recall_at(exact, found, sizes)))
         if lucene:
             engine = ImpactSearcher(root / "lucene", tokens, threads)
             engine.batch(queries[:2], k)
             started = time.perf_counter()
-            found = engine.batch(queries, k)
+            hits = engine.batch(queries, k)
             batch = time.perf_counter() - started
             lat = _latency(lambda r: engine.search(queries, r, k), n)
-            rows.append(_row("lucene-impact", "exact", batch, n, lat, recall(found)))
+            rows.append(_row("lucene-impact", "exact", batch, n, lat, recall([[d for d, _ in h] for h in hits])))
+            # the same impacts on both sides: the best scores must agree exactly, query by query
+            lucene_best = np.array([h[0][1] if h else 0.0 for h in hits])
+            top_score_gap = float(np.abs(lucene_best - np.where(sizes > 0, exact_scores[:, 0], 0.0)).max())
         import seismic
 
         text = seismic.get_seismic_string()
@@ -149,5 +162,6 @@ def compare(
         "threads": threads,
         "index_mib": sizes_mib,
         "build_s": builds,
+        "lucene_top_score_gap": top_score_gap,
         "rows": rows,
     }

@@ -106,11 +106,11 @@ class ImpactSearcher:
         """Top ``k`` document ids for one already-quantised query row."""
         return [hit.docid for hit in self.searcher.search(self._query(impacts, row), k)]
 
-    def batch(self, impacts: sp.csr_matrix, k: int) -> list[list[str]]:
-        """Top ``k`` document ids for every already-quantised query row, searched by Anserini's thread pool."""
+    def batch(self, impacts: sp.csr_matrix, k: int) -> list[list[tuple[str, float]]]:
+        """Top ``k`` (document id, score) for every already-quantised query row, searched by Anserini's thread pool."""
         queries, ids = self._list(), self._list()
         for row in range(impacts.shape[0]):
             queries.add(self._query(impacts, row))
             ids.add(str(row))
         results = self.searcher.batch_search(queries, ids, k, self.threads)
-        return [[hit.docid for hit in results.get(str(row))] for row in range(impacts.shape[0])]
+        return [[(hit.docid, hit.score) for hit in results.get(str(row))] for row in range(impacts.shape[0])]
