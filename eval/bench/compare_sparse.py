@@ -118,18 +118,14 @@ def compare(
             return float(np.mean(shares))
 
         rows.append(_row("lsr", "exact", batch, n, _latency(lambda r: searcher.search(queries[r], k=k), n), 1.0))
-        for budget, rerank in lsr_settings:
+        approximate = [(f"budget={b} rerank={r}", {"budget": b, "rerank": r}) for b, r in lsr_settings]
+        approximate += [(f"alpha={a} rerank={r}", {"alpha": a, "rerank": r}) for a, r in dynamic_settings]
+        for setting, options in approximate:
             started = time.perf_counter()
-            found, _, _ = searcher.search(queries, k=k, budget=budget, rerank=rerank)
+            found, _, _ = searcher.search(queries, k=k, **options)
             batch = time.perf_counter() - started
-            lat = _latency(lambda r, b=budget, rr=rerank: searcher.search(queries[r], k=k, budget=b, rerank=rr), n)
-            rows.append(_row("lsr", f"budget={budget} rerank={rerank}", batch, n, lat, recall_at(exact, found, sizes)))
-        for alpha, rerank in dynamic_settings:
-            started = time.perf_counter()
-            found, _, _ = searcher.search(queries, k=k, alpha=alpha, rerank=rerank)
-            batch = time.perf_counter() - started
-            lat = _latency(lambda r, a=alpha, rr=rerank: searcher.search(queries[r], k=k, alpha=a, rerank=rr), n)
-            rows.append(_row("lsr", f"alpha={alpha} rerank={rerank}", batch, n, lat, recall_at(exact, found, sizes)))
+            lat = _latency(lambda r, o=options: searcher.search(queries[r], k=k, **o), n)
+            rows.append(_row("lsr", setting, batch, n, lat, recall_at(exact, found, sizes)))
         if lucene:
             engine = ImpactSearcher(root / "lucene", tokens, threads)
             engine.batch(queries[:2], k)

@@ -141,19 +141,22 @@ def search_dynamic_batch(
     codes,
     table,
     alpha,
-    rerank,
     k,
     score_pool,
     touched_pool,
     out_docs,
     out_scores,
     out_sizes,
+    rerank,
     fwd_indptr,
     fwd_terms,
     fwd_codes,
     query_pool,
 ) -> None:
-    """:func:`_search_dynamic_one` for every query row, in parallel threads with per-thread buffers."""
+    """:func:`_search_dynamic_one` for every query row, in parallel threads with per-thread buffers.
+
+    The arguments are those of :func:`indexing.sparse.search._search_batch` with ``alpha`` for ``budget``.
+    """
     for q in prange(len(indptr) - 1):
         thread = numba.get_thread_id()
         start, end = indptr[q], indptr[q + 1]

@@ -219,31 +219,10 @@ class Searcher:
         sizes = np.zeros(n, dtype=np.int64)
         previous = numba.get_num_threads()
         numba.set_num_threads(min(self.threads, max(n, 1)))
+        # dynamic pruning takes alpha where the exhaustive kernel takes the posting budget
+        kernel, knob = (_search_batch, budget) if alpha is None else (search_dynamic_batch, np.float32(alpha))
         try:
-            if alpha is not None:
-                search_dynamic_batch(
-                    q.indptr.astype(np.int64),
-                    q.indices.astype(np.int32),
-                    q.data,
-                    self.index.offsets,
-                    self.index.docs,
-                    self.index.codes,
-                    self.index.codebook,
-                    np.float32(alpha),
-                    max(rerank, k),
-                    k,
-                    self._scores,
-                    self._touched,
-                    out_docs,
-                    out_scores,
-                    sizes,
-                    self.index.forward_indptr,
-                    self.index.forward_terms,
-                    self.index.forward_codes,
-                    self._query,
-                )
-                return out_docs, out_scores, sizes
-            _search_batch(
+            kernel(
                 q.indptr.astype(np.int64),
                 q.indices.astype(np.int32),
                 q.data,
@@ -251,14 +230,14 @@ class Searcher:
                 self.index.docs,
                 self.index.codes,
                 self.index.codebook,
-                budget,
+                knob,
                 k,
                 self._scores,
                 self._touched,
                 out_docs,
                 out_scores,
                 sizes,
-                rerank,
+                rerank if alpha is None else max(rerank, k),
                 self.index.forward_indptr,
                 self.index.forward_terms,
                 self.index.forward_codes,
