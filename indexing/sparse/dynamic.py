@@ -54,10 +54,7 @@ def _kth_score(scores, touched, n_touched, k, heap) -> float:
 def _search_dynamic_one(
     terms,
     weights,
-    offsets,
-    docs,
-    codes,
-    table,
+    postings,
     alpha,
     rerank,
     k,
@@ -65,15 +62,14 @@ def _search_dynamic_one(
     touched,
     out_docs,
     out_scores,
-    fwd_indptr,
-    fwd_terms,
-    fwd_codes,
+    forward,
     dense_query,
     heap,
     cand_docs,
     cand_scores,
 ) -> int:
     """Top ``k`` of one query by round-wise reading, early termination and exact rescoring; returns the hit count."""
+    offsets, docs, codes, table = postings
     n = len(terms)
     cursor = np.empty(n, dtype=np.int64)
     end = np.empty(n, dtype=np.int64)
@@ -122,9 +118,7 @@ def _search_dynamic_one(
         out_docs,
         out_scores,
         table,
-        fwd_indptr,
-        fwd_terms,
-        fwd_codes,
+        forward,
         dense_query,
         cand_docs,
         cand_scores,
@@ -136,10 +130,7 @@ def search_dynamic_batch(
     indptr,
     terms,
     weights,
-    offsets,
-    docs,
-    codes,
-    table,
+    postings,
     alpha,
     k,
     score_pool,
@@ -148,9 +139,7 @@ def search_dynamic_batch(
     out_scores,
     out_sizes,
     rerank,
-    fwd_indptr,
-    fwd_terms,
-    fwd_codes,
+    forward,
     query_pool,
 ) -> None:
     """:func:`_search_dynamic_one` for every query row, in parallel threads with per-thread buffers.
@@ -166,10 +155,7 @@ def search_dynamic_batch(
         out_sizes[q] = _search_dynamic_one(
             terms[start:end],
             weights[start:end],
-            offsets,
-            docs,
-            codes,
-            table,
+            postings,
             alpha,
             rerank,
             k,
@@ -177,9 +163,7 @@ def search_dynamic_batch(
             touched_pool[thread],
             out_docs[q],
             out_scores[q],
-            fwd_indptr,
-            fwd_terms,
-            fwd_codes,
+            forward,
             query_pool[thread],
             heap,
             cand_docs,

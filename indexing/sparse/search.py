@@ -33,10 +33,7 @@ from indexing.sparse.topk import rerank_top, select_top
 def _search_one(
     terms,
     weights,
-    offsets,
-    docs,
-    codes,
-    table,
+    postings,
     budget,
     k,
     scores,
@@ -44,9 +41,7 @@ def _search_one(
     out_docs,
     out_scores,
     rerank,
-    fwd_indptr,
-    fwd_terms,
-    fwd_codes,
+    forward,
     dense_query,
     cand_docs,
     cand_scores,
@@ -54,8 +49,10 @@ def _search_one(
     """Score one query into ``scores``, write its top ``k`` to ``out_*``; return how many hits there are.
 
     With ``rerank`` > 0, the ``rerank`` best documents of the (pruned) accumulation are
-    rescored exactly from the forward index before the final top ``k`` is taken.
+    rescored exactly from the forward index before the final top ``k`` is taken. ``postings`` is
+    ``(offsets, docs, codes, table)``, ``forward`` the document-major copy ``(indptr, terms, codes)``.
     """
+    offsets, docs, codes, table = postings
     reads = 0
     for i in range(len(terms)):
         length = offsets[terms[i] + 1] - offsets[terms[i]]
@@ -98,9 +95,7 @@ def _search_one(
         out_docs,
         out_scores,
         table,
-        fwd_indptr,
-        fwd_terms,
-        fwd_codes,
+        forward,
         dense_query,
         cand_docs,
         cand_scores,
@@ -112,10 +107,7 @@ def _search_batch(
     indptr,
     terms,
     weights,
-    offsets,
-    docs,
-    codes,
-    table,
+    postings,
     budget,
     k,
     score_pool,
@@ -124,9 +116,7 @@ def _search_batch(
     out_scores,
     out_sizes,
     rerank,
-    fwd_indptr,
-    fwd_terms,
-    fwd_codes,
+    forward,
     query_pool,
 ) -> None:
     for q in prange(len(indptr) - 1):
@@ -137,10 +127,7 @@ def _search_batch(
         out_sizes[q] = _search_one(
             terms[start:end],
             weights[start:end],
-            offsets,
-            docs,
-            codes,
-            table,
+            postings,
             budget,
             k,
             score_pool[thread],
@@ -148,9 +135,7 @@ def _search_batch(
             out_docs[q],
             out_scores[q],
             rerank,
-            fwd_indptr,
-            fwd_terms,
-            fwd_codes,
+            forward,
             query_pool[thread],
             cand_docs,
             cand_scores,
@@ -226,10 +211,7 @@ class Searcher:
                 q.indptr.astype(np.int64),
                 q.indices.astype(np.int32),
                 q.data,
-                self.index.offsets,
-                self.index.docs,
-                self.index.codes,
-                self.index.codebook,
+                (self.index.offsets, self.index.docs, self.index.codes, self.index.codebook),
                 knob,
                 k,
                 self._scores,
@@ -238,9 +220,7 @@ class Searcher:
                 out_scores,
                 sizes,
                 rerank if alpha is None else max(rerank, k),
-                self.index.forward_indptr,
-                self.index.forward_terms,
-                self.index.forward_codes,
+                (self.index.forward_indptr, self.index.forward_terms, self.index.forward_codes),
                 self._query,
             )
         finally:

@@ -75,9 +75,7 @@ def rerank_top(
     out_docs,
     out_scores,
     table,
-    fwd_indptr,
-    fwd_terms,
-    fwd_codes,
+    forward,
     dense_query,
     cand_docs,
     cand_scores,
@@ -86,7 +84,9 @@ def rerank_top(
 
     Pruned accumulations miss small contributions; the documents they rank highest still contain the
     true top k with high probability, and rescoring a few hundred of them costs little.
+    ``forward`` is the index's document-major copy: ``(indptr, terms, codes)``.
     """
+    fwd_indptr, fwd_terms, fwd_codes = forward
     size = select_top(scores, touched, n_touched, rerank, cand_docs, cand_scores)
     for i in range(len(terms)):
         dense_query[terms[i]] = weights[i]
