@@ -22,11 +22,11 @@ from indexing.sparse.gpu import GpuSearcher
 from indexing.sparse.search import Searcher
 index = SparseIndex.open(sys.argv[1])
 queries = sp.load_npz(sys.argv[2])
-for budget in (0, 7):
+for strategy, budget in (("postings", 0), ("postings", 7), ("forward", 0)):
     cpu = Searcher(index).search(queries, k=10, budget=budget)
-    gpu = GpuSearcher(index, batch_size=4).search(queries, k=10, budget=budget)
-    assert np.array_equal(cpu[2], gpu[2]), (cpu[2], gpu[2])
-    assert np.array_equal(cpu[0], gpu[0])
+    gpu = GpuSearcher(index, batch_size=4, strategy=strategy).search(queries, k=10, budget=budget)
+    assert np.array_equal(cpu[2], gpu[2]), (strategy, cpu[2], gpu[2])
+    assert np.array_equal(cpu[0], gpu[0]), strategy
     np.testing.assert_allclose(cpu[1], gpu[1], rtol=1e-5)
 print("agree")
 """

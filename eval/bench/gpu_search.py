@@ -38,12 +38,13 @@ def _timed_gpu(gpu, queries, k: int) -> tuple[float, np.ndarray]:  # noqa: ANN00
 
 def measure(
     index: SparseIndex,
-    queries,
+    queries,  # noqa: ANN001
     k: int,
     batch_sizes: list[int],
-    bandwidth_gbs: float,  # noqa: ANN001
+    bandwidth_gbs: float,
+    strategies: tuple[str, ...] = ("postings", "forward"),
 ) -> dict[str, Any]:
-    """GPU time per query at each batch size against the bandwidth bound; CPU exact time on the same queries."""
+    """GPU time per query for each kernel and batch size against the bandwidth bound; CPU exact on the same queries."""
     import torch
 
     from indexing.sparse.gpu import GpuSearcher
@@ -58,19 +59,21 @@ def measure(
     started = time.perf_counter()
     cpu_docs, _, _ = cpu.search(queries, k=k)
     cpu_s = (time.perf_counter() - started) / queries.shape[0]
-    gpu = GpuSearcher(index)
     rows = []
-    for size in batch_sizes:
-        gpu.batch_size = size
-        gpu_s, gpu_docs = _timed_gpu(gpu, queries, k)
-        rows.append(
-            {
-                "batch_size": size,
-                "gpu_ms_per_query": 1000 * gpu_s,
-                "fraction_of_bandwidth_bound": bound_s / gpu_s,
-                "gpu_cpu_top10_agreement": float((gpu_docs == cpu_docs).mean()),
-            }
-        )
+    for strategy in strategies:
+        for size in batch_sizes:
+            gpu = GpuSearcher(index, batch_size=size, strategy=strategy)
+            gpu_s, gpu_docs = _timed_gpu(gpu, queries, k)
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "batch_size": gpu.batch_size,
+                    "gpu_ms_per_query": 1000 * gpu_s,
+                    "fraction_of_bandwidth_bound": bound_s / gpu_s,
+                    "gpu_cpu_top10_agreement": float((gpu_docs == cpu_docs).mean()),
+                }
+            )
+            del gpu
     return {
         "documents": index.num_docs,
         "postings": index.meta.nnz,
@@ -94,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--build-only", action="store_true", help="build the index and stop (for time-limited hosts)")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--strategies", nargs="+", default=["postings", "forward"], help="GPU kernels to time")
     parser.add_argument("--bandwidth-gbs", type=float, help="the card's memory bandwidth, GB/s")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
@@ -116,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         args.k,
         args.batch_sizes,
         args.bandwidth_gbs,
+        tuple(args.strategies),
     )
     print(json.dumps(result, indent=2))
     if args.output:

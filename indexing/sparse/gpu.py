@@ -1,9 +1,15 @@
-"""Batch search on a GPU: a CUDA kernel (numba.cuda) scores a batch of queries against the whole index.
+"""Batch search on a GPU: CUDA kernels (numba.cuda) score a batch of queries against the whole index.
 
-The index's arrays are copied to the GPU once. For a batch of queries, every
-(query, term) pair is a row of the launch grid; its threads walk that term's
-postings and atomically add ``query weight x document weight`` into a dense
-``batch x documents`` score matrix. Top-k then selects on 64-bit keys that
+Two strategies, same results. ``postings`` (term-at-a-time): every block of a
+(query, term) pair's postings is a block of the launch grid whose threads
+atomically add ``query weight x document weight`` into a dense ``batch x
+documents`` score matrix; it reads only the query terms' postings, but each
+posting is a scattered read-modify-write in a matrix far larger than the cache.
+``forward`` (document-at-a-time): one warp per document walks the document's
+terms in the forward index, looks each up in the batch's query terms, and
+accumulates the batch's scores in shared memory, then writes each score once; it
+reads the whole forward index per batch, so larger batches amortise it, and has
+no atomics. Top-k then selects on 64-bit keys that
 order by score descending and document number ascending, the CPU kernel's rule,
 so both return the same documents (scores agree to float rounding: atomic
 additions are not ordered). Without a GPU the same kernel runs under Numba's
@@ -27,6 +33,8 @@ from indexing.sparse.format import SparseIndex
 
 THREADS = 256
 POSTINGS_PER_BLOCK = 4 * THREADS
+WARPS = THREADS // 32
+MAX_FORWARD_BATCH = 32
 
 
 @cuda.jit
@@ -44,6 +52,34 @@ def _accumulate(chunk_pair, chunk_first, chunk_last, rows, weights, docs, codes,
     weight = weights[pair]
     for p in range(chunk_first[chunk] + cuda.threadIdx.x, chunk_last[chunk], cuda.blockDim.x):
         cuda.atomic.add(scores, (row, docs[p]), weight * table[codes[p]])  # pragma: no cover - device code
+
+
+@cuda.jit
+def _forward_scores(indptr, terms, codes, table, slot_of_term, slot_ptr, slot_query, slot_weight, scores):  # noqa: ANN001
+    # per warp, per query, per lane: lanes are the fastest axis, so accumulation is free of bank conflicts
+    partial = cuda.shared.array((WARPS, MAX_FORWARD_BATCH, 32), dtype=np.float32)
+    group = cuda.threadIdx.x // 32
+    lane = cuda.threadIdx.x % 32
+    n_queries = scores.shape[0]
+    # every warp of a block runs the same number of rounds, so the block can synchronise in each
+    for base in range(cuda.blockIdx.x * WARPS, scores.shape[1], cuda.gridDim.x * WARPS):
+        doc = base + group
+        if doc < scores.shape[1]:
+            for b in range(n_queries):
+                partial[group, b, lane] = 0.0
+            for p in range(indptr[doc] + lane, indptr[doc + 1], 32):
+                slot = slot_of_term[terms[p]]
+                if slot >= 0:
+                    weight = table[codes[p]]
+                    for j in range(slot_ptr[slot], slot_ptr[slot + 1]):
+                        partial[group, slot_query[j], lane] += weight * slot_weight[j]
+        cuda.syncthreads()
+        if doc < scores.shape[1] and lane < n_queries:
+            total = np.float32(0.0)
+            for step in range(32):  # diagonal order: the lanes read 32 different banks
+                total += partial[group, lane, (step + lane) % 32]
+            scores[lane, doc] = total
+        cuda.syncthreads()
 
 
 def _chunks(terms: np.ndarray, offsets: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,13 +132,21 @@ def _top_k_device(scores, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: 
 class GpuSearcher:
     """Batch top-k on the GPU with the same interface and results as :class:`indexing.sparse.search.Searcher`."""
 
-    def __init__(self, index: SparseIndex, batch_size: int = 64) -> None:
+    def __init__(self, index: SparseIndex, batch_size: int = 64, strategy: str = "postings") -> None:
+        if strategy not in ("postings", "forward"):
+            raise ValueError(f"strategy must be postings or forward, not {strategy!r}")
         self.index = index
-        self.batch_size = batch_size
-        self.docs = cuda.to_device(np.ascontiguousarray(index.docs))
-        self.codes = cuda.to_device(np.ascontiguousarray(index.codes))
+        self.strategy = strategy
+        self.batch_size = min(batch_size, MAX_FORWARD_BATCH) if strategy == "forward" else batch_size
         self.table = cuda.to_device(index.codebook)
-        self._host_offsets = np.asarray(index.offsets)
+        if strategy == "postings":
+            self.docs = cuda.to_device(np.ascontiguousarray(index.docs))
+            self.codes = cuda.to_device(np.ascontiguousarray(index.codes))
+            self._host_offsets = np.asarray(index.offsets)
+        else:
+            self.fwd_indptr = cuda.to_device(np.ascontiguousarray(index.forward_indptr))
+            self.fwd_terms = cuda.to_device(np.ascontiguousarray(index.forward_terms))
+            self.fwd_codes = cuda.to_device(np.ascontiguousarray(index.forward_codes))
 
     def search(self, queries: sp.csr_matrix, k: int = 10, budget: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         queries = sp.csr_matrix(queries, dtype=np.float32)
@@ -110,6 +154,8 @@ class GpuSearcher:
             raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
         if np.any(queries.data < 0):
             raise ValueError("query weights must be non-negative")
+        if budget and self.strategy == "forward":
+            raise ValueError("a posting budget needs the postings strategy")
         parts = [
             self._batch(queries[s : s + self.batch_size], k, budget)
             for s in range(0, queries.shape[0], self.batch_size)
@@ -117,8 +163,17 @@ class GpuSearcher:
         return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
 
     def _batch(self, queries: sp.csr_matrix, k: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = np.repeat(np.arange(queries.shape[0], dtype=np.int32), np.diff(queries.indptr))
         scores = cuda.device_array((queries.shape[0], self.index.num_docs), dtype=np.float32)
+        if self.strategy == "forward":
+            self._forward(queries, scores)
+        else:
+            self._postings(queries, budget, scores)
+        if config.ENABLE_CUDASIM:
+            return _top_k_host(scores.copy_to_host(), k)
+        return _top_k_device(scores, k)
+
+    def _postings(self, queries: sp.csr_matrix, budget: int, scores) -> None:  # noqa: ANN001 - a device array
+        rows = np.repeat(np.arange(queries.shape[0], dtype=np.int32), np.diff(queries.indptr))
         _zero[math.ceil(scores.size / THREADS), THREADS](scores)
         pair, first, last = _chunks(queries.indices, self._host_offsets, budget)
         if len(pair):
@@ -133,6 +188,24 @@ class GpuSearcher:
                 self.table,
                 scores,
             )
-        if config.ENABLE_CUDASIM:
-            return _top_k_host(scores.copy_to_host(), k)
-        return _top_k_device(scores, k)
+
+    def _forward(self, queries: sp.csr_matrix, scores) -> None:  # noqa: ANN001 - a device array
+        used = np.unique(queries.indices)
+        if not len(used):
+            _zero[math.ceil(scores.size / THREADS), THREADS](scores)
+            return
+        slot_of_term = np.full(queries.shape[1], -1, dtype=np.int32)
+        slot_of_term[used] = np.arange(len(used), dtype=np.int32)
+        by_term = queries[:, used].tocsc()  # for each used term, the queries that have it and their weights
+        blocks = max(1, min(math.ceil(self.index.num_docs / WARPS), 16384))
+        _forward_scores[blocks, THREADS](
+            self.fwd_indptr,
+            self.fwd_terms,
+            self.fwd_codes,
+            self.table,
+            cuda.to_device(slot_of_term),
+            cuda.to_device(by_term.indptr.astype(np.int64)),
+            cuda.to_device(by_term.indices.astype(np.int32)),
+            cuda.to_device(by_term.data.astype(np.float32)),
+            scores,
+        )
