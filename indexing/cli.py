@@ -66,6 +66,9 @@ def search(
         ),
     ] = None,
     encode_device: Annotated[str, typer.Option(help="Device for the query encoder.")] = "auto",
+    gpu_kernel: Annotated[
+        str, typer.Option(help="With --device cuda: forward (document-at-a-time) or postings (term-at-a-time).")
+    ] = "forward",
     tag: Annotated[str, typer.Option(help="Run tag.")] = "lsr",
 ) -> None:
     """Search an index with a BEIR queries file, encoding queries with the index's own model."""
@@ -96,7 +99,11 @@ def search(
             raise LsrError("--device cuda: no CUDA GPU is visible")
         if query_terms is not None or rerank or approximate is not None:
             raise LsrError("--query-terms, --rerank and --approximate are CPU options")
-        hits = GpuSearcher(opened).search(vectors, k=k, budget=budget)
+        if gpu_kernel not in ("forward", "postings"):
+            raise LsrError(f"--gpu-kernel must be forward or postings, not {gpu_kernel!r}")
+        if budget and gpu_kernel == "forward":
+            raise LsrError("--budget on the GPU needs --gpu-kernel postings")
+        hits = GpuSearcher(opened, strategy=gpu_kernel).search(vectors, k=k, budget=budget)
     elif device == "cpu":
         if approximate is not None and (approximate <= 0 or budget):
             raise LsrError("--approximate takes an alpha in (0, 1] and does not combine with --budget")
