@@ -58,18 +58,19 @@ def _search_dynamic_one(
     alpha,
     rerank,
     k,
-    scores,
-    touched,
+    work,
     out_docs,
     out_scores,
     forward,
-    dense_query,
     heap,
-    cand_docs,
-    cand_scores,
+    candidates,
 ) -> int:
-    """Top ``k`` of one query by round-wise reading, early termination and exact rescoring; returns the hit count."""
+    """Top ``k`` of one query by round-wise reading, early termination and exact rescoring; returns the hit count.
+
+    The arguments are :func:`indexing.sparse.search._search_one`'s, with ``alpha`` and a ``k``-sized ``heap``.
+    """
     offsets, docs, codes, table = postings
+    scores, touched, _ = work
     n = len(terms)
     cursor = np.empty(n, dtype=np.int64)
     end = np.empty(n, dtype=np.int64)
@@ -107,22 +108,7 @@ def _search_dynamic_one(
             theta = _kth_score(scores, touched, n_touched, k, heap)
             if alpha * remaining < theta:
                 break
-    return rerank_top(
-        terms,
-        weights,
-        scores,
-        touched,
-        n_touched,
-        rerank,
-        k,
-        out_docs,
-        out_scores,
-        table,
-        forward,
-        dense_query,
-        cand_docs,
-        cand_scores,
-    )
+    return rerank_top(terms, weights, work, n_touched, rerank, k, out_docs, out_scores, table, forward, candidates)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -149,9 +135,8 @@ def search_dynamic_batch(
     for q in prange(len(indptr) - 1):
         thread = numba.get_thread_id()
         start, end = indptr[q], indptr[q + 1]
-        heap = np.empty(k, dtype=np.float32)
-        cand_docs = np.empty(rerank, dtype=np.int32)
-        cand_scores = np.empty(rerank, dtype=np.float32)
+        candidates = (np.empty(rerank, dtype=np.int32), np.empty(rerank, dtype=np.float32))
+        work = (score_pool[thread], touched_pool[thread], query_pool[thread])
         out_sizes[q] = _search_dynamic_one(
             terms[start:end],
             weights[start:end],
@@ -159,13 +144,10 @@ def search_dynamic_batch(
             alpha,
             rerank,
             k,
-            score_pool[thread],
-            touched_pool[thread],
+            work,
             out_docs[q],
             out_scores[q],
             forward,
-            query_pool[thread],
-            heap,
-            cand_docs,
-            cand_scores,
+            np.empty(k, dtype=np.float32),
+            candidates,
         )

@@ -36,23 +36,22 @@ def _search_one(
     postings,
     budget,
     k,
-    scores,
-    touched,
+    work,
     out_docs,
     out_scores,
     rerank,
     forward,
-    dense_query,
-    cand_docs,
-    cand_scores,
+    candidates,
 ) -> int:
     """Score one query into ``scores``, write its top ``k`` to ``out_*``; return how many hits there are.
 
     With ``rerank`` > 0, the ``rerank`` best documents of the (pruned) accumulation are
     rescored exactly from the forward index before the final top ``k`` is taken. ``postings`` is
-    ``(offsets, docs, codes, table)``, ``forward`` the document-major copy ``(indptr, terms, codes)``.
+    ``(offsets, docs, codes, table)``, ``forward`` the document-major copy ``(indptr, terms, codes)``;
+    ``work`` is the thread's ``(scores, touched, dense query)`` buffers, ``candidates`` the rerank buffers.
     """
     offsets, docs, codes, table = postings
+    scores, touched, _ = work
     reads = 0
     for i in range(len(terms)):
         length = offsets[terms[i] + 1] - offsets[terms[i]]
@@ -84,22 +83,7 @@ def _search_one(
                 n_touched += 1
     if rerank <= 0:
         return select_top(scores, touched, n_touched, k, out_docs, out_scores)
-    return rerank_top(
-        terms,
-        weights,
-        scores,
-        touched,
-        n_touched,
-        rerank,
-        k,
-        out_docs,
-        out_scores,
-        table,
-        forward,
-        dense_query,
-        cand_docs,
-        cand_scores,
-    )
+    return rerank_top(terms, weights, work, n_touched, rerank, k, out_docs, out_scores, table, forward, candidates)
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -122,23 +106,20 @@ def _search_batch(
     for q in prange(len(indptr) - 1):
         thread = numba.get_thread_id()
         start, end = indptr[q], indptr[q + 1]
-        cand_docs = np.empty(max(rerank, 1), dtype=np.int32)
-        cand_scores = np.empty(max(rerank, 1), dtype=np.float32)
+        candidates = (np.empty(max(rerank, 1), dtype=np.int32), np.empty(max(rerank, 1), dtype=np.float32))
+        work = (score_pool[thread], touched_pool[thread], query_pool[thread])
         out_sizes[q] = _search_one(
             terms[start:end],
             weights[start:end],
             postings,
             budget,
             k,
-            score_pool[thread],
-            touched_pool[thread],
+            work,
             out_docs[q],
             out_scores[q],
             rerank,
             forward,
-            query_pool[thread],
-            cand_docs,
-            cand_scores,
+            candidates,
         )
 
 

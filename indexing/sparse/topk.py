@@ -64,28 +64,16 @@ def select_top(scores, touched, n_touched, k, out_docs, out_scores) -> int:
 
 
 @njit(nogil=True, cache=True)
-def rerank_top(
-    terms,
-    weights,
-    scores,
-    touched,
-    n_touched,
-    rerank,
-    k,
-    out_docs,
-    out_scores,
-    table,
-    forward,
-    dense_query,
-    cand_docs,
-    cand_scores,
-) -> int:
+def rerank_top(terms, weights, work, n_touched, rerank, k, out_docs, out_scores, table, forward, candidates) -> int:
     """Rescore the ``rerank`` best touched documents exactly (forward index), write the top ``k`` to ``out_*``.
 
     Pruned accumulations miss small contributions; the documents they rank highest still contain the
     true top k with high probability, and rescoring a few hundred of them costs little.
-    ``forward`` is the index's document-major copy: ``(indptr, terms, codes)``.
+    ``work`` is ``(scores, touched, dense query)``, ``forward`` the index's document-major copy
+    ``(indptr, terms, codes)``, ``candidates`` two ``rerank``-sized buffers (documents, scores).
     """
+    scores, touched, dense_query = work
+    cand_docs, cand_scores = candidates
     fwd_indptr, fwd_terms, fwd_codes = forward
     size = select_top(scores, touched, n_touched, rerank, cand_docs, cand_scores)
     for i in range(len(terms)):
