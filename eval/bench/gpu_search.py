@@ -36,6 +36,24 @@ def _timed_gpu(gpu, queries, k: int) -> tuple[float, np.ndarray]:  # noqa: ANN00
     return (time.perf_counter() - started) / queries.shape[0], docs
 
 
+def _breakdown(gpu, batch, k: int) -> dict[str, float]:  # noqa: ANN001
+    """Milliseconds of scoring and of top-k selection for one (warm) batch, the median of three."""
+    from numba import cuda
+
+    score_ms, select_ms = [], []
+    for _ in range(3):
+        cuda.synchronize()
+        started = time.perf_counter()
+        scores = gpu.score(batch)
+        cuda.synchronize()
+        scored = time.perf_counter()
+        gpu.select(scores, k)
+        cuda.synchronize()
+        score_ms.append(1000 * (scored - started))
+        select_ms.append(1000 * (time.perf_counter() - scored))
+    return {"score_ms_per_batch": float(np.median(score_ms)), "select_ms_per_batch": float(np.median(select_ms))}
+
+
 def measure(
     index: SparseIndex,
     queries,  # noqa: ANN001
@@ -71,6 +89,7 @@ def measure(
                     "gpu_ms_per_query": 1000 * gpu_s,
                     "fraction_of_bandwidth_bound": bound_s / gpu_s,
                     "gpu_cpu_top10_agreement": float((gpu_docs == cpu_docs).mean()),
+                    **_breakdown(gpu, queries[: gpu.batch_size], k),
                 }
             )
             del gpu

@@ -51,7 +51,7 @@ def _accumulate(chunk_pair, chunk_first, chunk_last, rows, weights, docs, codes,
     row = rows[pair]
     weight = weights[pair]
     for p in range(chunk_first[chunk] + cuda.threadIdx.x, chunk_last[chunk], cuda.blockDim.x):
-        cuda.atomic.add(scores, (row, docs[p]), weight * table[codes[p]])  # pragma: no cover - device code
+        cuda.atomic.add(scores, (row, docs[p]), weight * table[codes[p]])
 
 
 @cuda.jit
@@ -163,11 +163,20 @@ class GpuSearcher:
         return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
 
     def _batch(self, queries: sp.csr_matrix, k: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.select(self.score(queries, budget), k)
+
+    def score(self, queries: sp.csr_matrix, budget: int = 0):  # noqa: ANN201 - a device array
+        """The dense ``batch x documents`` score matrix of one batch of queries, on the device."""
         scores = cuda.device_array((queries.shape[0], self.index.num_docs), dtype=np.float32)
         if self.strategy == "forward":
             self._forward(queries, scores)
         else:
             self._postings(queries, budget, scores)
+        return scores
+
+    @staticmethod
+    def select(scores, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001 - a device array
+        """Top ``k`` documents, scores and hit counts of each row of a device score matrix."""
         if config.ENABLE_CUDASIM:
             return _top_k_host(scores.copy_to_host(), k)
         return _top_k_device(scores, k)
