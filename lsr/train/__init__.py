@@ -1,0 +1,1 @@
+"""Training objectives for learned sparse encoders: ranking losses, distillation and sparsity regularisers."""
