@@ -20,6 +20,7 @@ from lsr.demo import demo
 from lsr.encode.cli import app as encode_app
 from lsr.errors import DataWarning, LsrError
 from lsr.recommend.cli import app as recommend_app
+from lsr.train.cli import app as train_app
 
 app = typer.Typer(
     help="lsr: learned sparse retrieval and recommendation.",
@@ -32,6 +33,7 @@ app.add_typer(encode_app, name="encode")
 app.add_typer(bench_app, name="bench")
 app.add_typer(export_app, name="export")
 app.add_typer(recommend_app, name="recommend")
+app.add_typer(train_app, name="train")
 app.command("demo")(demo)
 app.command("index")(index)
 app.command("search")(search)

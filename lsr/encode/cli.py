@@ -54,10 +54,10 @@ def idf(
     from lsr.data.beir import corpus_source, read_corpus
     from lsr.encode.corpus import document_text
     from lsr.models import InferenceFreeEncoder, SpladeEncoder
-    from lsr.models.idf import bm25_idf, document_frequencies
+    from lsr.models.idf import corpus_idf
 
     documents = SpladeEncoder.from_pretrained(model, device="cpu")
     texts = (document_text(d) for d in read_corpus(corpus_source(corpus)))
-    df, count = document_frequencies(documents.tokenizer, texts)
-    InferenceFreeEncoder(documents, bm25_idf(df, count)).save_pretrained(output)
+    table, count = corpus_idf(documents.tokenizer, texts)
+    InferenceFreeEncoder(documents, table).save_pretrained(output)
     console.print(f"IDF over {count:,} documents saved with the encoder at {output}")

@@ -52,6 +52,12 @@ def bm25_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
     return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
+def corpus_idf(tokenizer: Any, texts: Iterable[str]) -> tuple[np.ndarray, int]:
+    """BM25 IDF per token over ``texts`` (streamed), and how many texts there were."""
+    df, count = document_frequencies(tokenizer, texts)
+    return bm25_idf(df, count), count
+
+
 def save_idf(idf: np.ndarray, tokenizer: Any, folder: str | Path) -> None:
     """Write ``folder/idf.json`` mapping every vocabulary token to its weight."""
     tokens = tokenizer.convert_ids_to_tokens(list(range(len(idf))))

@@ -1,0 +1,208 @@
+"""``lsr train``: prepare teacher-scored data, warm up an MLM head, train sparse encoders, adapt to a corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from lsr.train.trainer import TrainConfig
+
+app = typer.Typer(help="Train sparse encoders: data preparation, MLM warm-up, training, label-free adaptation.")
+console = Console()
+
+DEFAULT_TEACHERS = "bm25,dense"
+TeachersOption = Annotated[
+    str,
+    typer.Option(help="Teacher ensemble: bm25, dense[=MODEL], sparse=MODEL, each optionally @WEIGHT."),
+]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+
+
+@app.command("prepare")
+def prepare_command(
+    dataset: Annotated[Path, typer.Option(help="BEIR folder or zip.", exists=True)],
+    output: Annotated[Path, typer.Option(help="Training folder to write.")],
+    split: Annotated[str | None, typer.Option(help="Labelled split to train on (e.g. train).")] = None,
+    holdout: Annotated[int, typer.Option(min=0, help="Queries of --split held out as the dev split.")] = 0,
+    pseudo_queries: Annotated[int, typer.Option(min=0, help="Pseudo-queries per document (label-free).")] = 0,
+    teachers: TeachersOption = DEFAULT_TEACHERS,
+    depth: Annotated[int, typer.Option(min=1, help="Documents each teacher retrieves per query.")] = 100,
+    pool: Annotated[int, typer.Option(min=1, help="Top documents per teacher kept as candidates.")] = 30,
+    guard: Annotated[float, typer.Option(min=0.0, max=1.0, help="False-negative guard (x weakest positive).")] = 0.95,
+    max_queries: Annotated[int | None, typer.Option(min=1, help="Seeded sample of the training queries.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Encodings/index cache (default $LSR_CACHE).")] = None,
+    seed: int = 0,
+) -> None:
+    """Score training queries' candidates with a teacher ensemble and write a self-contained training folder."""
+    from lsr.train.prepare import prepare
+    from lsr.train.teachers import parse_teachers
+
+    summary = prepare(
+        dataset,
+        output,
+        parse_teachers(teachers),
+        split,
+        holdout,
+        pseudo_queries,
+        max_queries,
+        depth,
+        pool,
+        guard,
+        cache_dir,
+        seed,
+    )
+    console.print(f"{summary['examples']:,} examples ({summary['holdout']} dev queries held out) at {output}")
+
+
+@app.command("mlm")
+def mlm_command(
+    model: Annotated[str, typer.Option(help="Backbone folder, Hub id or all-minilm-l6-v2.")],
+    corpus: Annotated[list[Path], typer.Option(help="BEIR folder(s) whose texts to train on.", exists=True)],
+    output: Annotated[Path, typer.Option(help="Folder for the *ForMaskedLM model.")],
+    steps: Annotated[int, typer.Option(min=1)] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    lr: float = 1e-4,
+    max_length: Annotated[int, typer.Option(min=8)] = 256,
+    device: DeviceOption = "auto",
+    seed: int = 0,
+) -> None:
+    """Masked-language-model warm-up of a (fresh) vocabulary head on corpus text, no labels needed."""
+    from lsr.train.mlm import mlm_warmup
+
+    summary = mlm_warmup(model, corpus, output, steps, batch_size, lr, max_length, device=device, seed=seed)
+    console.print(f"MLM loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; saved to {output}")
+
+
+def _train(
+    model: str,
+    data: list[Path],
+    output: Path,
+    kind: str | None,
+    learn_idf: bool,
+    lora: bool,
+    gradient_checkpointing: bool,
+    resume: bool,
+    device: str,
+    config: TrainConfig,
+) -> Path:
+    from lsr.train.data import TrainingSet
+    from lsr.train.student import load_student
+    from lsr.train.trainer import Trainer, check_dev, latest_checkpoint
+
+    check_dev(config.dev)
+    checkpoint = latest_checkpoint(output) if resume else None
+    start = str(checkpoint) if checkpoint else model
+    target = None if device == "auto" else device
+    student = load_student(start, kind, data, learn_idf, lora, gradient_checkpointing, target)
+    training = TrainingSet(data, config.group_size, config.negative_depth)
+    trainer = Trainer(student, training, output, config)
+    if checkpoint:
+        trainer.load_state(checkpoint)
+        console.print(f"resumed from {checkpoint} (step {trainer.step})")
+    return trainer.train()
+
+
+@app.command("run")
+def run_command(
+    model: Annotated[str, typer.Option(help="Starting model: encoder folder, *ForMaskedLM/*ForCausalLM, Hub id.")],
+    data: Annotated[list[Path], typer.Option(help="Training folder(s) from `lsr train prepare`.", exists=True)],
+    output: Annotated[Path, typer.Option(help="Run folder: model/, checkpoints/, log.jsonl, training.png.")],
+    kind: Annotated[
+        str | None, typer.Option(help="inference-free, splade or mistral-splade (default: model's).")
+    ] = None,
+    dev: Annotated[list[str] | None, typer.Option(help="Dev split DIR[:SPLIT] (default: dev); repeatable.")] = None,
+    steps: Annotated[int, typer.Option(min=1)] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Queries per batch.")] = 32,
+    group_size: Annotated[int, typer.Option(min=1, help="Documents per query (positive + negatives).")] = 8,
+    grad_accum: Annotated[int, typer.Option(min=1)] = 1,
+    lr: float = 5e-5,
+    idf_lr: float = 1e-3,
+    learn_idf: Annotated[bool, typer.Option(help="Inference-free: train the IDF table.")] = True,
+    warmup_steps: Annotated[int, typer.Option(min=0)] = 100,
+    kl_weight: float = 1.0,
+    nce_weight: float = 1.0,
+    margin_weight: Annotated[
+        float, typer.Option(help="MarginMSE weight (teacher margins in temperature units).")
+    ] = 0.0,
+    teacher_temperature: Annotated[float, typer.Option(min=1e-4)] = 0.05,
+    lambda_d: float = 1e-3,
+    lambda_q: float = 1e-3,
+    lambda_warmup: Annotated[int, typer.Option(min=0)] = 1000,
+    idf_power: float = 1.0,
+    eval_every: Annotated[int, typer.Option(min=1)] = 500,
+    save_every: Annotated[int, typer.Option(min=1)] = 500,
+    max_minutes: Annotated[float | None, typer.Option(help="Save and stop after this long (resume later).")] = None,
+    lora: Annotated[bool, typer.Option(help="Decoder students: train LoRA adapters only.")] = False,
+    gradient_checkpointing: bool = False,
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast on GPU), bf16 or fp32.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUTPUT.")] = False,
+    device: DeviceOption = "auto",
+    seed: int = 0,
+) -> None:
+    """Train a sparse encoder by ensemble distillation + InfoNCE with (IDF-aware) FLOPS."""
+    from lsr.train.trainer import TrainConfig
+
+    config = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        group_size=group_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        idf_lr=idf_lr,
+        warmup_steps=warmup_steps,
+        kl_weight=kl_weight,
+        nce_weight=nce_weight,
+        teacher_temperature=teacher_temperature,
+        lambda_d=lambda_d,
+        lambda_q=lambda_q,
+        lambda_warmup=lambda_warmup,
+        idf_power=idf_power,
+        eval_every=eval_every,
+        save_every=save_every,
+        max_minutes=max_minutes,
+        precision=precision,
+        seed=seed,
+        dev=list(dev or []),
+    )
+    folder = _train(model, data, output, kind, learn_idf, lora, gradient_checkpointing, resume, device, config)
+    console.print(f"model at {folder}")
+
+
+@app.command("adapt")
+def adapt_command(
+    corpus: Annotated[Path, typer.Option(help="BEIR folder or zip of the target corpus (no labels).", exists=True)],
+    model: Annotated[str, typer.Option(help="Starting sparse model (folder or Hub id).")],
+    output: Annotated[Path, typer.Option(help="Run folder; the adapted model is OUTPUT/model.")],
+    teachers: TeachersOption = DEFAULT_TEACHERS,
+    pseudo_queries: Annotated[int, typer.Option(min=1, help="Pseudo-queries per document.")] = 3,
+    max_queries: Annotated[int | None, typer.Option(min=1)] = None,
+    steps: Annotated[int, typer.Option(min=1)] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: float = 5e-5,
+    cache_dir: Annotated[Path | None, typer.Option(help="Encodings/index cache (default $LSR_CACHE).")] = None,
+    device: DeviceOption = "auto",
+    seed: int = 0,
+) -> None:
+    """Label-free domain adaptation: pseudo-queries from the corpus, scored by the teachers, then training."""
+    from lsr.train.prepare import prepare
+    from lsr.train.teachers import parse_teachers
+    from lsr.train.trainer import TrainConfig
+
+    data = output / "data"
+    if not (data / "prepare.json").is_file():
+        prepare(
+            corpus,
+            data,
+            parse_teachers(teachers),
+            pseudo_per_document=pseudo_queries,
+            max_queries=max_queries,
+            cache_dir=cache_dir,
+            seed=seed,
+        )
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    folder = _train(model, [data], output, None, True, False, False, False, device, config)
+    console.print(f"adapted model at {folder}")

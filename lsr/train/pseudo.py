@@ -1,0 +1,61 @@
+"""Pseudo-queries made from a corpus itself, for adapting a model to a corpus that has no labelled queries.
+
+Two kinds, as in label-free retrieval training (Contriever's independent cropping,
+and title-as-query as in the BEIR/GPL literature): a document's title, and short
+spans cropped from one of its sentences. Each pseudo-query remembers the document
+it came from; the teacher ensemble (not that origin) decides what is relevant, so a
+span that many documents share does not teach a wrong label.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from lsr.data.beir import Document
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass(frozen=True)
+class PseudoQuery:
+    """A query text and the document it was cut from."""
+
+    qid: str
+    text: str
+    source: str
+
+
+def _crop(sentence: str, rng: random.Random, min_words: int, max_words: int) -> str:
+    words = sentence.split()
+    if len(words) <= max_words:
+        return " ".join(words)
+    width = rng.randint(min_words, max_words)
+    start = rng.randint(0, len(words) - width)
+    return " ".join(words[start : start + width])
+
+
+def pseudo_queries(
+    documents: Iterable[Document],
+    per_document: int = 3,
+    min_words: int = 4,
+    max_words: int = 16,
+    seed: int = 13,
+) -> Iterator[PseudoQuery]:
+    """Up to ``per_document`` queries per document: its title (if it has one of ``min_words`` words or more),
+    then crops of distinct sentences chosen at random; texts shorter than ``min_words`` words are skipped."""
+    rng = random.Random(seed)
+    for doc in documents:
+        texts: list[str] = []
+        if len(doc.title.split()) >= min_words:
+            texts.append(doc.title.strip())
+        sentences = [s for s in _SENTENCE.split(doc.text) if len(s.split()) >= min_words]
+        rng.shuffle(sentences)
+        for sentence in sentences:
+            if len(texts) >= per_document:
+                break
+            texts.append(_crop(sentence, rng, min_words, max_words))
+        for number, text in enumerate(texts[:per_document]):
+            yield PseudoQuery(f"{doc.id}#pq{number}", text, doc.id)

@@ -1,0 +1,97 @@
+"""The teacher ensemble: several retrievers of different kinds score each query's candidates.
+
+Teachers are ``bm25`` (Lucene), ``dense`` (a sentence-transformers bi-encoder,
+all-MiniLM-L6-v2 by default) and ``sparse`` (a SPLADE model). Each one retrieves
+its top ``depth`` documents for every query through the same cached retrievers
+``lsr eval run`` uses (so a corpus is encoded once for evaluation and teaching); a
+candidate a teacher did not retrieve gets that teacher's lowest retrieved score, an
+upper bound on what it would have scored. Scores of different teachers live on
+different scales (BM25 ~ 10-40, cosine < 1), so :func:`ensemble_scores` min-max
+normalises each teacher per query before the weighted sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from eval.retrievers import DenseSettings, bm25_run, dense_run, sparse_run
+from eval.runs import Run
+from lsr.data.beir import BeirDataset
+from lsr.errors import LsrError
+from lsr.models.defaults import DEFAULT_DENSE
+from lsr.train.losses import combine_teachers
+
+KINDS = ("bm25", "dense", "sparse")
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """One teacher: its kind, the model it runs (none for BM25) and its weight in the ensemble."""
+
+    kind: str
+    model: str | None = None
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.model is None else f"{self.kind}:{self.model}"
+
+
+def parse_teachers(spec: str) -> list[Teacher]:
+    """``"bm25,dense,sparse=PATH"`` with optional ``@weight`` per teacher, e.g. ``"bm25@0.5,dense"``.
+
+    ``dense`` alone means the embedded all-MiniLM-L6-v2; ``sparse`` needs its model.
+    """
+    teachers = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        head, _, weight = part.partition("@")
+        kind, _, model = head.partition("=")
+        if kind not in KINDS:
+            raise LsrError(f"teacher {part!r}: unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+        if kind == "bm25" and model:
+            raise LsrError(f"teacher {part!r}: BM25 takes no model")
+        if kind == "sparse" and not model:
+            raise LsrError(f"teacher {part!r}: a sparse teacher needs a model, e.g. sparse=PATH")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise LsrError(f"teacher {part!r}: weight {weight!r} is not a number") from None
+        if value <= 0:
+            raise LsrError(f"teacher {part!r}: the weight must be positive")
+        teachers.append(Teacher(kind, model or (DEFAULT_DENSE if kind == "dense" else None), value))
+    if not teachers:
+        raise LsrError("no teachers given")
+    return teachers
+
+
+def teacher_runs(
+    dataset: BeirDataset, queries: dict[str, str], teachers: Sequence[Teacher], cache: Path, depth: int
+) -> list[Run]:
+    """Each teacher's top-``depth`` run over ``queries`` (exact search for the dense teacher)."""
+    runs = []
+    for teacher in teachers:
+        if teacher.kind == "bm25":
+            runs.append(bm25_run(dataset, queries, cache, depth).run)
+        elif teacher.kind == "dense":
+            runs.append(dense_run(dataset, queries, str(teacher.model), cache, depth, DenseSettings("exact")).run)
+        else:
+            runs.append(sparse_run(dataset, queries, str(teacher.model), cache, depth).run)
+    return runs
+
+
+def ensemble_scores(
+    hits: Sequence[dict[str, float]], candidates: Sequence[str], weights: Sequence[float]
+) -> list[float]:
+    """The combined score of each candidate: every teacher's scores min-max normalised over the candidates,
+    then summed with ``weights`` (normalised to sum 1)."""
+    rows = []
+    for teacher_hits in hits:
+        floor = min(teacher_hits.values(), default=0.0)
+        rows.append(torch.tensor([[teacher_hits.get(doc, floor) for doc in candidates]], dtype=torch.float64))
+    total = sum(weights)
+    combined = combine_teachers(rows, weights=[w / total for w in weights])
+    return combined[0].tolist()

@@ -1,0 +1,235 @@
+"""Training: pseudo-queries, teacher-scored examples, the trainer on CPU (all encoder kinds), resume, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import tiny_bert, tiny_mistral
+from typer.testing import CliRunner
+
+from lsr.cli import app
+from lsr.data.beir import BeirDataset, Document
+from lsr.demo import demo_dataset
+from lsr.errors import DataFormatError
+from lsr.models import InferenceFreeEncoder, load_encoder
+from lsr.train.data import EXAMPLES_FILE, TrainingSet
+from lsr.train.examples import read_examples
+from lsr.train.prepare import prepare
+from lsr.train.pseudo import pseudo_queries
+from lsr.train.student import load_student
+from lsr.train.teachers import parse_teachers
+from lsr.train.trainer import TrainConfig, Trainer, latest_checkpoint
+
+GUARD = 0.9
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("bert") / "model")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo corpus's labelled queries (3 held out) plus 2 pseudo-queries per document, BM25 + MiniLM teachers."""
+    root = tmp_path_factory.mktemp("prepared")
+    teachers = parse_teachers("bm25,dense@2")
+    prepare(demo_dataset(), root / "data", teachers, "test", 3, 2, None, 20, 10, GUARD, root / "cache", seed=1)
+    return root / "data"
+
+
+def test_pseudo_queries_are_titles_and_crops() -> None:
+    doc = Document(
+        "d", "A title of five words", "Short. " + " ".join(f"w{i}" for i in range(40)) + ". Tail end here ok."
+    )
+    queries = list(pseudo_queries([doc], per_document=3, min_words=4, max_words=8, seed=3))
+    assert [q.qid for q in queries] == ["d#pq0", "d#pq1", "d#pq2"]
+    assert queries[0].text == "A title of five words" and all(q.source == "d" for q in queries)
+    for query in queries[1:]:
+        assert 4 <= len(query.text.split()) <= 8 and query.text in doc.text
+    assert queries == list(pseudo_queries([doc], per_document=3, min_words=4, max_words=8, seed=3))
+
+
+def test_parse_teachers_errors() -> None:
+    teachers = parse_teachers("bm25@0.5,dense,sparse=/m")
+    assert [(t.kind, t.weight) for t in teachers] == [("bm25", 0.5), ("dense", 1.0), ("sparse", 1.0)]
+    for bad in ("bm25=x", "sparse", "cross", "dense@-1", ""):
+        with pytest.raises(Exception, match="teacher|no teachers"):
+            parse_teachers(bad)
+
+
+def test_prepared_folder_is_a_dataset_with_guarded_examples(prepared: Path) -> None:
+    dataset = BeirDataset(prepared)
+    dev_queries, dev_qrels = dataset.split("dev")
+    assert len(dev_queries) == 3
+    examples = read_examples(prepared / EXAMPLES_FILE)
+    assert not {e.qid for e in examples} & set(dev_queries), "held-out queries must not be trained on"
+    assert sum("#pq" in e.qid for e in examples) > 40 and sum("#pq" not in e.qid for e in examples) == 9
+    for example in examples:
+        assert example.scores == sorted(example.scores, reverse=True)
+        assert 0.0 <= min(example.scores) and max(example.scores) <= 1.0 + 1e-6
+        scores = dict(zip(example.candidates, example.scores, strict=True))
+        weakest = min(scores[p] for p in example.positives)
+        assert not set(example.negatives) & set(example.positives)
+        assert all(scores[n] < GUARD * weakest + 1e-5 for n in example.negatives)
+        guarded = [c for c in example.candidates if c not in example.positives and scores[c] >= GUARD * weakest + 1e-5]
+        assert not set(guarded) & set(example.negatives)
+
+
+def test_bad_examples_name_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "examples.jsonl"
+    good = {"qid": "q", "query": "x", "positives": ["d"], "negatives": [], "candidates": ["d"], "scores": [1.0]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "scores": "high"}) + "\n")
+    with pytest.raises(DataFormatError, match=r"examples.jsonl:2: field 'scores'"):
+        read_examples(path)
+    path.write_text(json.dumps({**good, "scores": [1.0, 2.0]}) + "\n")
+    with pytest.raises(DataFormatError, match=r":1: fields 'candidates' and 'scores' differ"):
+        read_examples(path)
+
+
+def _config(**overrides: object) -> TrainConfig:
+    base = dict(steps=6, batch_size=4, group_size=3, lr=3e-3, idf_lr=1e-2, warmup_steps=0, lambda_warmup=2)
+    return TrainConfig(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+def _fixed_batch_loss(trainer: Trainer, seed: int = 5) -> float:
+    trainer.student.eval()
+    with torch.no_grad():
+        return float(trainer.losses(next(trainer.data.batches(4, seed)))["loss"])
+
+
+@pytest.mark.parametrize("kind", ["inference-free", "splade"])
+def test_training_reduces_loss_and_saves_a_loadable_model(kind: str, bert_dir: Path, prepared: Path, tmp_path: Path):
+    torch.manual_seed(0)
+    student = load_student(str(bert_dir), kind, [prepared], device="cpu")
+    idf_before = student.idf.detach().clone() if kind == "inference-free" else None
+    trainer = Trainer(student, TrainingSet([prepared], group_size=3), tmp_path / "run", _config(steps=12, lambda_d=0.0))
+    before = _fixed_batch_loss(trainer)
+    for _ in range(12):  # the same batch again and again: the loss on it must fall
+        trainer.train_step(trainer.data.batches(4, 5))
+    assert _fixed_batch_loss(trainer) < 0.8 * before
+    out = tmp_path / "saved"
+    student.save_pretrained(out)
+    loaded = load_encoder(out, device="cpu")
+    assert loaded.kind == kind
+    texts = ["inverted index postings", "user item embeddings"]
+    expected = student.encoder.encode_document(texts)
+    assert abs(loaded.encode_document(texts) - expected).max() < 1e-4
+    if kind == "inference-free":
+        assert isinstance(loaded, InferenceFreeEncoder)
+        assert not np.allclose(loaded.idf, idf_before.numpy()), "the IDF table was trained"
+        assert abs(loaded.encode_query(texts) - student.encoder.encode_query(texts)).max() < 1e-6
+
+
+def test_idf_aware_regulariser_prunes_documents(bert_dir: Path, prepared: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    student = load_student(str(bert_dir), "inference-free", [prepared], device="cpu")
+    trainer = Trainer(student, TrainingSet([prepared], group_size=3), tmp_path / "run", _config(steps=10))
+    trainer.config.lambda_d, trainer.config.kl_weight, trainer.config.nce_weight = 1.0, 0.0, 0.0
+    trainer.lambda_d.lambda_max, trainer.lambda_d.warmup_steps = 1.0, 0
+    before = float(trainer.losses(next(trainer.data.batches(4, 5)))["active_d"])
+    batches = trainer.data.batches(4, 5)
+    for _ in range(10):
+        trainer.train_step(batches)
+    after = float(trainer.losses(next(trainer.data.batches(4, 5)))["active_d"])
+    assert after < 0.8 * before
+
+
+def test_resume_continues_from_the_latest_checkpoint(bert_dir: Path, prepared: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = Trainer(
+        load_student(str(bert_dir), "inference-free", [prepared], device="cpu"),
+        TrainingSet([prepared], group_size=3),
+        out,
+        _config(steps=4, save_every=2),
+    )
+    first.train()
+    checkpoint = latest_checkpoint(out)
+    assert checkpoint is not None and checkpoint.name == "step-4"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-2", "step-4"]
+    second = Trainer(
+        load_student(str(checkpoint), None, [prepared], device="cpu"),
+        TrainingSet([prepared], group_size=3),
+        out,
+        _config(steps=6, save_every=2),
+    )
+    second.load_state(checkpoint)
+    assert second.step == 4 and second.scheduler.last_epoch == 4
+    second.train()
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps[-1] == 6 and (out / "model" / "idf.json").is_file() and (out / "training.png").stat().st_size > 0
+
+
+def test_mistral_splade_lora_student_trains(prepared: Path, tmp_path: Path) -> None:
+    base = tiny_mistral(tmp_path / "mistral")
+    student = load_student(str(base), None, [prepared], lora=True, gradient_checkpointing=True, device="cpu")
+    trainable = [p for p in student.backbone_parameters()]
+    assert trainable and all("lora" in n for n, p in student.module.named_parameters() if p.requires_grad)
+    trainer = Trainer(student, TrainingSet([prepared], group_size=3), tmp_path / "run", _config(steps=3))
+    parts = trainer.train_step(trainer.data.batches(4, 0))
+    assert np.isfinite(parts["loss"])
+    student.save_pretrained(tmp_path / "adapters")
+    assert (tmp_path / "adapters" / "adapter_config.json").is_file()
+
+
+def test_cli_mlm_then_train_with_dev_keeps_the_best(bert_dir: Path, prepared: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    mlm = tmp_path / "mlm"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "mlm",
+            "--model",
+            str(bert_dir),
+            "--corpus",
+            str(prepared),
+            "--output",
+            str(mlm),
+            "--steps",
+            "4",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((mlm / "mlm.json").read_text())["steps"] == 4
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "run",
+            "--model",
+            str(mlm),
+            "--kind",
+            "inference-free",
+            "--data",
+            str(prepared),
+            "--output",
+            str(out),
+            "--dev",
+            str(prepared),
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--group-size",
+            "2",
+            "--eval-every",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in log if "eval" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(0.0 <= r["mean_ndcg10"] <= 1.0 and r["eval"][0]["doc_nnz"] > 0 for r in evals)
+    assert load_encoder(out / "model", device="cpu").kind == "inference-free"
