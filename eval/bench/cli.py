@@ -166,3 +166,43 @@ def synthetic(
     out.save(output)
     sp.save_npz(output / "queries.npz", generate_queries(profile, queries, seed + 1))
     console.print(f"{documents:,} documents ({out.documents:,} written) and {queries:,} queries at {output}")
+
+
+@app.command("train-step")
+def train_step_bench(
+    preset: Annotated[str, typer.Option(help="Model shape: tiny (CPU tests) or 7b (Mistral-7B's).")] = "tiny",
+    batch_size: Annotated[int, typer.Option(min=1, help="Query-document pairs per step.")] = 8,
+    sweep: Annotated[
+        str | None, typer.Option(help="Comma-separated batch sizes measured in one process (overrides --batch-size).")
+    ] = None,
+    query_length: Annotated[int, typer.Option(min=1, help="Query tokens (the echo input doubles it).")] = 32,
+    doc_length: Annotated[int, typer.Option(min=1, help="Document tokens (the echo input doubles it).")] = 256,
+    steps: Annotated[int, typer.Option(min=1, help="Timed steps.")] = 5,
+    warmup_steps: Annotated[int, typer.Option(min=0, help="Untimed steps first.")] = 2,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (bf16 on a GPU), fp32 or bf16.")] = "auto",
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Checkpoint every decoder layer.")] = True,
+    compare_checkpointing: Annotated[bool, typer.Option(help="Run every batch size with and without.")] = False,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate of the LoRA adapters.")] = 1e-4,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
+) -> None:
+    """Mistral-SPLADE LoRA training step (random weights): step time, throughput, peak memory."""
+    from eval.bench.train_step import parse_sizes, run_bench
+
+    try:
+        sizes = parse_sizes(sweep) if sweep else [batch_size]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sweep") from exc
+    result = run_bench(
+        preset=preset,
+        batch_sizes=sizes,
+        query_length=query_length,
+        doc_length=doc_length,
+        steps=steps,
+        warmup_steps=warmup_steps,
+        device=device,
+        dtype=dtype,
+        checkpointing=(True, False) if compare_checkpointing else (gradient_checkpointing,),
+        lr=lr,
+    )
+    _report(result, output)
