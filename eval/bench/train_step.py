@@ -32,6 +32,7 @@ from lsr.models.base import EncoderConfig, pick_device, pick_dtype
 from lsr.models.mistral_splade import MistralSpladeEncoder
 from lsr.models.sparse import splade_pool
 from lsr.train.losses import flops, infonce
+from lsr.train.student import set_checkpointing
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {
@@ -101,24 +102,6 @@ def random_mistral(preset: str, device: torch.device, dtype: torch.dtype) -> tor
     finally:
         torch.set_default_dtype(previous)
     return model
-
-
-def set_checkpointing(model: torch.nn.Module, enabled: bool) -> None:
-    """Non-reentrant activation checkpointing of every decoder layer, on or off (transformers 4.x and 5.x names).
-
-    Non-reentrant checkpointing gives gradients to the LoRA weights inside a layer even
-    though the layer's input does not require grad, so ``enable_input_require_grads``
-    (needed by the reentrant variant under PEFT) is not used.
-    """
-    if enabled:
-        if hasattr(model, "activation_checkpointing_enable"):
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif hasattr(model, "activation_checkpointing_disable"):
-        model.activation_checkpointing_disable()
-    else:
-        model.gradient_checkpointing_disable()
 
 
 def echo_batch(

@@ -43,6 +43,8 @@ class MistralSpladeEncoder(SpladeEncoder):
         config = config or EncoderConfig(kind=self.kind)
         for key, value in DEFAULT_ECHO.items():
             config.extra.setdefault(key, value)
+        if getattr(backbone.config, "use_cache", False):  # a KV cache is never reused when encoding: do not build it
+            backbone.config.use_cache = False
         super().__init__(backbone, tokenizer, config, device, dtype)
         words = self.tokenizer([config.extra["prefix"], config.extra["separator"]], add_special_tokens=False)
         self._prefix, self._separator = words["input_ids"]

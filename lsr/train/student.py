@@ -74,6 +74,24 @@ class Student(nn.Module):
         self.encoder.save_pretrained(path)
 
 
+def set_checkpointing(model: torch.nn.Module, enabled: bool) -> None:
+    """Non-reentrant activation checkpointing of every decoder layer, on or off (transformers 4.x and 5.x names).
+
+    Non-reentrant checkpointing gives gradients to the LoRA weights inside a layer even
+    though the layer's input does not require grad, so ``enable_input_require_grads``
+    (needed by the reentrant variant under PEFT) is not used.
+    """
+    if enabled:
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def load_student(
     model: str,
     kind: str | None,
@@ -120,5 +138,5 @@ def load_student(
         raise LsrError(f"cannot train a {kind!r} encoder as a sparse student")
     student = Student(encoder, learn_idf=learn_idf)
     if gradient_checkpointing:
-        student.module.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_checkpointing(student.module.backbone, True)
     return student
