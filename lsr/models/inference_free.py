@@ -66,7 +66,8 @@ class InferenceFreeEncoder(SparseEncoder):
     def vocabulary(self) -> list[str]:
         return self.document_encoder.vocabulary
 
-    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's token ids without special tokens: what a query is made of (also used in training)."""
         if self._rust is not None:  # the Rust tokenizer directly: no Python-side batching overhead
             return [enc.ids for enc in self._rust.encode_batch(list(texts), add_special_tokens=False)]
         return self.document_encoder.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
@@ -75,7 +76,7 @@ class InferenceFreeEncoder(SparseEncoder):
         """Each query's distinct tokens, weighted by IDF (tokens with zero weight are dropped)."""
         indptr = [0]
         indices: list[np.ndarray] = []
-        for ids in self._token_ids(texts):
+        for ids in self.token_ids(texts):
             unique = np.unique(np.asarray(ids, dtype=np.int32))
             unique = unique[self.idf[unique] > 0]
             indices.append(unique)

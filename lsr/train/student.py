@@ -49,7 +49,7 @@ class Student(nn.Module):
     def queries(self, texts: Sequence[str]) -> torch.Tensor:
         if not self.inference_free:
             return self._zero_special(self.module(**self.splade.collate(self.splade.tokenize(texts))))
-        ids = self.encoder._token_ids(texts)
+        ids = self.encoder.token_ids(texts)
         rows = torch.tensor([r for r, seq in enumerate(ids) for _ in seq], dtype=torch.long, device=self.device)
         cols = torch.tensor([t for seq in ids for t in seq], dtype=torch.long, device=self.device)
         present = torch.zeros((len(texts), self.idf.shape[0]), device=self.device)
