@@ -25,6 +25,7 @@ from lsr.train.teachers import parse_teachers
 from lsr.train.trainer import TrainConfig, Trainer, latest_checkpoint
 
 GUARD = 0.9
+KEEP = 6
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,20 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo corpus's labelled queries (3 held out) plus 2 pseudo-queries per document, BM25 + MiniLM teachers."""
     root = tmp_path_factory.mktemp("prepared")
     teachers = parse_teachers("bm25,dense@2")
-    prepare(demo_dataset(), root / "data", teachers, "test", 3, 2, None, 20, 10, GUARD, root / "cache", seed=1)
+    prepare(
+        demo_dataset(),
+        root / "data",
+        teachers,
+        "test",
+        holdout=3,
+        pseudo_per_document=2,
+        depth=20,
+        pool=10,
+        guard=GUARD,
+        keep=KEEP,
+        cache_dir=root / "cache",
+        seed=1,
+    )
     return root / "data"
 
 
@@ -77,6 +91,10 @@ def test_prepared_folder_is_a_dataset_with_guarded_examples(prepared: Path) -> N
         assert all(scores[n] < GUARD * weakest + 1e-5 for n in example.negatives)
         guarded = [c for c in example.candidates if c not in example.positives and scores[c] >= GUARD * weakest + 1e-5]
         assert not set(guarded) & set(example.negatives)
+        assert len(example.negatives) <= KEEP and set(example.positives) <= set(example.candidates)
+        if example.negatives:  # candidates stop at the last kept negative (what training can sample)
+            tail = [c for c in example.candidates if c not in example.positives][-1]
+            assert tail == example.negatives[-1]
 
 
 def test_bad_examples_name_file_line_and_field(tmp_path: Path) -> None:

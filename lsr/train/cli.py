@@ -33,6 +33,7 @@ def prepare_command(
     depth: Annotated[int, typer.Option(min=1, help="Documents each teacher retrieves per query.")] = 100,
     pool: Annotated[int, typer.Option(min=1, help="Top documents per teacher kept as candidates.")] = 30,
     guard: Annotated[float, typer.Option(min=0.0, max=1.0, help="False-negative guard (x weakest positive).")] = 0.95,
+    keep: Annotated[int, typer.Option(min=1, help="Hard negatives kept per query.")] = 30,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Seeded sample of the training queries.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Encodings/index cache (default $LSR_CACHE).")] = None,
     seed: int = 0,
@@ -52,6 +53,7 @@ def prepare_command(
         depth,
         pool,
         guard,
+        keep,
         cache_dir,
         seed,
     )

@@ -42,6 +42,20 @@ class Example:
     scores: list[float]
 
 
+def trimmed(example: Example, keep: int) -> Example:
+    """``example`` with its best ``keep`` negatives, and only the candidates ranked above the last of them
+    (plus the positives): the documents training can sample, with their teacher scores."""
+    negatives = example.negatives[:keep]
+    last = max((example.candidates.index(doc) for doc in negatives), default=-1)
+    wanted = set(example.positives)
+    rows = [
+        (d, s)
+        for i, (d, s) in enumerate(zip(example.candidates, example.scores, strict=True))
+        if i <= last or d in wanted
+    ]
+    return Example(example.qid, example.query, example.positives, negatives, [d for d, _ in rows], [s for _, s in rows])
+
+
 def build_examples(
     queries: Mapping[str, str],
     positives: Mapping[str, Sequence[str]],
@@ -49,9 +63,10 @@ def build_examples(
     weights: Sequence[float],
     pool: int = 30,
     guard: float = 0.95,
+    keep: int = 30,
 ) -> Iterator[Example]:
     """Examples for the queries that have positives: candidates are every teacher's top ``pool`` plus the
-    positives, scored by the ensemble."""
+    positives, scored by the ensemble; ``keep`` hard negatives are kept (see :func:`trimmed`)."""
     for qid, text in tqdm(queries.items(), desc="teacher ensemble", unit=" queries"):
         relevant = [doc for doc in positives.get(qid, ()) if doc]
         if not relevant:
@@ -65,7 +80,7 @@ def build_examples(
         order = sorted(range(len(candidates)), key=lambda i: -scores[i])
         threshold = guard * min(scores[candidates.index(doc)] for doc in relevant)
         wanted = set(relevant)
-        yield Example(
+        example = Example(
             qid=qid,
             query=text,
             positives=relevant,
@@ -73,6 +88,7 @@ def build_examples(
             candidates=[candidates[i] for i in order],
             scores=[round(scores[i], 5) for i in order],
         )
+        yield trimmed(example, keep)
 
 
 def write_examples(examples: Iterator[Example], path: str | Path) -> int:

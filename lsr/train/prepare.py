@@ -55,6 +55,7 @@ def prepare(
     depth: int = 100,
     pool: int = 30,
     guard: float = 0.95,
+    keep: int = 30,
     cache_dir: str | Path | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -89,10 +90,11 @@ def prepare(
         "depth": depth,
         "pool": pool,
         "guard": guard,
+        "keep": keep,
         "seed": seed,
     }
     with atomic_dir(output) as tmp:
-        examples = build_examples(queries, positives, runs, [t.weight for t in teachers], pool, guard)
+        examples = build_examples(queries, positives, runs, [t.weight for t in teachers], pool, guard, keep)
         summary["examples"] = write_examples(examples, tmp / EXAMPLES_FILE)
         with gzip.open(tmp / "corpus.jsonl.gz", "wt", encoding="utf-8") as out:
             for doc in dataset.corpus():
