@@ -20,6 +20,7 @@ from lsr.demo import demo
 from lsr.encode.cli import app as encode_app
 from lsr.errors import DataWarning, LsrError
 from lsr.recommend.cli import app as recommend_app
+from serve.cli import query, serve
 
 app = typer.Typer(
     help="lsr: learned sparse retrieval and recommendation.",
@@ -35,6 +36,8 @@ app.add_typer(recommend_app, name="recommend")
 app.command("demo")(demo)
 app.command("index")(index)
 app.command("search")(search)
+app.command("serve")(serve)
+app.command("query")(query)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' signature

@@ -121,13 +121,13 @@ class MicroBatcher(Generic[T, R]):
             now = time.monotonic()
             live = []
             for item, deadline, future in batch:
-                if deadline is not None and deadline <= now:
+                if not future.set_running_or_notify_cancel():
+                    self.stats.expired += 1  # the caller gave up waiting
+                elif deadline is not None and deadline <= now:
                     self.stats.expired += 1
                     future.set_exception(DeadlineExpired(f"{self.name}: deadline passed while queued"))
-                elif future.set_running_or_notify_cancel():
-                    live.append((item, future))
                 else:
-                    self.stats.expired += 1  # the caller gave up waiting
+                    live.append((item, future))
             if live:
                 self._execute(live)
             with self._lock:

@@ -135,6 +135,16 @@ class Engine:
             self.recommender = Server(config.recommender)
             if self.recommender.model.dot_product:
                 self.recommender.index()  # built (or loaded) now, not by the first request
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """One query through every kernel and encoder, so JIT compilation and lazy loading happen at start-up,
+        not inside the first caller's deadline."""
+        probe = Query(text="warm up", k=1)
+        self._sparse_batch([(probe, 1)])
+        self._encode_batch(["warm up"])
+        if self.dense_index is not None:
+            self._dense_batch([(probe, 1)])
 
     def _searcher(self, device: str):  # noqa: ANN202 - Searcher or GpuSearcher
         from indexing.sparse.search import Searcher

@@ -36,7 +36,7 @@ class Server:
         if self.model.dot_product:
             with torch.no_grad():
                 user_vecs, item_vecs = self.model.embeddings()
-            self.user_vecs, self.item_vecs = user_vecs.numpy(), item_vecs.numpy()
+            self.user_vecs, self.item_vecs = user_vecs.detach().numpy(), item_vecs.detach().numpy()
 
     def method(self, exact: bool = False) -> str:
         return "HNSW, inner product" if self.model.dot_product and not exact else "exhaustive scoring"
