@@ -41,6 +41,8 @@ def build_inference_free(folder: Path) -> Path:
 
 
 def build_artifacts(root: Path) -> Artifacts:
+    from test_recommend_train import make_clusters
+
     from indexing.dense import build_dense_index
     from indexing.sparse.build import build_index
     from lsr.data.beir import corpus_source
@@ -49,7 +51,6 @@ def build_artifacts(root: Path) -> Artifacts:
     from lsr.models import load_encoder
     from lsr.recommend.data import load_dataset
     from lsr.recommend.train import TrainConfig, train
-    from test_recommend_train import make_clusters
 
     model = build_inference_free(root / "model")
     encoder = load_encoder(model, device="cpu")
