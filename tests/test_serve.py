@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 from conftest import REPO
-from serve_support import Artifacts, build_artifacts, demo_queries, running
+from serve_support import Artifacts, demo_queries, running
 from typer.testing import CliRunner
 
 from lsr.cli import app
@@ -25,9 +25,9 @@ from serve.client import Client
 from serve.proto.lsr.v1 import lsr_pb2
 
 
-@pytest.fixture(scope="session")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    return build_artifacts(tmp_path_factory.mktemp("serve"))
+@pytest.fixture(scope="module")
+def artifacts(serve_artifacts: Artifacts) -> Artifacts:
+    return serve_artifacts
 
 
 @pytest.fixture(scope="module")
