@@ -42,9 +42,11 @@ def build_inference_free(folder: Path) -> Path:
 
 def build_artifacts(root: Path) -> Artifacts:
     from test_recommend_train import make_clusters
+    from typer.testing import CliRunner
 
-    from indexing.dense import build_dense_index
+    from indexing.dense.format import DenseMeta
     from indexing.sparse.build import build_index
+    from lsr.cli import app
     from lsr.data.beir import corpus_source
     from lsr.encode.corpus import encode_corpus
     from lsr.encode.shards import iter_shards
@@ -57,9 +59,11 @@ def build_artifacts(root: Path) -> Artifacts:
     encode_corpus(encoder, str(model), corpus_source(demo_dataset()), root / "sparse.vectors")
     build_index(lambda: iter_shards(root / "sparse.vectors"), root / "sparse", str(model), encoder.kind)
 
-    dense = load_encoder("all-minilm-l6-v2", device="cpu")
-    encode_corpus(dense, "all-minilm-l6-v2", corpus_source(demo_dataset()), root / "dense.vectors")
-    build_dense_index(lambda: iter_shards(root / "dense.vectors"), root / "dense", "all-minilm-l6-v2", "cosine")
+    # the dense index through `lsr index` with a dense model, as the README shows for `lsr serve --dense-index`
+    args = ["index", "--model", "all-minilm-l6-v2", "--corpus", str(demo_dataset()), "--output", str(root / "dense")]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert DenseMeta.load(root / "dense").num_docs == 40
 
     data = load_dataset(make_clusters(root / "clusters"))
     train(data, TrainConfig(model="mf", epochs=20, lr=0.02, batch_size=64, hparams={"dim": 16}), root / "mf", False)

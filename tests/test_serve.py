@@ -326,3 +326,17 @@ def test_lsr_serve_runs_and_stops_gracefully_on_sigterm(artifacts: Artifacts, tm
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_load_generator_and_soak_report(full) -> None:  # noqa: ANN001
+    from eval.bench.serve import closed_loop, soak
+
+    queries = demo_queries()
+    result = closed_loop(full.address, queries, ["sparse", "hybrid"], concurrency=4, requests=40)
+    assert (result["requests"], result["answered"], result["errors"]) == (40, 40, {})
+    assert result["qps"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
+    bad = closed_loop(full.address, ["", "inverted index"], ["sparse"], concurrency=2, requests=10)
+    assert bad["answered"] == 5 and bad["errors"] == {"INVALID_ARGUMENT": 5}
+    report = soak(full.address, queries, ["sparse"], concurrency=2, seconds=1.0, interval=0.1)
+    assert len(report["samples"]) >= 5 and report["load"]["answered"] > 0
+    assert report["memory_stable"] and report["rss_mb"]["max"] > 10
