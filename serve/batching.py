@@ -8,6 +8,10 @@ the first waiting item, gathers more for up to ``window_ms`` (or until ``max_bat
 batch function once. With ``window_ms`` 0 it still batches whatever queued while the previous batch
 ran, which is where most of the gain under load comes from, and adds no latency when idle.
 
+Waiting out the window is only worth it when someone may join: given ``callers`` (how many callers are
+active, e.g. requests in flight), the batch runs as soon as it holds that many items, so a lone request
+at low load pays no window at all.
+
 Items carry an optional deadline (``time.monotonic()`` seconds): one that has passed, or whose
 caller gave up (cancelled the future), is dropped before its batch runs, so a backlog of abandoned
 requests is not computed.
@@ -52,13 +56,21 @@ _STOP = object()
 class MicroBatcher(Generic[T, R]):
     """Runs ``fn(items) -> results`` (one result per item, in order) on batches of concurrently submitted items."""
 
-    def __init__(self, name: str, fn: Callable[[list[T]], Sequence[R]], max_batch: int = 64, window_ms: float = 2.0):
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[list[T]], Sequence[R]],
+        max_batch: int = 64,
+        window_ms: float = 2.0,
+        callers: Callable[[], int] | None = None,
+    ):
         if max_batch < 1 or window_ms < 0:
             raise ValueError("max_batch must be >= 1 and window_ms >= 0")
         self.name = name
         self.fn = fn
         self.max_batch = max_batch
         self.window = window_ms / 1000
+        self.callers = callers
         self.stats = BatchStats()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
@@ -101,6 +113,8 @@ class MicroBatcher(Generic[T, R]):
         until = time.monotonic() + self.window
         while len(batch) < self.max_batch:
             remaining = until - time.monotonic()
+            if self.callers is not None and self.callers() <= len(batch):
+                remaining = 0  # nobody else is active: take only what is already queued
             try:
                 entry = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:

@@ -119,14 +119,17 @@ class Engine:
         self.encoder = encoder
         self._encode_lock = threading.Lock()  # the sparse encoder serves two workers (search and Encode)
         self.searcher = self._searcher(config.device)
+        self.active = 0  # calls inside search_many/encode: the batchers wait for more only while others are active
+        self._active_lock = threading.Lock()
+        batching = {"max_batch": config.max_batch, "window_ms": config.window_ms, "callers": lambda: self.active}
         self.batchers: dict[str, MicroBatcher] = {
-            "sparse": MicroBatcher("sparse", self._sparse_batch, config.max_batch, config.window_ms),
-            "encode": MicroBatcher("encode", self._encode_batch, config.max_batch, config.window_ms),
+            "sparse": MicroBatcher("sparse", self._sparse_batch, **batching),
+            "encode": MicroBatcher("encode", self._encode_batch, **batching),
         }
         self.dense_index = self.dense_encoder = None
         if config.dense_index is not None:
             self._open_dense(config)
-            self.batchers["dense"] = MicroBatcher("dense", self._dense_batch, config.max_batch, config.window_ms)
+            self.batchers["dense"] = MicroBatcher("dense", self._dense_batch, **batching)
         self.recommender = None
         self._recommend_lock = threading.Lock()
         if config.recommender is not None:
@@ -283,9 +286,19 @@ class Engine:
                 self.check(query)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"request {number}: {exc}" if len(queries) > 1 else str(exc)) from None
-        with _mapped_errors():
+        with self._activity(len(queries)), _mapped_errors():
             plans = [self._start(query, deadline) for query in queries]
             return [finish() for finish in plans]
+
+    @contextlib.contextmanager
+    def _activity(self, count: int) -> Iterator[None]:
+        with self._active_lock:
+            self.active += count
+        try:
+            yield
+        finally:
+            with self._active_lock:
+                self.active -= count
 
     def _start(self, query: Query, deadline: float | None) -> Callable[[], Hits]:
         """Submit a query's first kernel work now; the returned function waits for it and finishes the query."""
@@ -345,7 +358,7 @@ class Engine:
         for number, text in enumerate(texts):
             if len(text) > limit:
                 raise InvalidArgument(f"text {number}: {len(text)} characters; the limit is {limit}")
-        with _mapped_errors():
+        with self._activity(len(texts)), _mapped_errors():
             futures = [self.batchers["encode"].submit(text, deadline) for text in texts]
             return [wait(future, deadline) for future in futures]
 

@@ -228,38 +228,47 @@ def test_oversized_messages_are_refused(artifacts: Artifacts) -> None:
 
 
 def test_overload_is_rejected_at_once(artifacts: Artifacts) -> None:
-    # one call at a time, and a long batch window holds the first call inside the server
-    with running(artifacts, dense=False, recommender=False, max_in_flight=1, window_ms=1500) as server:
+    # one call at a time; the test holds the query encoder, so the admitted call stays inside the server
+    with running(artifacts, dense=False, recommender=False, max_in_flight=1) as server:
         with Client(server.address) as client, ThreadPoolExecutor(1) as pool:
             client.wait_ready()
-            first = pool.submit(client.search, "inverted index", 3)
-            wait_until(lambda: server.engine.batchers["sparse"].pending == 1)
-            started = time.monotonic()
-            assert code_of(lambda: client.search("ranking", k=3)) == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert time.monotonic() - started < 0.5
+            with server.engine._encode_lock:
+                first = pool.submit(client.search, "inverted index", 3)
+                wait_until(lambda: server.engine.batchers["sparse"].pending == 1)
+                started = time.monotonic()
+                assert code_of(lambda: client.search("ranking", k=3)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert time.monotonic() - started < 0.5
             assert len(first.result(10)) == 3  # the admitted call is answered
             assert client.search("ranking", k=3)  # and capacity is back
 
 
 def test_deadlines_are_honoured_and_expired_work_is_dropped(artifacts: Artifacts) -> None:
-    with running(artifacts, dense=False, recommender=False, window_ms=600) as server:
-        with Client(server.address, timeout=0.15) as client:
+    with running(artifacts, dense=False, recommender=False) as server:
+        with Client(server.address) as client, Client(server.address, timeout=0.15) as hurried:
             client.wait_ready()
-            started = time.monotonic()
-            assert code_of(lambda: client.search("inverted index")) == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert time.monotonic() - started < 0.5
-            wait_until(lambda: server.engine.batchers["sparse"].stats.expired == 1)
-            assert server.engine.batchers["sparse"].stats.batches == 0  # nothing was computed for it
+            sparse = server.engine.batchers["sparse"]
+            with ThreadPoolExecutor(1) as pool, server.engine._encode_lock:  # the encoder is busy
+                first = pool.submit(client.search, "inverted index", 3)
+                wait_until(lambda: sparse.pending == 1)
+                started = time.monotonic()
+                assert code_of(lambda: hurried.search("ranking")) == grpc.StatusCode.DEADLINE_EXCEEDED
+                assert time.monotonic() - started < 0.5
+            assert len(first.result(10)) == 3
+            wait_until(lambda: sparse.pending == 0)
+            assert (sparse.stats.batches, sparse.stats.items, sparse.stats.expired) == (1, 1, 1)  # not computed
 
 
 def test_graceful_shutdown_finishes_calls_in_flight(artifacts: Artifacts) -> None:
-    with running(artifacts, dense=False, recommender=False, window_ms=800) as server:
+    with running(artifacts, dense=False, recommender=False) as server:
         with Client(server.address) as client, ThreadPoolExecutor(1) as pool:
             client.wait_ready()
-            in_flight = pool.submit(client.search, "inverted index", 3)
-            wait_until(lambda: server.engine.batchers["sparse"].pending == 1)
-            stopper = threading.Thread(target=server.stop, kwargs={"grace": 10})
-            stopper.start()
+            with server.engine._encode_lock:
+                in_flight = pool.submit(client.search, "inverted index", 3)
+                wait_until(lambda: server.engine.batchers["sparse"].pending == 1)
+                stopper = threading.Thread(target=server.stop, kwargs={"grace": 10})
+                stopper.start()
+                time.sleep(0.2)
+                assert stopper.is_alive()  # waiting for the call in flight
             assert len(in_flight.result(10)) == 3
             stopper.join(10)
             assert not stopper.is_alive()

@@ -58,6 +58,21 @@ def test_window_zero_still_batches_what_queued_meanwhile() -> None:
     assert fn.calls == [[0], list(range(1, 10))]
 
 
+def test_the_window_is_waited_out_only_while_others_are_active() -> None:
+    active = [1]
+    batcher = MicroBatcher("squares", Recorder(), max_batch=8, window_ms=400, callers=lambda: active[0])
+    try:
+        started = time.monotonic()
+        assert batcher(3) == 9
+        assert time.monotonic() - started < 0.2  # alone: no window
+        active[0] = 2
+        started = time.monotonic()
+        assert batcher(4) == 16
+        assert time.monotonic() - started >= 0.35  # another caller is active: wait for it
+    finally:
+        batcher.close()
+
+
 def test_an_error_reaches_every_caller_of_the_batch_and_the_worker_survives() -> None:
     def fail_on_seven(items: list[int]) -> list[int]:
         if 7 in items:

@@ -79,7 +79,8 @@ def _percentiles(latencies: list[float]) -> dict[str, float]:
         return {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0}
     ms = np.asarray(latencies) * 1000
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"p50_ms": round(p50, 3), "p90_ms": round(p90, 3), "p99_ms": round(p99, 3), "mean_ms": round(ms.mean(), 3)}
+    values = {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "mean_ms": ms.mean()}
+    return {name: round(float(value), 3) for name, value in values.items()}
 
 
 def closed_loop(
