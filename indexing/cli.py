@@ -13,20 +13,25 @@ console = Console()
 
 def index(
     output: Annotated[Path, typer.Option(help="Index folder to write (replaced atomically).")],
-    model: Annotated[str | None, typer.Option(help="Sparse encoder folder or Hugging Face id.")] = None,
+    model: Annotated[str | None, typer.Option(help="Encoder folder or Hugging Face id (sparse, or dense).")] = None,
     corpus: Annotated[Path | None, typer.Option(help="BEIR folder or zip, or a corpus .jsonl[.gz] file.")] = None,
     vectors: Annotated[Path | None, typer.Option(help="Index ready shards from `lsr encode` instead.")] = None,
     weights: Annotated[str, typer.Option(help="float16 (exact half precision) or uint8 (quantised).")] = "float16",
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option(help="Encoding device: auto, cpu or cuda.")] = "auto",
     keep_vectors: Annotated[bool, typer.Option(help="Keep the encoded shards next to the index.")] = False,
+    dense_backend: Annotated[
+        str, typer.Option(help="Dense models: hnsw, exact, faiss-flat, faiss-hnsw or faiss-ivf (default settings).")
+    ] = "hnsw",
 ) -> None:
-    """Encode a corpus (or take encoded shards) and build an on-disk inverted index."""
+    """Encode a corpus (or take encoded shards) and build an on-disk inverted index (a dense index for a dense
+    model, as `lsr serve --dense-index` takes)."""
     import shutil
 
     from indexing.sparse.build import build_index
     from lsr.encode.shards import Manifest, iter_shards
 
+    encoder = None
     if vectors is None:
         if model is None or corpus is None:
             raise typer.BadParameter("give --model and --corpus, or --vectors", param_hint="lsr index")
@@ -36,12 +41,22 @@ def index(
 
         model = str(Path(model).resolve()) if Path(model).is_dir() else model
         vectors = output.with_name(output.name + ".vectors")
-        encode_corpus(load_encoder(model, device=device), model, corpus_source(corpus), vectors, batch_size=batch_size)
+        encoder = load_encoder(model, device=device)
+        encode_corpus(encoder, model, corpus_source(corpus), vectors, batch_size=batch_size)
     manifest = Manifest.load(vectors)
-    meta = build_index(lambda: iter_shards(vectors), output, manifest.model, manifest.kind, weights)
+    if manifest.dense:
+        from indexing.dense import build_dense_index
+        from lsr.models import load_encoder
+
+        similarity = (encoder or load_encoder(manifest.model, device="cpu")).similarity
+        dense = build_dense_index(lambda: iter_shards(vectors), output, manifest.model, similarity, dense_backend)
+        summary = f"indexed {dense.num_docs:,} {dense.dimension}-d vectors ({dense_backend}, {similarity})"
+    else:
+        meta = build_index(lambda: iter_shards(vectors), output, manifest.model, manifest.kind, weights)
+        summary = f"indexed {meta.num_docs:,} documents, {meta.nnz:,} postings"
     if not keep_vectors and output.with_name(output.name + ".vectors") == vectors:
         shutil.rmtree(vectors)
-    console.print(f"indexed {meta.num_docs:,} documents, {meta.nnz:,} postings, at {output}")
+    console.print(f"{summary}, at {output}")
 
 
 def search(

@@ -21,6 +21,7 @@ from lsr.encode.cli import app as encode_app
 from lsr.errors import DataWarning, LsrError
 from lsr.recommend.cli import app as recommend_app
 from lsr.train.cli import app as train_app
+from serve.cli import query, serve
 
 app = typer.Typer(
     help="lsr: learned sparse retrieval and recommendation.",
@@ -37,6 +38,8 @@ app.add_typer(train_app, name="train")
 app.command("demo")(demo)
 app.command("index")(index)
 app.command("search")(search)
+app.command("serve")(serve)
+app.command("query")(query)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' signature

@@ -1,1 +1,1 @@
-"""Online serving over gRPC (service definition, server and client); filled in by the serving issue."""
+"""Online serving over gRPC: the lsr.v1 service definition and stubs, the engine, server, client and CLI."""

@@ -71,3 +71,11 @@ def shared() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip(f"shared data not found at {SHARED} (set LSR_SHARED)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def serve_artifacts(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - serve_support.Artifacts
+    """Indexes over the demo corpus and a trained recommender, built once for every serving test."""
+    from serve_support import build_artifacts
+
+    return build_artifacts(tmp_path_factory.mktemp("serve"))

@@ -206,3 +206,52 @@ def train_step_bench(
         lr=lr,
     )
     _report(result, output)
+
+
+@app.command("serve")
+def serve_bench(
+    index: Annotated[Path, typer.Option(help="Sparse index folder (`lsr index`) the server searches.")],
+    queries: Annotated[Path, typer.Option(help="BEIR folder or queries.jsonl whose query texts are sent.")],
+    model: Annotated[str | None, typer.Option(help="Query encoder instead of the one the index names.")] = None,
+    dense_index: Annotated[Path | None, typer.Option(help="Dense index folder: adds dense and hybrid.")] = None,
+    retriever: Annotated[
+        list[str] | None, typer.Option(help="Retrievers to load-test, in turn (default: all the server has).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Client threads (closed loop).")] = 8,
+    requests: Annotated[int, typer.Option(min=1, help="Measured requests per retriever.")] = 2000,
+    warmup: Annotated[int, typer.Option(min=0, help="Unmeasured requests per retriever first.")] = 200,
+    k: Annotated[int, typer.Option(min=1)] = 10,
+    soak_seconds: Annotated[float, typer.Option(min=0, help="Soak run length over all retrievers (0: none).")] = 0,
+    soak_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between memory samples.")] = 5.0,
+    max_growth_mb: Annotated[float, typer.Option(help="Soak: largest RSS growth still called stable.")] = 50.0,
+    server_option: Annotated[
+        list[str] | None, typer.Option(help="Extra `lsr serve` option, e.g. --server-option=--batch-window-ms=1.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
+) -> None:
+    """QPS and p50/p99 latency of `lsr serve` on 127.0.0.1 per retriever, and a soak run watching its memory."""
+    from eval.bench.serve import machine, run_retriever, soak, start_server, stop_server
+    from lsr.data.beir import BeirDataset, read_queries
+    from lsr.data.textio import TextSource
+
+    texts = list((BeirDataset(queries).queries() if queries.is_dir() else read_queries(TextSource(queries))).values())
+    arguments = ["--index", str(index), *(["--model", model] if model else [])]
+    arguments += ["--dense-index", str(dense_index)] if dense_index else []
+    arguments += list(server_option or [])
+    chosen = retriever or (["sparse", "dense", "hybrid"] if dense_index else ["sparse"])
+    result: dict = {"machine": machine(), "server_arguments": arguments, "queries": len(texts), "k": k}
+    result["settings"] = {"concurrency": concurrency, "requests": requests, "warmup": warmup}
+    process, address = start_server(arguments)
+    try:
+        result["retrievers"] = {}
+        for name in chosen:
+            result["retrievers"][name] = run_retriever(address, texts, name, concurrency, requests, k, warmup)
+            console.print(f"{name}: {result['retrievers'][name]}")
+        if soak_seconds:
+            result["soak"] = soak(
+                address, texts, chosen, concurrency, soak_seconds, k, soak_interval, max_growth_mb=max_growth_mb
+            )
+            console.print(f"soak: {result['soak']['rss_mb']}, stable: {result['soak']['memory_stable']}")
+    finally:
+        result["server_exit_status"] = stop_server(process)
+    _report(result, output)

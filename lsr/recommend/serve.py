@@ -20,6 +20,10 @@ from lsr.recommend.store import load_interactions, load_model
 INDEX_FILE = "items.hnsw"
 
 
+class UnknownUser(LsrError):
+    """The user id is not in the model's training data."""
+
+
 class Server:
     """A loaded model folder answering ``recommend(user_id, k)`` with raw item ids and scores."""
 
@@ -32,7 +36,7 @@ class Server:
         if self.model.dot_product:
             with torch.no_grad():
                 user_vecs, item_vecs = self.model.embeddings()
-            self.user_vecs, self.item_vecs = user_vecs.numpy(), item_vecs.numpy()
+            self.user_vecs, self.item_vecs = user_vecs.detach().numpy(), item_vecs.detach().numpy()
 
     def method(self, exact: bool = False) -> str:
         return "HNSW, inner product" if self.model.dot_product and not exact else "exhaustive scoring"
@@ -54,12 +58,17 @@ class Server:
             self._index = index
         return self._index
 
-    def recommend(self, user: str, k: int = 10, exact: bool = False) -> list[tuple[str, float]]:
-        """The ``k`` best unseen items for ``user`` (a raw id), best first, with their scores."""
+    def recommend(
+        self, user: str, k: int = 10, exact: bool = False, exclude_seen: bool = True
+    ) -> list[tuple[str, float]]:
+        """The ``k`` best items for ``user`` (a raw id), best first, with their scores; items the user interacted
+        with in training are left out unless ``exclude_seen`` is False."""
         if user not in self.user_index:
-            raise LsrError(f"unknown user {user!r}: not in the training data of {self.folder}")
+            raise UnknownUser(f"unknown user {user!r}: not in the training data of {self.folder}")
         row = self.user_index[user]
         seen = set(self.train.indices[self.train.indptr[row] : self.train.indptr[row + 1]].tolist())
+        if not exclude_seen:
+            seen = set()
         wanted = min(k, self.train.shape[1] - len(seen))
         if self.model.dot_product and not exact:
             index = self.index()

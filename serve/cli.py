@@ -1,0 +1,137 @@
+"""``lsr serve`` (start a gRPC server over an index) and ``lsr query`` (ask one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def serve(
+    index: Annotated[Path, typer.Option(help="Sparse index folder from `lsr index` (its model encodes queries).")],
+    model: Annotated[str | None, typer.Option(help="Query encoder instead of the one the index names.")] = None,
+    dense_index: Annotated[
+        Path | None, typer.Option(help="Dense index folder (`lsr index` with a dense model): dense and hybrid search.")
+    ] = None,
+    dense_model: Annotated[str | None, typer.Option(help="Dense query encoder instead of the index's.")] = None,
+    recommender: Annotated[
+        Path | None, typer.Option(help="Trained recommender folder (`lsr recommend train`): the Recommend call.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback warns without TLS and token.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one, printed).")] = 50051,
+    workers: Annotated[int, typer.Option(min=1, help="Handler threads.")] = 32,
+    max_in_flight: Annotated[
+        int, typer.Option(min=1, help="Calls accepted at once; more get RESOURCE_EXHAUSTED at once.")
+    ] = 128,
+    batch_window_ms: Annotated[
+        float, typer.Option(min=0.0, help="How long a batch waits for more concurrent queries (ms).")
+    ] = 2.0,
+    max_batch: Annotated[int, typer.Option(min=1, help="Largest micro-batch.")] = 64,
+    max_k: Annotated[int, typer.Option(min=1, help="Largest k a request may ask for.")] = 1000,
+    fusion: Annotated[str, typer.Option(help="Default hybrid fusion: rrf, minmax or zscore.")] = "rrf",
+    hybrid_depth: Annotated[int, typer.Option(min=1, help="Hits per leg fused by hybrid search.")] = 100,
+    device: Annotated[str, typer.Option(help="Sparse search: cpu (Numba) or cuda (GPU kernel).")] = "cpu",
+    encode_device: Annotated[str, typer.Option(help="Query encoders' device: cpu, cuda or auto.")] = "cpu",
+    max_message_mb: Annotated[float, typer.Option(min=0.001, help="Largest request or response (MiB).")] = 4.0,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM server certificate (chain): serve over TLS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="LSR_TOKEN", help="Require `authorization: Bearer TOKEN` on every call.")
+    ] = None,
+    grace: Annotated[float, typer.Option(min=0.0, help="Seconds to finish calls in flight on SIGTERM/SIGINT.")] = 10.0,
+) -> None:
+    """Serve search (sparse, dense, hybrid), query encoding and recommendations over gRPC (lsr.v1)."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    from serve.engine import Engine, EngineConfig, Limits
+    from serve.server import ServerOptions, serve_until_signalled, start_server
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err_console)])
+    engine = Engine(
+        EngineConfig(
+            index=index,
+            model=model,
+            dense_index=dense_index,
+            dense_model=dense_model,
+            recommender=recommender,
+            device=device,
+            encode_device=encode_device,
+            fusion=fusion,
+            hybrid_depth=hybrid_depth,
+            max_batch=max_batch,
+            window_ms=batch_window_ms,
+            limits=Limits(max_k=max_k),
+        )
+    )
+    options = ServerOptions(
+        host=host,
+        port=port,
+        workers=workers,
+        max_in_flight=max_in_flight,
+        max_message_bytes=int(max_message_mb * 1024 * 1024),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        token=token,
+        grace=grace,
+    )
+    running = start_server(engine, options)
+    what = ", ".join(engine.retrievers) + (", recommend" if engine.recommender is not None else "")
+    scheme = "TLS" if tls_cert else "plaintext"
+    err_console.print(
+        f"serving {engine.index.num_docs:,} documents ({what}) on {running.address} ({scheme}"
+        f"{', token required' if token else ''}); Ctrl-C stops",
+        highlight=False,
+    )
+    serve_until_signalled(running, grace)
+
+
+def query(
+    text: Annotated[str | None, typer.Argument(help="Query text.")] = None,
+    server: Annotated[str, typer.Option(help="HOST:PORT of an `lsr serve`.")] = "127.0.0.1:50051",
+    k: Annotated[int, typer.Option(min=1, help="Hits wanted.")] = 10,
+    retriever: Annotated[str, typer.Option(help="sparse, dense or hybrid.")] = "sparse",
+    user: Annotated[str | None, typer.Option(help="Recommend for this user id instead of searching.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit and line.")] = False,
+    token: Annotated[str | None, typer.Option(envvar="LSR_TOKEN", help="Bearer token the server requires.")] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="PEM root certificate to trust (the server's own when self-signed).")
+    ] = None,
+    tls: Annotated[bool, typer.Option(help="TLS with the system's root certificates.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Deadline (seconds).")] = 30.0,
+) -> None:
+    """Search an `lsr serve` server (or ask it for recommendations) and print the hits."""
+    import grpc
+
+    from lsr.errors import LsrError
+    from serve.client import Client
+
+    if (text is None) == (user is None):
+        raise LsrError("give query text, or --user for recommendations")
+    with Client(server, token=token, tls_ca=tls_ca, tls=tls or None, timeout=timeout) as client:
+        try:
+            hits = client.recommend(user, k) if user is not None else client.search(text, k, retriever=retriever)
+        except grpc.RpcError as exc:
+            raise LsrError(f"{server}: {exc.code().name}: {exc.details()}") from None
+    key = "item_id" if user is not None else "doc_id"
+    if as_json:
+        for rank, (doc, score) in enumerate(hits, start=1):
+            typer.echo(json.dumps({"rank": rank, key: doc, "score": score}))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{'user ' + user if user is not None else repr(text)}: top {len(hits)} ({server})")
+    for column in ("rank", key, "score"):
+        table.add_column(column, justify="right" if column != key else "left")
+    for rank, (doc, score) in enumerate(hits, start=1):
+        table.add_row(str(rank), doc, f"{score:.4f}")
+    console.print(table)
