@@ -251,3 +251,27 @@ def test_cli_mlm_then_train_with_dev_keeps_the_best(bert_dir: Path, prepared: Pa
     assert [r["step"] for r in evals] == [2, 4]
     assert all(0.0 <= r["mean_ndcg10"] <= 1.0 and r["eval"][0]["doc_nnz"] > 0 for r in evals)
     assert load_encoder(out / "model", device="cpu").kind == "inference-free"
+    report = tmp_path / "eval.json"
+    for extra in ([], ["--max-length", "16"]):
+        result = runner.invoke(
+            app,
+            [
+                "train",
+                "evaluate",
+                "--model",
+                str(out / "model"),
+                "--dataset",
+                f"{prepared}:dev",
+                "--output",
+                str(report),
+                "--device",
+                "cpu",
+                *extra,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        scores = json.loads(report.read_text())["results"][0]
+        if not extra:  # the kept model is the best evaluated one, and it scores the same again
+            assert scores["ndcg10"] == pytest.approx(max(r["mean_ndcg10"] for r in evals), abs=1e-6)
+            full = scores["doc_nnz"]
+    assert scores["doc_nnz"] < full, "16-token documents have fewer terms"

@@ -90,6 +90,7 @@ def _train(
     resume: bool,
     device: str,
     config: TrainConfig,
+    max_length: int | None = None,
 ) -> Path:
     from lsr.train.data import TrainingSet
     from lsr.train.student import load_student
@@ -99,7 +100,7 @@ def _train(
     checkpoint = latest_checkpoint(output) if resume else None
     start = str(checkpoint) if checkpoint else model
     target = None if device == "auto" else device
-    student = load_student(start, kind, data, learn_idf, lora, gradient_checkpointing, target)
+    student = load_student(start, kind, data, learn_idf, lora, gradient_checkpointing, target, max_length)
     training = TrainingSet(data, config.group_size, config.negative_depth)
     trainer = Trainer(student, training, output, config)
     if checkpoint:
@@ -140,6 +141,7 @@ def run_command(
     max_minutes: Annotated[float | None, typer.Option(help="Save and stop after this long (resume later).")] = None,
     lora: Annotated[bool, typer.Option(help="Decoder students: train LoRA adapters only.")] = False,
     gradient_checkpointing: bool = False,
+    max_length: Annotated[int | None, typer.Option(min=8, help="Document token limit (default: the model's).")] = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 autocast on GPU), bf16 or fp32.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUTPUT.")] = False,
     device: DeviceOption = "auto",
@@ -170,8 +172,35 @@ def run_command(
         seed=seed,
         dev=list(dev or []),
     )
-    folder = _train(model, data, output, kind, learn_idf, lora, gradient_checkpointing, resume, device, config)
+    folder = _train(
+        model, data, output, kind, learn_idf, lora, gradient_checkpointing, resume, device, config, max_length
+    )
     console.print(f"model at {folder}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[str, typer.Option(help="Sparse encoder folder.")],
+    dataset: Annotated[list[str], typer.Option(help="BEIR DIR[:SPLIT] (default split: dev); repeatable.")],
+    max_length: Annotated[int | None, typer.Option(min=8, help="Document token limit (default: the model's).")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the results as JSON here too.")] = None,
+    device: DeviceOption = "auto",
+) -> None:
+    """nDCG@10 by exact search, document/query non-zeros and FLOPS of a sparse model (what training reports)."""
+    import json
+    from dataclasses import asdict
+
+    from lsr.models import load_encoder
+    from lsr.train.evaluate import dev_evaluation
+    from lsr.train.trainer import check_dev, dev_split
+
+    check_dev(dataset)
+    encoder = load_encoder(model, device=device, **({"max_length": max_length} if max_length else {}))
+    results = [asdict(dev_evaluation(encoder, *dev_split(spec))) for spec in dataset]
+    for result in results:
+        console.print(result)
+    if output:
+        output.write_text(json.dumps({"model": model, "max_length": max_length, "results": results}, indent=2))
 
 
 @app.command("adapt")

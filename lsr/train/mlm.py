@@ -11,6 +11,7 @@ domain) without any label. The result is a plain ``*ForMaskedLM`` folder.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from lsr.data.beir import BeirDataset
 from lsr.encode.corpus import document_text
+from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 from lsr.models.base import pick_device
 from lsr.models.dense import DEFAULT_DENSE, default_dense_path
@@ -46,7 +48,8 @@ def mlm_warmup(
     rng = random.Random(seed)
     target = pick_device(device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    network = transformers.AutoModelForMaskedLM.from_pretrained(folder).to(target).train()
+    # float32 master weights whatever the checkpoint holds (an fp16 checkpoint would load as fp16 and overflow)
+    network = transformers.AutoModelForMaskedLM.from_pretrained(folder, dtype=torch.float32).to(target).train()
     collator = transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=mask_probability)
     texts = [document_text(doc) for path in corpora for doc in BeirDataset(path).corpus()]
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=0.01)
@@ -66,7 +69,9 @@ def mlm_warmup(
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
+            raise LsrError(f"MLM loss is {losses[-1]} at step {len(losses)}: lower --lr")
     window = max(1, min(50, steps // 5))
     summary = {
         "first_loss": sum(losses[:window]) / window,

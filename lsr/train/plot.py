@@ -19,18 +19,19 @@ def plot_log(log: str | Path, output: str | Path) -> None:
     steps = [r for r in records if "loss" in r]
     evals = [r for r in records if "eval" in r]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    panels = [
-        (axes[0, 0], ("loss", "kl", "nce"), "loss"),
-        (axes[0, 1], ("flops_d", "flops_q"), "FLOPS regulariser (batch)"),
-        (axes[1, 0], ("active_d", "active_q"), "active dimensions per text"),
+    panels = [  # the regulariser and the sizes fall by orders of magnitude: log scale
+        (axes[0, 0], ("loss", "kl", "nce", "margin"), "loss", "linear"),
+        (axes[0, 1], ("flops_d", "flops_q"), "FLOPS regulariser (batch)", "log"),
+        (axes[1, 0], ("active_d", "active_q"), "active dimensions per text", "log"),
     ]
-    for axis, names, title in panels:
+    for axis, names, title, scale in panels:
         for name in names:
             points = [(r["step"], r[name]) for r in steps if name in r]
             if points:
                 axis.plot(*zip(*points, strict=True), label=name)
         axis.set_title(title)
         axis.set_xlabel("step")
+        axis.set_yscale(scale)
         axis.legend()
     axis = axes[1, 1]
     for name in sorted({e["name"] for r in evals for e in r["eval"]}):

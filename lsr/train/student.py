@@ -100,12 +100,14 @@ def load_student(
     lora: bool = False,
     gradient_checkpointing: bool = False,
     device: str | None = None,
+    max_length: int | None = None,
 ) -> Student:
     """A student from a model folder (or Hub id, or ``all-minilm-l6-v2``), trained in float32 master weights.
 
-    ``kind`` defaults to the folder's own. An inference-free student made from a
-    folder without ``idf.json`` starts from the BM25 IDF of ``corpora``. Decoder
-    (Mistral-SPLADE) students with ``lora`` keep the frozen base in bf16 on a GPU.
+    ``kind`` defaults to the folder's own; ``max_length`` replaces its token limit
+    (saved with the model). An inference-free student made from a folder without
+    ``idf.json`` starts from the BM25 IDF of ``corpora``. Decoder (Mistral-SPLADE)
+    students with ``lora`` keep the frozen base in bf16 on a GPU.
     """
     from lsr.data.beir import BeirDataset
     from lsr.encode.corpus import document_text
@@ -118,17 +120,18 @@ def load_student(
     folder = default_dense_path() if model == DEFAULT_DENSE else resolve_model(model)
     kind = kind or detect_kind(folder)
     dtype = "auto" if lora else "float32"
+    overrides = {"max_length": max_length} if max_length else {}
     if kind == MistralSpladeEncoder.kind:
-        encoder: SparseEncoder = MistralSpladeEncoder.from_pretrained(folder, device, dtype)
+        encoder: SparseEncoder = MistralSpladeEncoder.from_pretrained(folder, device, dtype, **overrides)
         if lora:
             encoder.enable_lora()
     elif kind in (SpladeEncoder.kind, InferenceFreeEncoder.kind):
         if lora:
             raise LsrError("LoRA training is for decoder (mistral-splade) students")
         if kind == InferenceFreeEncoder.kind and (folder / IDF_FILE).is_file():
-            encoder = InferenceFreeEncoder.from_pretrained(folder, device, dtype)
+            encoder = InferenceFreeEncoder.from_pretrained(folder, device, dtype, **overrides)
         else:
-            encoder = SpladeEncoder.from_pretrained(folder, device, dtype)
+            encoder = SpladeEncoder.from_pretrained(folder, device, dtype, **overrides)
             if kind == InferenceFreeEncoder.kind:
                 if not corpora:
                     raise LsrError(f"{folder} has no {IDF_FILE}: give training data to compute the IDF from")

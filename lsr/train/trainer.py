@@ -82,7 +82,8 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return contextlib.nullcontext()
 
 
-def _dev_split(spec: str) -> tuple[str, str]:
+def dev_split(spec: str) -> tuple[str, str]:
+    """``DIR[:SPLIT]`` as ``(DIR, SPLIT)``; the split defaults to ``dev``."""
     path, _, split = spec.rpartition(":")
     return (path, split) if path and "/" not in split else (spec, "dev")
 
@@ -144,6 +145,10 @@ class Trainer:
         for _ in range(self.config.grad_accum):
             with _autocast(self.student.device, self.config.precision):
                 parts = self.losses(next(batches))
+            if not torch.isfinite(parts["loss"]):
+                raise LsrError(
+                    f"training loss is {float(parts['loss'])} at step {self.step + 1}: lower the learning rate"
+                )
             (parts["loss"] / self.config.grad_accum).backward()
             for name, value in parts.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) / self.config.grad_accum
@@ -159,7 +164,7 @@ class Trainer:
         self.student.eval()
         self.student.sync()
         with _autocast(self.student.device, self.config.precision):
-            return [dev_evaluation(self.student.encoder, *_dev_split(spec)) for spec in self.config.dev]
+            return [dev_evaluation(self.student.encoder, *dev_split(spec)) for spec in self.config.dev]
 
     def save_checkpoint(self) -> Path:
         folder = self.output / "checkpoints" / f"step-{self.step}"
@@ -247,6 +252,6 @@ def check_dev(specs: Sequence[str]) -> None:
     from lsr.data.beir import BeirDataset
 
     for spec in specs:
-        path, split = _dev_split(spec)
+        path, split = dev_split(spec)
         if split not in BeirDataset(path).splits():
             raise LsrError(f"--dev {spec}: {path} has no {split!r} split")
