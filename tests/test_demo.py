@@ -10,6 +10,7 @@ from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
 from lsr.cli import app
+from lsr.models.defaults import DEFAULT_SPARSE
 
 
 def test_demo_runs_every_retriever_and_shows_hits(tmp_path: Path) -> None:
@@ -25,3 +26,21 @@ def test_demo_runs_every_retriever_and_shows_hits(tmp_path: Path) -> None:
     assert bm25["nDCG@10"] == pytest.approx(0.8585, abs=1e-4)  # eval/RESULTS.md, demo row
     hybrid = json.loads((tmp_path / "demo" / "hybrid" / "config.json").read_text())
     assert hybrid["fusion"] == "rrf" and set(hybrid["legs"]) == {"bm25", "dense", "sparse"}
+
+
+@pytest.mark.skipif(not DEFAULT_SPARSE.is_dir(), reason="the shipped sparse model is not in this checkout")
+def test_shipped_sparse_model_is_the_default_and_beats_bm25_on_the_demo(tmp_path: Path) -> None:
+    pytest.importorskip("pyserini")
+    from safetensors import safe_open
+
+    files = list(DEFAULT_SPARSE.iterdir())
+    assert sum(f.stat().st_size for f in files) < 50e6, "the shipped model must stay under 50 MB"
+    with safe_open(DEFAULT_SPARSE / "model.safetensors", "pt") as weights:
+        assert {str(weights.get_slice(k).get_dtype()) for k in weights.keys()} <= {"F16", "I64"}
+    assert "nDCG@10" in (DEFAULT_SPARSE / "README.md").read_text(), "the model card says what it scores"
+    result = CliRunner().invoke(app, ["demo", "--output-dir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    sparse = json.loads((tmp_path / "demo" / "sparse" / "config.json").read_text())
+    assert sparse["model"] == str(DEFAULT_SPARSE)
+    scores = {name: json.loads((tmp_path / "demo" / name / "metrics.json").read_text()) for name in ("bm25", "sparse")}
+    assert scores["sparse"]["nDCG@10"] > scores["bm25"]["nDCG@10"]
