@@ -142,10 +142,12 @@ def test_training_reduces_loss_and_saves_a_loadable_model(kind: str, bert_dir: P
         assert abs(loaded.encode_query(texts) - student.encoder.encode_query(texts)).max() < 1e-6
 
 
-def test_idf_aware_regulariser_prunes_documents(bert_dir: Path, prepared: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("regularizer", ["flops", "l1"])
+def test_regulariser_prunes_documents(regularizer: str, bert_dir: Path, prepared: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     student = load_student(str(bert_dir), "inference-free", [prepared], device="cpu")
-    trainer = Trainer(student, TrainingSet([prepared], group_size=3), tmp_path / "run", _config(steps=10))
+    config = _config(steps=10, regularizer=regularizer)
+    trainer = Trainer(student, TrainingSet([prepared], group_size=3), tmp_path / "run", config)
     trainer.config.lambda_d, trainer.config.kl_weight, trainer.config.nce_weight = 1.0, 0.0, 0.0
     trainer.lambda_d.lambda_max, trainer.lambda_d.warmup_steps = 1.0, 0
     before = float(trainer.losses(next(trainer.data.batches(4, 5)))["active_d"])
@@ -275,3 +277,44 @@ def test_cli_mlm_then_train_with_dev_keeps_the_best(bert_dir: Path, prepared: Pa
             assert scores["ndcg10"] == pytest.approx(max(r["mean_ndcg10"] for r in evals), abs=1e-6)
             full = scores["doc_nnz"]
     assert scores["doc_nnz"] < full, "16-token documents have fewer terms"
+
+
+def test_adapt_trains_on_pseudo_queries_of_an_unlabelled_corpus(bert_dir: Path, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "corpus.jsonl").write_text((demo_dataset() / "corpus.jsonl").read_text())
+    (corpus / "queries.jsonl").write_text("")  # no queries, no qrels: nothing but the documents
+    out = tmp_path / "adapted"
+    args = [
+        "train",
+        "adapt",
+        "--corpus",
+        str(corpus),
+        "--model",
+        str(bert_dir),
+        "--output",
+        str(out),
+        "--teachers",
+        "bm25",
+        "--pseudo-queries",
+        "1",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--device",
+        "cpu",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    examples = read_examples(out / "data" / EXAMPLES_FILE)
+    assert examples and all("#pq" in e.qid and e.positives == [e.qid.split("#")[0]] for e in examples)
+    assert load_encoder(out / "model", device="cpu").kind == "splade"
+
+
+def test_unknown_regularizer_is_refused(bert_dir: Path, prepared: Path, tmp_path: Path) -> None:
+    student = load_student(str(bert_dir), "splade", device="cpu")
+    with pytest.raises(Exception, match="unknown regularizer"):
+        Trainer(student, TrainingSet([prepared]), tmp_path, _config(regularizer="l2"))

@@ -8,8 +8,9 @@ in-batch negatives) and combines:
   distribution (combined scores / ``teacher_temperature``);
 * InfoNCE with the positive against hard and in-batch negatives;
 * optionally MarginMSE between the student's and the ensemble's positive-negative margins;
-* the document regulariser (FLOPS, or IDF-aware FLOPS for inference-free models)
-  and, for siamese SPLADE, FLOPS on queries, with SPLADE's quadratic warm-up of λ.
+* the document regulariser (FLOPS, or IDF-aware FLOPS for inference-free models; or
+  L1 with ``regularizer="l1"``) and, for siamese SPLADE, the same on queries, with
+  SPLADE's quadratic warm-up of λ (the log's ``flops_d``/``flops_q`` hold the value used).
 
 bf16 autocast on the GPU, gradient accumulation, gradient clipping, linear warm-up
 and decay. Checkpoints (``OUT/checkpoints/step-N``) are encoder folders in Hugging
@@ -38,7 +39,7 @@ from tqdm.auto import tqdm
 from lsr.errors import LsrError
 from lsr.train.data import Batch, TrainingSet
 from lsr.train.evaluate import DevResult, dev_evaluation
-from lsr.train.losses import RegularizerSchedule, flops, idf_aware_flops, infonce, kl_distillation, margin_mse
+from lsr.train.losses import RegularizerSchedule, flops, idf_aware_flops, infonce, kl_distillation, l1, margin_mse
 from lsr.train.student import Student
 
 STATE_FILE = "trainer_state.pt"
@@ -66,6 +67,7 @@ class TrainConfig:
     lambda_q: float = 1e-3
     lambda_warmup: int = 1000
     idf_power: float = 1.0
+    regularizer: str = "flops"
     eval_every: int = 500
     save_every: int = 500
     log_every: int = 20
@@ -92,6 +94,8 @@ class Trainer:
     """Trains ``student`` on ``data`` into ``output``; see the module docstring."""
 
     def __init__(self, student: Student, data: TrainingSet, output: str | Path, config: TrainConfig) -> None:
+        if config.regularizer not in ("flops", "l1"):
+            raise LsrError(f"unknown regularizer {config.regularizer!r}; choose flops or l1")
         self.student, self.data, self.config = student, data, config
         self.output = Path(output)
         self.step = 0
@@ -123,14 +127,19 @@ class Trainer:
         teacher = batch.teacher.to(scores.device) / config.teacher_temperature
         kl = kl_distillation(own, teacher)
         nce = infonce(scores, labels=torch.arange(size, device=scores.device) * n)
-        reg_d = idf_aware_flops(docs, student.idf, config.idf_power) if student.inference_free else flops(docs)
+        if config.regularizer == "l1":
+            reg_d = l1(docs)
+        elif student.inference_free:
+            reg_d = idf_aware_flops(docs, student.idf, config.idf_power)
+        else:
+            reg_d = flops(docs)
         loss = config.kl_weight * kl + config.nce_weight * nce + self.lambda_d(self.step) * reg_d
         parts = {"kl": kl, "nce": nce, "flops_d": reg_d}
         if config.margin_weight > 0 and n > 1:
             parts["margin"] = margin_mse(own[:, :1], own[:, 1:], teacher[:, :1], teacher[:, 1:])
             loss = loss + config.margin_weight * parts["margin"]
         if not student.inference_free:
-            parts["flops_q"] = flops(queries)
+            parts["flops_q"] = l1(queries) if config.regularizer == "l1" else flops(queries)
             loss = loss + self.lambda_q(self.step) * parts["flops_q"]
         with torch.no_grad():
             parts["active_d"] = (docs > 0).sum(1).float().mean()
