@@ -164,3 +164,22 @@ def export_lucene(
     if index_dir is not None:
         seconds = build_impact_index(output, index_dir, threads)
         console.print(f"Anserini impact index at {index_dir} ({seconds:.1f} s)")
+
+
+@export_app.command("milvus")
+def export_milvus(
+    uri: Annotated[str, typer.Option(help="Milvus Lite file (*.db, embedded) or a Milvus server, http://host:19530.")],
+    collection: Annotated[str, typer.Option(help="Collection to create.")],
+    sparse: Annotated[
+        Path | None, typer.Option("--index", "--sparse", help="Sparse index folder (`lsr index`) or sparse vectors.")
+    ] = None,
+    dense: Annotated[Path | None, typer.Option("--dense", help="Dense vectors folder from `lsr encode`.")] = None,
+    dense_metric: Annotated[str, typer.Option(help="auto (the model's similarity), cosine, dot or l2.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing collection of that name.")] = False,
+    token: Annotated[str | None, typer.Option(envvar="MILVUS_TOKEN", help="Milvus user:password.")] = None,
+) -> None:
+    """Write documents with their sparse vector (inverted index) and/or dense vector (HNSW) into Milvus."""
+    from indexing.milvus import export_milvus as export
+
+    count = export(uri, collection, sparse, dense, dense_metric, overwrite, token=token)
+    console.print(f"{count:,} documents written to Milvus collection {collection!r} at {uri}")
