@@ -15,7 +15,10 @@ def index(
     output: Annotated[Path, typer.Option(help="Index folder to write (replaced atomically).")],
     model: Annotated[str | None, typer.Option(help="Encoder folder or Hugging Face id (sparse, or dense).")] = None,
     corpus: Annotated[Path | None, typer.Option(help="BEIR folder or zip, or a corpus .jsonl[.gz] file.")] = None,
-    vectors: Annotated[Path | None, typer.Option(help="Index ready shards from `lsr encode` instead.")] = None,
+    vectors: Annotated[
+        list[Path] | None,
+        typer.Option(help="Index ready shards from `lsr encode` instead; repeat to merge several machines' folders."),
+    ] = None,
     weights: Annotated[str, typer.Option(help="float16 (exact half precision) or uint8 (quantised).")] = "float16",
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option(help="Encoding device: auto, cpu or cuda.")] = "auto",
@@ -29,10 +32,11 @@ def index(
     import shutil
 
     from indexing.sparse.build import build_index
-    from lsr.encode.shards import Manifest, iter_shards
+    from lsr.encode.shards import iter_merged, merged_manifest
 
     encoder = None
-    if vectors is None:
+    folders = list(vectors or [])
+    if not folders:
         if model is None or corpus is None:
             raise typer.BadParameter("give --model and --corpus, or --vectors", param_hint="lsr index")
         from lsr.data.beir import corpus_source
@@ -40,22 +44,22 @@ def index(
         from lsr.models import load_encoder
 
         model = str(Path(model).resolve()) if Path(model).is_dir() else model
-        vectors = output.with_name(output.name + ".vectors")
+        folders = [output.with_name(output.name + ".vectors")]
         encoder = load_encoder(model, device=device)
-        encode_corpus(encoder, model, corpus_source(corpus), vectors, batch_size=batch_size)
-    manifest = Manifest.load(vectors)
+        encode_corpus(encoder, model, corpus_source(corpus), folders[0], batch_size=batch_size)
+    manifest = merged_manifest(folders)
     if manifest.dense:
         from indexing.dense import build_dense_index
         from lsr.models import load_encoder
 
         similarity = (encoder or load_encoder(manifest.model, device="cpu")).similarity
-        dense = build_dense_index(lambda: iter_shards(vectors), output, manifest.model, similarity, dense_backend)
+        dense = build_dense_index(lambda: iter_merged(folders), output, manifest.model, similarity, dense_backend)
         summary = f"indexed {dense.num_docs:,} {dense.dimension}-d vectors ({dense_backend}, {similarity})"
     else:
-        meta = build_index(lambda: iter_shards(vectors), output, manifest.model, manifest.kind, weights)
+        meta = build_index(lambda: iter_merged(folders), output, manifest.model, manifest.kind, weights)
         summary = f"indexed {meta.num_docs:,} documents, {meta.nnz:,} postings"
-    if not keep_vectors and output.with_name(output.name + ".vectors") == vectors:
-        shutil.rmtree(vectors)
+    if not keep_vectors and folders == [output.with_name(output.name + ".vectors")]:
+        shutil.rmtree(folders[0])
     console.print(f"{summary}, at {output}")
 
 
@@ -164,3 +168,22 @@ def export_lucene(
     if index_dir is not None:
         seconds = build_impact_index(output, index_dir, threads)
         console.print(f"Anserini impact index at {index_dir} ({seconds:.1f} s)")
+
+
+@export_app.command("milvus")
+def export_milvus(
+    uri: Annotated[str, typer.Option(help="Milvus Lite file (*.db, embedded) or a Milvus server, http://host:19530.")],
+    collection: Annotated[str, typer.Option(help="Collection to create.")],
+    sparse: Annotated[
+        Path | None, typer.Option("--index", "--sparse", help="Sparse index folder (`lsr index`) or sparse vectors.")
+    ] = None,
+    dense: Annotated[Path | None, typer.Option("--dense", help="Dense vectors folder from `lsr encode`.")] = None,
+    dense_metric: Annotated[str, typer.Option(help="auto (the model's similarity), cosine, dot or l2.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing collection of that name.")] = False,
+    token: Annotated[str | None, typer.Option(envvar="MILVUS_TOKEN", help="Milvus user:password.")] = None,
+) -> None:
+    """Write documents with their sparse vector (inverted index) and/or dense vector (HNSW) into Milvus."""
+    from indexing.milvus import export_milvus as export
+
+    count = export(uri, collection, sparse, dense, dense_metric, overwrite, token=token)
+    console.print(f"{count:,} documents written to Milvus collection {collection!r} at {uri}")

@@ -27,6 +27,14 @@ def encode(
     max_length: Annotated[int | None, typer.Option(min=1, help="Token limit per document.")] = None,
     device: DeviceOption = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Encode on a Ray cluster: its address, auto (the cluster this machine belongs to) or local.",
+        ),
+    ] = None,
+    max_retries: Annotated[int, typer.Option(min=0, help="With --ray: reruns of a block whose worker failed.")] = 3,
 ) -> None:
     """Encode every document of a corpus into vector shards, with progress; rerun to resume."""
     if ctx.invoked_subcommand is not None:
@@ -39,6 +47,14 @@ def encode(
 
     if Path(model).is_dir():  # the manifest must name the model from anywhere, not relative to this directory
         model = str(Path(model).resolve())
+    if ray is not None:
+        from lsr.encode.distributed import encode_corpus_ray
+
+        manifest = encode_corpus_ray(
+            model, corpus_source(corpus), output, ray, shard_size, batch_size, device, dtype, max_length, max_retries
+        )
+        console.print(f"{manifest.documents:,} documents in {len(manifest.shards)} shard(s) at {output} (Ray)")
+        return
     encoder = load_encoder(model, device=device, dtype=dtype, **({"max_length": max_length} if max_length else {}))
     manifest = encode_corpus(encoder, model, corpus_source(corpus), output, shard_size, batch_size)
     console.print(f"{manifest.documents:,} documents in {len(manifest.shards)} shard(s) at {output}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -32,23 +32,37 @@ def _blocks(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
         yield block
 
 
-def encode_corpus(
+def encode_texts(
     encoder: SparseEncoder | DenseEncoder,
-    model_name: str,
-    src: TextSource,
-    output: str | Path,
-    shard_size: int = 10_000,
-    batch_size: int = 32,
+    texts: list[str],
+    batch_size: int,
+    progress: Callable[[int], object] | None = None,
+) -> sp.csr_matrix | np.ndarray:
+    """One shard's vectors, encoded in pieces (texts sorted by length within a piece, and the progress step);
+    the single-process and the Ray encoder both call this, so their shards agree."""
+    piece = max(16 * batch_size, 256)
+    parts = []
+    for start in range(0, len(texts), piece):
+        chunk = texts[start : start + piece]
+        parts.append(encoder.encode_document(chunk, batch_size=batch_size))
+        if progress is not None:
+            progress(len(chunk))
+    if isinstance(encoder, DenseEncoder):
+        return np.vstack(parts)
+    return sp.vstack(parts, format="csr")
+
+
+def open_output(
+    output: str | Path, model_name: str, kind: str, dense: bool, dimension: int, shard_size: int, src: TextSource
 ) -> Manifest:
-    """Encode every document of ``src`` into ``output``; a folder from an interrupted run with the same
-    model, corpus and shard size is resumed, anything else there is an error rather than silently mixed."""
+    """The manifest of a vectors folder: a fresh one, or the one of an earlier run with the same model, corpus and
+    shard size (to resume); anything else there is an error rather than silently mixed. Shared by the
+    single-process and the Ray encoder so that both write, and resume, the same folders."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    dense = isinstance(encoder, DenseEncoder)
-    dimension = encoder.dimension if dense else len(encoder.vocabulary)
     fresh = Manifest(
         model=model_name,
-        kind=encoder.kind,
+        kind=kind,
         dense=dense,
         dimension=dimension,
         shard_size=shard_size,
@@ -65,24 +79,34 @@ def encode_corpus(
         )
         if not same:
             raise LsrError(f"{output} holds vectors of another model, corpus or shard size; choose a new folder")
-        if manifest.complete:
-            return manifest
-    else:
-        manifest = fresh
-        manifest.save(output)
+        return manifest
+    fresh.save(output)
+    return fresh
+
+
+def encode_corpus(
+    encoder: SparseEncoder | DenseEncoder,
+    model_name: str,
+    src: TextSource,
+    output: str | Path,
+    shard_size: int = 10_000,
+    batch_size: int = 32,
+) -> Manifest:
+    """Encode every document of ``src`` into ``output``; a folder from an interrupted run with the same
+    model, corpus and shard size is resumed, anything else there is an error rather than silently mixed."""
+    dense = isinstance(encoder, DenseEncoder)
+    dimension = encoder.dimension if dense else len(encoder.vocabulary)
+    manifest = open_output(output, model_name, encoder.kind, dense, dimension, shard_size, src)
+    output = Path(output)
+    if manifest.complete:
+        return manifest
     done = len(manifest.shards)
     docs = read_corpus(src)
     for _ in islice(docs, done * shard_size):  # documents already encoded: read (and validated) only
         pass
-    piece = max(16 * batch_size, 256)  # texts sorted by length together, and the progress step
     with tqdm(initial=done * shard_size, desc=f"encode {src.path.name}", unit=" docs") as bar:
         for number, block in enumerate(_blocks(docs, shard_size), start=done):
-            parts = []
-            for start in range(0, len(block), piece):
-                texts = [document_text(d) for d in block[start : start + piece]]
-                parts.append(encoder.encode_document(texts, batch_size=batch_size))
-                bar.update(len(texts))
-            vectors = np.vstack(parts) if dense else sp.vstack(parts, format="csr")
+            vectors = encode_texts(encoder, [document_text(d) for d in block], batch_size, bar.update)
             manifest.shards.append(write_shard(output, number, [d.id for d in block], vectors))
             manifest.save(output)
     manifest.complete = True

@@ -109,3 +109,39 @@ def iter_shards(folder: str | Path) -> Iterator[tuple[list[str], sp.csr_matrix |
         raise LsrError(f"{folder}: encoding was interrupted ({manifest.documents} documents so far); rerun lsr encode")
     for entry in manifest.shards:
         yield read_shard(folder / entry["file"])
+
+
+def merged_manifest(folders: list[Path]) -> Manifest:
+    """The manifest of several vectors folders taken as one corpus (e.g. encoded on different machines):
+    they must hold the same model's complete vectors, which :func:`iter_merged` then reads in the order given."""
+    if not folders:
+        raise LsrError("no vectors folders given")
+    manifests = [Manifest.load(Path(f)) for f in folders]
+    first = manifests[0]
+    for folder, manifest in zip(folders, manifests, strict=True):
+        if (manifest.model, manifest.kind, manifest.dense, manifest.dimension) != (
+            first.model,
+            first.kind,
+            first.dense,
+            first.dimension,
+        ):
+            raise LsrError(
+                f"{folder} holds vectors of {manifest.model} ({manifest.kind}), {folders[0]} of {first.model}"
+            )
+        if not manifest.complete:
+            raise LsrError(f"{folder}: encoding was interrupted; rerun lsr encode before indexing")
+    return first
+
+
+def iter_merged(folders: list[Path]) -> Iterator[tuple[list[str], sp.csr_matrix | np.ndarray]]:
+    """Every shard of several vectors folders in turn, a document id met twice being an error: an index
+    merged from machines' outputs must hold every document exactly once."""
+    merged_manifest(folders)
+    seen: set[str] = set()
+    for folder in folders:
+        for ids, vectors in iter_shards(folder):
+            repeated = seen.intersection(ids)
+            if repeated:
+                raise LsrError(f"{folder}: document {sorted(repeated)[0]!r} is also in an earlier vectors folder")
+            seen.update(ids)
+            yield ids, vectors
