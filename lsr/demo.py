@@ -18,8 +18,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lsr.models.defaults import DEFAULT_SPARSE
-
 
 def demo_dataset() -> Path:
     """The small BEIR-format dataset shipped with lsr (40 documents on retrieval topics, 12 judged queries)."""
@@ -39,6 +37,7 @@ def demo(
     """Run the whole pipeline on a small corpus: encode, index, search, fuse, show hits, evaluate."""
     from eval.pipeline import RunSpec, run_pipeline
     from lsr.data.beir import BeirDataset
+    from lsr.models.defaults import DEFAULT_SPARSE  # imports torch: kept out of `lsr --help`
 
     console = Console(soft_wrap=True)
     data = BeirDataset(dataset or demo_dataset())
