@@ -45,7 +45,7 @@ class TrainingSet:
         self.group_size = group_size
         self.negative_depth = negative_depth
         self.corpora: list[dict[str, str]] = []
-        self.items: list[tuple[int, Example]] = []
+        self.items: list[tuple[int, Example, dict[str, float]]] = []
         for number, folder in enumerate(folders):
             corpus = {doc.id: document_text(doc) for doc in BeirDataset(folder).corpus()}
             examples = read_examples(Path(folder) / EXAMPLES_FILE)
@@ -54,14 +54,18 @@ class TrainingSet:
                 if missing:
                     raise LsrError(f"{folder}: query {example.qid!r} names document {missing[0]!r}, not in the corpus")
             self.corpora.append(corpus)
-            self.items.extend((number, example) for example in examples)
+            self.items.extend(
+                (number, example, dict(zip(example.candidates, example.scores, strict=True))) for example in examples
+            )
         self._ids = [list(corpus) for corpus in self.corpora]
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def group(self, number: int, example: Example, rng: random.Random) -> tuple[list[str], list[float]]:
-        """Texts and teacher scores of one query's group."""
+    def group(
+        self, number: int, example: Example, scores: dict[str, float], rng: random.Random
+    ) -> tuple[list[str], list[float]]:
+        """Texts and teacher scores (``scores``: the example's, by document) of one query's group."""
         positive = rng.choice(example.positives)
         pool = example.negatives[: self.negative_depth]
         negatives = rng.sample(pool, min(len(pool), self.group_size - 1))
@@ -71,7 +75,6 @@ class TrainingSet:
             if doc not in taken:
                 negatives.append(doc)
                 taken.add(doc)
-        scores = dict(zip(example.candidates, example.scores, strict=True))
         docs = [positive, *negatives]
         return [self.corpora[number][d] for d in docs], [scores.get(d, 0.0) for d in docs]
 
@@ -84,8 +87,8 @@ class TrainingSet:
             for start in range(0, len(order) - batch_size + 1, batch_size):
                 queries, documents, teacher = [], [], []
                 for index in order[start : start + batch_size]:
-                    number, example = self.items[index]
-                    texts, scores = self.group(number, example, rng)
+                    number, example, known = self.items[index]
+                    texts, scores = self.group(number, example, known, rng)
                     queries.append(example.query)
                     documents.extend(texts)
                     teacher.append(scores)

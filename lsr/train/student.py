@@ -30,10 +30,12 @@ class Student(nn.Module):
         self.splade: SpladeEncoder = encoder.document_encoder if isinstance(encoder, InferenceFreeEncoder) else encoder
         self.module = self.splade.module
         self.inference_free = isinstance(encoder, InferenceFreeEncoder)
+        keep = torch.ones(self.module.projection.weight.shape[0], device=self.splade.device)
+        keep[self.splade.special_ids] = 0.0
+        self.register_buffer("keep", keep, persistent=False)  # special tokens never carry weight
         if self.inference_free:
             idf = torch.tensor(encoder.idf, dtype=torch.float32, device=self.splade.device)
             self.idf = nn.Parameter(idf, requires_grad=learn_idf)
-            self._special = torch.tensor(self.splade.special_ids, dtype=torch.long, device=self.splade.device)
 
     @property
     def device(self) -> torch.device:
@@ -54,13 +56,10 @@ class Student(nn.Module):
         cols = torch.tensor([t for seq in ids for t in seq], dtype=torch.long, device=self.device)
         present = torch.zeros((len(texts), self.idf.shape[0]), device=self.device)
         present[rows, cols] = 1.0
-        present[:, self._special] = 0.0
-        return present * torch.relu(self.idf)
+        return present * torch.relu(self.idf) * self.keep
 
     def _zero_special(self, weights: torch.Tensor) -> torch.Tensor:
-        mask = torch.ones(weights.shape[1], device=weights.device, dtype=weights.dtype)
-        mask[self.splade.special_ids] = 0
-        return weights * mask
+        return weights * self.keep.to(weights.dtype)
 
     def sync(self) -> None:
         """Copy the trained IDF into the encoder, so its own (search-time) query path uses it."""
