@@ -86,8 +86,9 @@ def search(
     ] = None,
     encode_device: Annotated[str, typer.Option(help="Device for the query encoder.")] = "auto",
     gpu_kernel: Annotated[
-        str, typer.Option(help="With --device cuda: forward (document-at-a-time) or postings (term-at-a-time).")
-    ] = "forward",
+        str,
+        typer.Option(help="With --device cuda: tiles (exact, shared-memory tiles), forward or postings (--budget)."),
+    ] = "tiles",
     tag: Annotated[str, typer.Option(help="Run tag.")] = "lsr",
 ) -> None:
     """Search an index with a BEIR queries file, encoding queries with the index's own model."""
@@ -112,15 +113,15 @@ def search(
     if device == "cuda":
         from numba import cuda
 
-        from indexing.sparse.gpu import GpuSearcher
+        from indexing.sparse.gpu import STRATEGIES, GpuSearcher
 
         if not cuda.is_available():
             raise LsrError("--device cuda: no CUDA GPU is visible")
         if query_terms is not None or rerank or approximate is not None:
             raise LsrError("--query-terms, --rerank and --approximate are CPU options")
-        if gpu_kernel not in ("forward", "postings"):
-            raise LsrError(f"--gpu-kernel must be forward or postings, not {gpu_kernel!r}")
-        if budget and gpu_kernel == "forward":
+        if gpu_kernel not in STRATEGIES:
+            raise LsrError(f"--gpu-kernel must be one of {', '.join(STRATEGIES)}, not {gpu_kernel!r}")
+        if budget and gpu_kernel != "postings":
             raise LsrError("--budget on the GPU needs --gpu-kernel postings")
         hits = GpuSearcher(opened, strategy=gpu_kernel).search(vectors, k=k, budget=budget)
     elif device == "cpu":

@@ -13,7 +13,8 @@ import scipy.sparse as sp
 
 from indexing.sparse.build import build_index
 from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher
+from indexing.sparse.search import Searcher, brute_force
+from indexing.sparse.tiles import TILE, build_tiles
 
 CHECK = """
 import sys, numpy as np, scipy.sparse as sp
@@ -22,37 +23,39 @@ from indexing.sparse.gpu import GpuSearcher
 from indexing.sparse.search import Searcher
 index = SparseIndex.open(sys.argv[1])
 queries = sp.load_npz(sys.argv[2])
-for strategy, budget in (("postings", 0), ("postings", 7), ("forward", 0)):
+cases = (("tiles", 0), ("postings", 0), ("postings", 7), ("forward", 0))
+for strategy, budget in cases[: int(sys.argv[3])]:
     cpu = Searcher(index).search(queries, k=10, budget=budget)
     gpu = GpuSearcher(index, batch_size=4, strategy=strategy).search(queries, k=10, budget=budget)
     assert np.array_equal(cpu[2], gpu[2]), (strategy, cpu[2], gpu[2])
     assert np.array_equal(cpu[0], gpu[0]), strategy
     np.testing.assert_allclose(cpu[1], gpu[1], rtol=1e-5)
+if int(sys.argv[3]) > 1:  # beyond what a tile keeps, the tiles searcher hands over to the forward kernel
+    assert np.array_equal(Searcher(index).search(queries, k=20)[0], GpuSearcher(index).search(queries, k=20)[0])
 print("agree")
 """
 
 
-def _index(tmp_path: Path) -> tuple[Path, Path]:
-    matrix = sp.random(300, 50, density=0.1, random_state=0, format="csr", dtype=np.float32)
+def _index(tmp_path: Path, n_docs: int = 300, density: float = 0.1) -> tuple[Path, Path]:
+    matrix = sp.random(n_docs, 50, density=density, random_state=0, format="csr", dtype=np.float32)
     matrix[11] = matrix[3]  # an exact tie
     matrix = sp.csr_matrix(matrix)
-    build_index(lambda: [([f"d{i}" for i in range(300)], matrix)], tmp_path / "idx", "m", "splade")
+    build_index(lambda: [([f"d{i}" for i in range(n_docs)], matrix)], tmp_path / "idx", "m", "splade")
     queries = sp.vstack([sp.random(9, 50, density=0.2, random_state=1, format="csr", dtype=np.float32), matrix[3]])
     sp.save_npz(tmp_path / "q.npz", sp.csr_matrix(queries))
     return tmp_path / "idx", tmp_path / "q.npz"
 
 
-@pytest.mark.parametrize("mode", ["simulator", "gpu"])
-def test_gpu_kernel_matches_cpu(tmp_path: Path, mode: str) -> None:
+def _check(index: Path, queries: Path, mode: str, cases: int) -> None:
+    """Run CHECK in a subprocess: the simulator is chosen by an environment variable read at import."""
     if mode == "gpu":
         from numba import cuda
 
         if not cuda.is_available():
             pytest.skip("no GPU")
-    index, queries = _index(tmp_path)
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1" if mode == "simulator" else "0")
     result = subprocess.run(
-        [sys.executable, "-c", CHECK, str(index), str(queries)],
+        [sys.executable, "-c", CHECK, str(index), str(queries), str(cases)],
         env=env,
         capture_output=True,
         text=True,
@@ -60,5 +63,51 @@ def test_gpu_kernel_matches_cpu(tmp_path: Path, mode: str) -> None:
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert result.returncode == 0 and "agree" in result.stdout, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("mode", ["simulator", "gpu"])
+def test_gpu_kernel_matches_cpu(tmp_path: Path, mode: str) -> None:
+    index, queries = _index(tmp_path)
+    _check(index, queries, mode, cases=4)
     docs, _, _ = Searcher(SparseIndex.open(index)).search(sp.load_npz(queries), k=2)
     assert list(docs[-1]) == [3, 11]
+
+
+@pytest.mark.parametrize("mode", ["simulator", "gpu"])
+def test_tiles_kernel_across_tiles(tmp_path: Path, mode: str) -> None:
+    """Three tiles, the last one partial: every tile's candidates reach the final selection."""
+    index, queries = _index(tmp_path, n_docs=2 * TILE + 500, density=0.02)
+    _check(index, queries, mode, cases=1)
+
+
+def test_cpu_tiled_search_is_bit_identical(tmp_path: Path) -> None:
+    """The tiled CPU kernel adds in the same order as the plain one, so scores are equal, not just close."""
+    index, queries = _index(tmp_path, n_docs=2 * TILE + 500, density=0.02)
+    opened, vectors = SparseIndex.open(index), sp.load_npz(queries)
+    tiled = Searcher(opened)
+    plain = Searcher(opened, tiled=False).search(vectors, k=10)
+    for got, expected in zip(tiled.search(vectors, k=10), plain, strict=True):
+        assert np.array_equal(got, expected)
+    assert tiled._tiles is not None and tiled._tiles.n_tiles == 3
+    brute, _ = brute_force(opened.to_csr(), vectors, 10)
+    assert np.array_equal(plain[0][:, :5], brute[:, :5])
+
+
+def test_tiles_hold_every_posting_in_document_order(tmp_path: Path) -> None:
+    index, _ = _index(tmp_path, n_docs=2 * TILE + 500, density=0.02)
+    opened = SparseIndex.open(index)
+    tiles = build_tiles(opened)
+    rows, cols, values = [], [], []
+    width = opened.meta.vocab_size + 1
+    for tile in range(tiles.n_tiles):
+        for term in range(opened.meta.vocab_size):
+            start, end = tiles.offsets[tile * width + term], tiles.offsets[tile * width + term + 1]
+            local = tiles.docs[start:end].astype(np.int64)
+            assert np.all(np.diff(local) > 0)
+            rows.append(tile * TILE + local)
+            cols.append(np.full(len(local), term))
+            values.append(opened.codebook[tiles.codes[start:end]])
+    rebuilt = sp.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=opened.to_csr().shape
+    )
+    assert (rebuilt != opened.to_csr()).nnz == 0

@@ -1,19 +1,19 @@
 """Batch search on a GPU: CUDA kernels (numba.cuda) score a batch of queries against the whole index.
 
-Two strategies, same results. ``postings`` (term-at-a-time): every block of a
-(query, term) pair's postings is a block of the launch grid whose threads
-atomically add ``query weight x document weight`` into a dense ``batch x
-documents`` score matrix; it reads only the query terms' postings, but each
-posting is a scattered read-modify-write in a matrix far larger than the cache.
-``forward`` (document-at-a-time): one warp per document walks the document's
-terms in the forward index, looks each up in the batch's query terms, and
-accumulates the batch's scores in shared memory, then writes each score once; it
-reads the whole forward index per batch, so larger batches amortise it, and has
-no atomics. Top-k then selects on 64-bit keys that
-order by score descending and document number ascending, the CPU kernel's rule,
-so both return the same documents (scores agree to float rounding: atomic
-additions are not ordered). Without a GPU the same kernel runs under Numba's
-CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the tests check it on CPU.
+Three strategies, same results. ``tiles`` (the default, exact search): one block per (query, tile of
+8,192 documents) of the tiled postings (:mod:`indexing.sparse.tiles`) adds the query's terms' segments
+into the tile's scores in shared memory, term by term in query order, then merges its threads' best
+``k`` into the tile's best ``k``; only those candidates reach global memory, and one ``topk`` over
+them per query finishes. It reads each query posting once, 4 bytes each, and blocks of the same tile
+for different queries run side by side, so segments of shared terms come from L2.
+``postings`` (term-at-a-time, and the only one that takes a posting budget): every block of a (query,
+term) pair's postings atomically adds into a dense ``batch x documents`` score matrix, a scattered
+read-modify-write per posting. ``forward`` (document-at-a-time): one warp per document walks the
+forward index, looks each term up in the batch's query terms and accumulates in shared memory; it reads
+the whole forward index per batch. The two dense-matrix kernels end with a top-k over the matrix.
+Every selection orders by score descending, then document number ascending, the CPU kernel's rule, so
+all return the same documents (scores agree to float rounding). Without a GPU the same kernels run under
+Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the tests check them on CPU.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from numba import cuda  # noqa: E402 - after the NumPy alias above
 from numba.core import config  # noqa: E402
 
 from indexing.sparse.format import SparseIndex
+from indexing.sparse.tiles import TILE, build_tiles
 
 THREADS = 256
 POSTINGS_PER_BLOCK = 4 * THREADS
 WARPS = THREADS // 32
 MAX_FORWARD_BATCH = 32
+MAX_TILE_K = 16  # a tile's THREADS lists of this many (score, document) fit in its spent score array
 
 
 @cuda.jit
@@ -52,6 +54,72 @@ def _accumulate(chunk_pair, chunk_first, chunk_last, rows, weights, docs, codes,
     weight = weights[pair]
     for p in range(chunk_first[chunk] + cuda.threadIdx.x, chunk_last[chunk], cuda.blockDim.x):
         cuda.atomic.add(scores, (row, docs[p]), weight * table[codes[p]])
+
+
+@cuda.jit(device=True, inline=True)
+def _better(score_a, doc_a, score_b, doc_b):  # noqa: ANN001, ANN202
+    return score_a > score_b or (score_a == score_b and doc_a < doc_b)
+
+
+@cuda.jit
+def _tile_top(q_indptr, q_terms, q_weights, offsets, docs, codes, table, n_docs, k, out_scores, out_docs):  # noqa: ANN001
+    # block (query, tile): the tile's scores in shared memory, then its top k into out_*[query, tile]
+    local = cuda.shared.array(TILE, dtype=np.float32)
+    lists = cuda.shared.array(THREADS * MAX_TILE_K, dtype=np.int32)
+    query, tile = cuda.blockIdx.x, cuda.blockIdx.y
+    tid = cuda.threadIdx.x
+    first = tile * TILE
+    for d in range(tid, TILE, THREADS):
+        local[d] = 0.0
+    cuda.syncthreads()
+    row = tile * (offsets.shape[0] // cuda.gridDim.y)
+    for i in range(q_indptr[query], q_indptr[query + 1]):
+        weight = q_weights[i]
+        # a document occurs once per term, so no two threads add to the same score within a term;
+        # terms run in query order, the order the CPU kernel adds in
+        for p in range(offsets[row + q_terms[i]] + tid, offsets[row + q_terms[i] + 1], THREADS):
+            local[docs[p]] += weight * table[codes[p]]
+        cuda.syncthreads()
+    # each thread's best k of its documents, best first (insertion into a sorted list)
+    best = cuda.local.array(MAX_TILE_K, dtype=np.float32)
+    best_doc = cuda.local.array(MAX_TILE_K, dtype=np.int32)
+    for j in range(k):
+        best[j] = -1.0
+        best_doc[j] = 2147483647
+    for d in range(tid, min(TILE, n_docs - first), THREADS):
+        score = local[d]
+        if score > 0.0 and _better(score, first + d, best[k - 1], best_doc[k - 1]):
+            j = k - 1
+            while j > 0 and _better(score, first + d, best[j - 1], best_doc[j - 1]):
+                best[j] = best[j - 1]
+                best_doc[j] = best_doc[j - 1]
+                j -= 1
+            best[j] = score
+            best_doc[j] = first + d
+    cuda.syncthreads()
+    for j in range(k):  # the score array is spent: its first THREADS * MAX_TILE_K floats hold the lists
+        local[tid * MAX_TILE_K + j] = best[j]
+        lists[tid * MAX_TILE_K + j] = best_doc[j]
+    cuda.syncthreads()
+    stride = THREADS // 2
+    while stride > 0:  # tree merge: thread t keeps the best k of its list and list t + stride
+        if tid < stride:
+            a, b = tid * MAX_TILE_K, (tid + stride) * MAX_TILE_K
+            for j in range(k):
+                if _better(local[b], lists[b], local[a], lists[a]):
+                    best[j], best_doc[j] = local[b], lists[b]
+                    b += 1
+                else:
+                    best[j], best_doc[j] = local[a], lists[a]
+                    a += 1
+            for j in range(k):
+                local[tid * MAX_TILE_K + j] = best[j]
+                lists[tid * MAX_TILE_K + j] = best_doc[j]
+        cuda.syncthreads()
+        stride //= 2
+    if tid < k:
+        out_scores[query, tile, tid] = local[tid]
+        out_docs[query, tile, tid] = lists[tid]
 
 
 @cuda.jit
@@ -99,47 +167,70 @@ def _chunks(terms: np.ndarray, offsets: np.ndarray, budget: int) -> tuple[np.nda
     return pair, first, np.minimum(first + POSTINGS_PER_BLOCK, end[pair])
 
 
-def _top_k_host(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    docs = np.zeros((len(scores), k), dtype=np.int32)
-    best = np.zeros((len(scores), k), dtype=np.float32)
-    sizes = np.zeros(len(scores), dtype=np.int64)
-    for row, values in enumerate(scores):
-        hits = np.flatnonzero(values > 0)
-        order = hits[np.lexsort((hits, -values[hits]))][:k]
-        docs[row, : len(order)], best[row, : len(order)], sizes[row] = order, values[order], len(order)
-    return docs, best, sizes
+def _top_k_host(values: np.ndarray, docs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the ``k`` best positive ``values`` and their ``docs`` (score descending, document ascending)."""
+    out_docs = np.zeros((len(values), k), dtype=np.int32)
+    best = np.zeros((len(values), k), dtype=np.float32)
+    sizes = np.zeros(len(values), dtype=np.int64)
+    for row in range(len(values)):
+        hits = np.flatnonzero(values[row] > 0)
+        order = hits[np.lexsort((docs[row, hits], -values[row, hits]))][:k]
+        out_docs[row, : len(order)], best[row, : len(order)] = docs[row, order], values[row, order]
+        sizes[row] = len(order)
+    return out_docs, best, sizes
 
 
-def _top_k_device(scores, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+def _top_k_device(values, docs, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+    """:func:`_top_k_host` on the device, one ``topk`` over 64-bit keys that order exactly that way."""
     import torch
 
-    values = torch.as_tensor(scores, device="cuda")
-    n = values.shape[1]
+    values = torch.as_tensor(values, device="cuda")
+    docs = torch.as_tensor(docs, device="cuda").to(torch.int64)
     # non-negative float32 bits order like the floats; the low half prefers lower document numbers
-    keys = (values.view(torch.int32).to(torch.int64) << 32) | (n - 1 - torch.arange(n, device="cuda"))
-    top = keys.topk(min(k, n), dim=1).values
+    keys = (values.view(torch.int32).to(torch.int64) << 32) | (0x7FFFFFFF - docs)
+    top = keys.topk(min(k, keys.shape[1]), dim=1).values
     found = (top >> 32).to(torch.int32).view(torch.float32)
-    docs = (n - 1 - (top & 0xFFFFFFFF)).to(torch.int32)
-    sizes = (found > 0).sum(dim=1)
+    width = top.shape[1]
     out_docs = np.zeros((len(values), k), dtype=np.int32)
     out_scores = np.zeros((len(values), k), dtype=np.float32)
-    width = min(k, n)
-    out_docs[:, :width] = torch.where(found > 0, docs, 0).cpu().numpy()
+    out_docs[:, :width] = torch.where(found > 0, 0x7FFFFFFF - (top & 0xFFFFFFFF), 0).cpu().numpy()
     out_scores[:, :width] = found.clamp(min=0).cpu().numpy()
-    return out_docs, out_scores, sizes.cpu().numpy().astype(np.int64)
+    return out_docs, out_scores, (found > 0).sum(dim=1).cpu().numpy().astype(np.int64)
+
+
+def _select(values, docs, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001 - device arrays
+    """Top ``k`` of each row of device arrays of candidate scores and their documents."""
+    if config.ENABLE_CUDASIM:
+        return _top_k_host(values.copy_to_host(), docs.copy_to_host(), k)
+    return _top_k_device(values, docs, k)
+
+
+STRATEGIES = ("tiles", "forward", "postings")
 
 
 class GpuSearcher:
-    """Batch top-k on the GPU with the same interface and results as :class:`indexing.sparse.search.Searcher`."""
+    """Batch top-k on the GPU with the same interface and results as :class:`indexing.sparse.search.Searcher`.
 
-    def __init__(self, index: SparseIndex, batch_size: int = 64, strategy: str = "postings") -> None:
-        if strategy not in ("postings", "forward"):
-            raise ValueError(f"strategy must be postings or forward, not {strategy!r}")
+    ``tiles`` (the default) scores one tile of documents per block in shared memory and keeps each
+    tile's best ``k``, so it writes no score matrix; above ``MAX_TILE_K`` it hands over to ``forward``
+    (uploaded then). ``postings`` alone takes a posting budget (pruned search).
+    """
+
+    def __init__(self, index: SparseIndex, batch_size: int = 64, strategy: str = "tiles") -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
         self.index = index
         self.strategy = strategy
+        self._forward_searcher: GpuSearcher | None = None
         self.batch_size = min(batch_size, MAX_FORWARD_BATCH) if strategy == "forward" else batch_size
         self.table = cuda.to_device(index.codebook)
-        if strategy == "postings":
+        if strategy == "tiles":
+            tiles = build_tiles(index)
+            self.n_tiles = tiles.n_tiles
+            self.tile_offsets = cuda.to_device(tiles.offsets)
+            self.tile_docs = cuda.to_device(tiles.docs)
+            self.tile_codes = cuda.to_device(tiles.codes)
+        elif strategy == "postings":
             self.docs = cuda.to_device(np.ascontiguousarray(index.docs))
             self.codes = cuda.to_device(np.ascontiguousarray(index.codes))
             self._host_offsets = np.asarray(index.offsets)
@@ -154,16 +245,47 @@ class GpuSearcher:
             raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
         if np.any(queries.data < 0):
             raise ValueError("query weights must be non-negative")
-        if budget and self.strategy == "forward":
+        if budget and self.strategy != "postings":
             raise ValueError("a posting budget needs the postings strategy")
+        if self.strategy == "tiles" and k > MAX_TILE_K:
+            return self._wide().search(queries, k)
         parts = [
             self._batch(queries[s : s + self.batch_size], k, budget)
             for s in range(0, queries.shape[0], self.batch_size)
         ]
         return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
 
+    def _wide(self) -> GpuSearcher:
+        """The forward kernel, uploaded on first need, for ``k`` above what a tile keeps."""
+        if self._forward_searcher is None:
+            self._forward_searcher = GpuSearcher(self.index, self.batch_size, "forward")
+        return self._forward_searcher
+
     def _batch(self, queries: sp.csr_matrix, k: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.strategy == "tiles":
+            return _select(*self.candidates(queries, k), k)
         return self.select(self.score(queries, budget), k)
+
+    def candidates(self, queries: sp.csr_matrix, k: int):  # noqa: ANN201 - device arrays
+        """Each tile's best ``k`` scores and documents for each query: two ``batch x (tiles * k)`` device arrays."""
+        shape = (queries.shape[0], self.n_tiles, k)
+        scores = cuda.device_array(shape, dtype=np.float32)
+        docs = cuda.device_array(shape, dtype=np.int32)
+        if queries.shape[0]:
+            _tile_top[(queries.shape[0], self.n_tiles), THREADS](
+                cuda.to_device(queries.indptr.astype(np.int64)),
+                cuda.to_device(queries.indices.astype(np.int32)),
+                cuda.to_device(queries.data.astype(np.float32)),
+                self.tile_offsets,
+                self.tile_docs,
+                self.tile_codes,
+                self.table,
+                self.index.num_docs,
+                k,
+                scores,
+                docs,
+            )
+        return scores.reshape(shape[0], self.n_tiles * k), docs.reshape(shape[0], self.n_tiles * k)
 
     def score(self, queries: sp.csr_matrix, budget: int = 0):  # noqa: ANN201 - a device array
         """The dense ``batch x documents`` score matrix of one batch of queries, on the device."""
@@ -174,12 +296,14 @@ class GpuSearcher:
             self._postings(queries, budget, scores)
         return scores
 
-    @staticmethod
-    def select(scores, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001 - a device array
+    def select(self, scores, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001 - a device array
         """Top ``k`` documents, scores and hit counts of each row of a device score matrix."""
         if config.ENABLE_CUDASIM:
-            return _top_k_host(scores.copy_to_host(), k)
-        return _top_k_device(scores, k)
+            host = scores.copy_to_host()
+            return _top_k_host(host, np.broadcast_to(np.arange(host.shape[1]), host.shape), k)
+        import torch
+
+        return _top_k_device(scores, torch.arange(scores.shape[1], device="cuda").expand(scores.shape[0], -1), k)
 
     def _postings(self, queries: sp.csr_matrix, budget: int, scores) -> None:  # noqa: ANN001 - a device array
         rows = np.repeat(np.arange(queries.shape[0], dtype=np.int32), np.diff(queries.indptr))

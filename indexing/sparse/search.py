@@ -26,7 +26,8 @@ from numba import njit, prange
 from eval.runs import Run
 from indexing.sparse.dynamic import search_dynamic_batch
 from indexing.sparse.format import SparseIndex
-from indexing.sparse.topk import rerank_top, select_top
+from indexing.sparse.tiles import TILE, Tiles, build_tiles
+from indexing.sparse.topk import offer, rank, rerank_top, select_top
 
 
 @njit(nogil=True, cache=True)
@@ -42,13 +43,15 @@ def _search_one(
     rerank,
     forward,
     candidates,
+    tiles,
 ) -> int:
     """Score one query into ``scores``, write its top ``k`` to ``out_*``; return how many hits there are.
 
     With ``rerank`` > 0, the ``rerank`` best documents of the (pruned) accumulation are
     rescored exactly from the forward index before the final top ``k`` is taken. ``postings`` is
     ``(offsets, docs, codes, table)``, ``forward`` the document-major copy ``(indptr, terms, codes)``;
-    ``work`` is the thread's ``(scores, touched, dense query)`` buffers, ``candidates`` the rerank buffers.
+    ``work`` is the thread's ``(scores, touched, dense query)`` buffers, ``candidates`` the rerank buffers,
+    ``tiles`` the tiled copy ``(offsets, docs, codes)`` (:mod:`indexing.sparse.tiles`; empty when not built).
     """
     offsets, docs, codes, table = postings
     scores, touched, _ = work
@@ -58,6 +61,8 @@ def _search_one(
         reads += min(length, budget) if budget > 0 else length
     # many postings for the corpus size: accumulate without bookkeeping, then scan the scores once
     dense = 4 * reads >= len(scores)
+    if dense and budget <= 0 and rerank <= 0 and len(tiles[0]):
+        return _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores)
     n_touched = 0
     for i in range(len(terms)):
         term = terms[i]
@@ -86,6 +91,27 @@ def _search_one(
     return rerank_top(terms, weights, work, n_touched, rerank, k, out_docs, out_scores, table, forward, candidates)
 
 
+@njit(nogil=True, cache=True)
+def _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores) -> int:  # noqa: ANN001
+    """Exact top ``k`` tile by tile: each tile's scores stay in the first ``TILE`` floats of ``scores`` (L1)."""
+    offsets, docs, codes = tiles
+    n_docs = len(scores)
+    row_size = len(offsets) // max(1, -(-n_docs // TILE))
+    size = 0
+    for first in range(0, n_docs, TILE):
+        row = (first // TILE) * row_size
+        for i in range(len(terms)):
+            weight = weights[i]
+            for p in range(offsets[row + terms[i]], offsets[row + terms[i] + 1]):
+                scores[docs[p]] += weight * table[codes[p]]
+        for local in range(min(TILE, n_docs - first)):
+            score = scores[local]
+            if score != 0.0:
+                size = offer(out_scores, out_docs, size, k, score, first + local)
+                scores[local] = 0.0
+    return rank(out_docs, out_scores, size)
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def _search_batch(
     indptr,
@@ -102,6 +128,7 @@ def _search_batch(
     rerank,
     forward,
     query_pool,
+    tiles,
 ) -> None:
     for q in prange(len(indptr) - 1):
         thread = numba.get_thread_id()
@@ -120,6 +147,7 @@ def _search_batch(
             rerank,
             forward,
             candidates,
+            tiles,
         )
 
 
@@ -142,12 +170,20 @@ def _prune_query(queries: sp.csr_matrix, query_terms: int | None) -> sp.csr_matr
     return sp.vstack(rows, format="csr") if rows else queries
 
 
+_NO_TILES = {
+    np.dtype(dtype): (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, dtype))
+    for dtype in (np.uint8, np.uint16)
+}
+
+
 class Searcher:
     """Top-k search over an opened index; one instance can serve many threads' batches one at a time."""
 
-    def __init__(self, index: SparseIndex, threads: int | None = None) -> None:
+    def __init__(self, index: SparseIndex, threads: int | None = None, tiled: bool = True) -> None:
         self.index = index
         self.threads = threads or numba.get_num_threads()
+        self.tiled = tiled
+        self._tiles: Tiles | None = None
         self._scores = np.zeros((numba.config.NUMBA_NUM_THREADS, index.num_docs), dtype=np.float32)
         self._touched = np.zeros((numba.config.NUMBA_NUM_THREADS, index.num_docs), dtype=np.int32)
         self._query = np.zeros((numba.config.NUMBA_NUM_THREADS, index.meta.vocab_size), dtype=np.float32)
@@ -185,28 +221,36 @@ class Searcher:
         sizes = np.zeros(n, dtype=np.int64)
         previous = numba.get_num_threads()
         numba.set_num_threads(min(self.threads, max(n, 1)))
-        # dynamic pruning takes alpha where the exhaustive kernel takes the posting budget
-        kernel, knob = (_search_batch, budget) if alpha is None else (search_dynamic_batch, np.float32(alpha))
+        common = (
+            q.indptr.astype(np.int64),
+            q.indices.astype(np.int32),
+            q.data,
+            (self.index.offsets, self.index.docs, self.index.codes, self.index.codebook),
+        )
+        buffers = (self._scores, self._touched, out_docs, out_scores, sizes)
+        forward = (self.index.forward_indptr, self.index.forward_terms, self.index.forward_codes)
         try:
-            kernel(
-                q.indptr.astype(np.int64),
-                q.indices.astype(np.int32),
-                q.data,
-                (self.index.offsets, self.index.docs, self.index.codes, self.index.codebook),
-                knob,
-                k,
-                self._scores,
-                self._touched,
-                out_docs,
-                out_scores,
-                sizes,
-                rerank if alpha is None else max(rerank, k),
-                (self.index.forward_indptr, self.index.forward_terms, self.index.forward_codes),
-                self._query,
-            )
+            if alpha is None:
+                tiles = self._tiles_for(q) if budget == 0 and rerank == 0 else None
+                tiled = (tiles.offsets, tiles.docs, tiles.codes) if tiles else _NO_TILES[self.index.codes.dtype]
+                _search_batch(*common, budget, k, *buffers, rerank, forward, self._query, tiled)
+            else:
+                search_dynamic_batch(*common, np.float32(alpha), k, *buffers, max(rerank, k), forward, self._query)
         finally:
             numba.set_num_threads(previous)
         return out_docs, out_scores, sizes
+
+    def _tiles_for(self, queries: sp.csr_matrix) -> Tiles | None:
+        """The tiled copy, built on first need: when some query reads a quarter of the corpus size in postings."""
+        if not self.tiled:
+            return None
+        if self._tiles is None:
+            lengths = np.diff(np.asarray(self.index.offsets))
+            read = np.concatenate(([0], np.cumsum(lengths[queries.indices])))
+            if 4 * np.max(read[queries.indptr[1:]] - read[queries.indptr[:-1]], initial=0) < self.index.num_docs:
+                return None
+            self._tiles = build_tiles(self.index)
+        return self._tiles
 
 
 def to_run(index: SparseIndex, query_ids: list[str], docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> Run:

@@ -34,25 +34,25 @@ def _sift_down(heap_scores: np.ndarray, heap_docs: np.ndarray, size: int, i: int
 
 
 @njit(nogil=True, cache=True)
-def select_top(scores, touched, n_touched, k, out_docs, out_scores) -> int:
-    """Top ``k`` of the touched documents into ``out_*`` (best first); resets their scores to zero."""
-    size = 0
-    for j in range(n_touched):
-        doc = touched[j]
-        score = scores[doc]
-        scores[doc] = 0.0
-        if size < k:
-            out_scores[size] = score
-            out_docs[size] = doc
-            size += 1
-            if size == k:
-                for root in range(k // 2 - 1, -1, -1):
-                    _sift_down(out_scores, out_docs, k, root)
-        elif _worse(out_scores[0], out_docs[0], score, doc):
-            out_scores[0] = score
-            out_docs[0] = doc
-            _sift_down(out_scores, out_docs, k, 0)
-    # best first: score descending, document number ascending
+def offer(heap_scores, heap_docs, size, k, score, doc) -> int:
+    """Offer one document to a bounded min-heap of the ``k`` best so far; returns the heap's new size."""
+    if size < k:
+        heap_scores[size] = score
+        heap_docs[size] = doc
+        size += 1
+        if size == k:
+            for root in range(k // 2 - 1, -1, -1):
+                _sift_down(heap_scores, heap_docs, k, root)
+    elif _worse(heap_scores[0], heap_docs[0], score, doc):
+        heap_scores[0] = score
+        heap_docs[0] = doc
+        _sift_down(heap_scores, heap_docs, k, 0)
+    return size
+
+
+@njit(nogil=True, cache=True)
+def rank(out_docs, out_scores, size) -> int:
+    """Order a heap's ``size`` entries best first: score descending, document number ascending."""
     order = np.argsort(out_docs[:size], kind="mergesort")
     ranked_docs = out_docs[:size][order].copy()
     ranked_scores = out_scores[:size][order].copy()
@@ -61,6 +61,17 @@ def select_top(scores, touched, n_touched, k, out_docs, out_scores) -> int:
         out_docs[j] = ranked_docs[order[j]]
         out_scores[j] = ranked_scores[order[j]]
     return size
+
+
+@njit(nogil=True, cache=True)
+def select_top(scores, touched, n_touched, k, out_docs, out_scores) -> int:
+    """Top ``k`` of the touched documents into ``out_*`` (best first); resets their scores to zero."""
+    size = 0
+    for j in range(n_touched):
+        doc = touched[j]
+        size = offer(out_scores, out_docs, size, k, scores[doc], doc)
+        scores[doc] = 0.0
+    return rank(out_docs, out_scores, size)
 
 
 @njit(nogil=True, cache=True)
