@@ -106,7 +106,7 @@ def train_cmd(
     console.print(table)
     console.print(
         f"{metrics['train_seconds_per_epoch']:.2f} s/epoch, {metrics['inference_ms_per_user']:.3f} ms/user; "
-        f"wrote {output_dir}",
+        f"model in {output_dir}",
         highlight=False,
     )
     if metrics["epochs"] < metrics["planned_epochs"]:
