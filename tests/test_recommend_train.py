@@ -233,17 +233,17 @@ def test_resume_refuses_a_different_run(clusters: Interactions, tmp_path: Path) 
     out = tmp_path / "out"
     train(clusters, _small("mf", stop_after=1), out, progress=False)
     for changes, named in [
-        ({"lr": 0.02}, "lr (0.01 there, 0.02 now)"),
+        ({"lr": 0.02}, "lr: 0.01 there, 0.02 now"),
         ({"density": 0.2}, "density"),
-        ({"model": "lightgcn"}, "model ('mf' there, 'lightgcn' now)"),
+        ({"model": "lightgcn"}, "model: 'mf' there, 'lightgcn' now"),
         ({"epochs": 10}, "epochs"),  # the DSL schedule spans the planned epochs: more is another run
         ({"hparams": {"dim": 16}}, "hparams"),
     ]:
-        with pytest.raises(LsrError, match="different") as error:
+        with pytest.raises(LsrError, match="holds a different run") as error:
             train(clusters, _small("mf", **changes), out, progress=False, resume=True)
         assert named in str(error.value) and str(checkpoint_dir(out)) in str(error.value)
     other = load_dataset(make_clusters(tmp_path / "other", seed=1))
-    with pytest.raises(LsrError, match="the training data"):
+    with pytest.raises(LsrError, match="other training data"):
         train(other, _small("mf"), out, progress=False, resume=True)
     # what steers one command may change
     metrics = train(clusters, _small("mf", eval_every=0, time_limit=1e6), out, progress=False, resume=True)
@@ -303,4 +303,4 @@ def test_cli_resume_continues_where_the_last_command_stopped(tmp_path: Path) -> 
     assert whole.exit_code == 0, whole.output
     _assert_same_run(tmp_path / "whole", out)
     changed = CliRunner().invoke(app, [*base, "--output-dir", str(out), "--resume", "--lr", "0.05"])
-    assert changed.exit_code != 0 and "lr (0.02 there, 0.05 now)" in str(changed.exception)
+    assert changed.exit_code != 0 and "lr: 0.02 there, 0.05 now" in str(changed.exception)

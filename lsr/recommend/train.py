@@ -92,24 +92,27 @@ def _refuse_changes(saved: dict[str, Any], saved_data: str | None, config: Train
     changed = [k for k in current if k not in PER_COMMAND | {"device"} and saved.get(k) != current[k]]
     if torch.device(saved["device"]).type != torch.device(config.device).type:
         changed.append("device")
-    reasons = [f"{k} ({saved.get(k)!r} there, {current[k]!r} now)" for k in changed]
+    reasons = [f"{k}: {saved.get(k)!r} there, {current[k]!r} now" for k in changed]
     if saved_data != data:
-        reasons.append("the training data")
+        reasons.append("other training data")  # or a model folder from before fingerprints: it cannot tell
     if reasons:
         raise LsrError(
-            f"{where} is a run with a different {', '.join(reasons)}: --resume continues only the same run "
+            f"{where} holds a different run ({'; '.join(reasons)}): --resume continues only the same run "
             "(train without --resume to start over)"
         )
 
 
 def _finished(output_dir: Path, config: TrainConfig, data: str) -> dict[str, Any] | None:
-    """``metrics.json`` of a run of this config that already trained all its epochs into ``output_dir``."""
+    """``metrics.json`` of a run of this config that already trained all its epochs into ``output_dir``.
+
+    A finished run of another config or data raises instead: resuming never overwrites finished work.
+    """
     try:
         metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
         saved = json.loads((output_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    if metrics["epochs"] < metrics["planned_epochs"]:
+    if metrics["epochs"] < metrics.get("planned_epochs", math.inf):  # folders from before time limits lack it
         return None
     _refuse_changes(saved["train"], saved.get("train_sha256"), config, data, output_dir)
     return metrics
