@@ -12,11 +12,12 @@ import torch
 from typer.testing import CliRunner
 
 from lsr.cli import app
+from lsr.errors import LsrError
 from lsr.recommend.data import Interactions, load_dataset
 from lsr.recommend.models import MODELS
 from lsr.recommend.serve import Server
 from lsr.recommend.store import load_model
-from lsr.recommend.train import TrainConfig, TripletSampler, build, train
+from lsr.recommend.train import TrainConfig, TripletSampler, build, checkpoint_dir, train
 
 
 @pytest.fixture(autouse=True)
@@ -174,3 +175,132 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, base + extra)
         assert result.exit_code != 0 and message in str(result.exception), (extra, result.output)
     assert not (tmp_path / "o").exists()
+
+
+# Resumable training: a run stopped early and continued with resume=True must be the uninterrupted run.
+
+TIMINGS = {"seconds", "train_seconds_per_epoch", "inference_ms_per_user"}
+
+
+def _small(name: str, **changes: object) -> TrainConfig:
+    settings = {"model": name, "epochs": 6, "density": 0.5, "lr": 0.01, "batch_size": 64, "update_every": 2}
+    return TrainConfig(**{**settings, "eval_every": 2, "hparams": {"dim": 8}, **changes})
+
+
+def _outcome(folder: Path) -> tuple[dict[str, np.ndarray], dict, list[dict]]:
+    """Weights and masks (the stored CSR structure), metrics and log of a model folder, timings left out."""
+    with np.load(folder / "model.npz") as arrays:
+        weights = {name: arrays[name] for name in arrays.files}
+    metrics = {k: v for k, v in json.loads((folder / "metrics.json").read_text()).items() if k not in TIMINGS}
+    log = [{k: v for k, v in json.loads(line).items() if k not in TIMINGS} for line in (folder / "log.jsonl").open()]
+    return weights, metrics, log
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    (weights_a, metrics_a, log_a), (weights_b, metrics_b, log_b) = _outcome(a), _outcome(b)
+    assert weights_a.keys() == weights_b.keys()
+    assert all(np.array_equal(weights_a[name], weights_b[name]) for name in weights_a)
+    assert metrics_a == metrics_b and log_a == log_b
+    model_a, _ = load_model(a)
+    model_b, _ = load_model(b)
+    state_b = model_b.state_dict()
+    assert all(torch.equal(tensor, state_b[name]) for name, tensor in model_a.state_dict().items())
+
+
+@pytest.mark.parametrize(("name", "regrow"), [("mf", "momentum"), ("lightgcn", "gradient"), ("multvae", "random")])
+def test_stopped_and_resumed_run_is_the_uninterrupted_run(
+    clusters: Interactions, tmp_path: Path, name: str, regrow: str
+) -> None:
+    whole = train(clusters, _small(name, regrow=regrow), tmp_path / "whole", progress=False)
+    out = tmp_path / "parts"
+    partial = train(clusters, _small(name, regrow=regrow, stop_after=2), out, progress=False, resume=True)
+    assert (partial["epochs"], partial["planned_epochs"]) == (2, 6)
+    assert (out / "model.npz").is_file() and checkpoint_dir(out).is_dir()  # the partial model, and how to go on
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    train(clusters, _small(name, regrow=regrow, stop_after=3), out, progress=False, resume=True)
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 5
+    said: list[str] = []
+    resumed = train(clusters, _small(name, regrow=regrow), out, progress=False, resume=True, say=said.append)
+    assert said == [f"resuming from {checkpoint_dir(out)} after epoch 5 of 6"]
+    assert resumed["epochs"] == 6 and not checkpoint_dir(out).exists()
+    assert {k: v for k, v in resumed.items() if k not in TIMINGS} == {
+        k: v for k, v in whole.items() if k not in TIMINGS
+    }
+    _assert_same_run(tmp_path / "whole", out)
+
+
+def test_resume_refuses_a_different_run(clusters: Interactions, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    train(clusters, _small("mf", stop_after=1), out, progress=False)
+    for changes, named in [
+        ({"lr": 0.02}, "lr: 0.01 there, 0.02 now"),
+        ({"density": 0.2}, "density"),
+        ({"model": "lightgcn"}, "model: 'mf' there, 'lightgcn' now"),
+        ({"epochs": 10}, "epochs"),  # the DSL schedule spans the planned epochs: more is another run
+        ({"hparams": {"dim": 16}}, "hparams"),
+    ]:
+        with pytest.raises(LsrError, match="holds a different run") as error:
+            train(clusters, _small("mf", **changes), out, progress=False, resume=True)
+        assert named in str(error.value) and str(checkpoint_dir(out)) in str(error.value)
+    other = load_dataset(make_clusters(tmp_path / "other", seed=1))
+    with pytest.raises(LsrError, match="other training data"):
+        train(other, _small("mf"), out, progress=False, resume=True)
+    # what steers one command may change
+    metrics = train(clusters, _small("mf", eval_every=0, time_limit=1e6), out, progress=False, resume=True)
+    assert metrics["epochs"] == 6
+    with pytest.raises(LsrError, match="lr"):  # a finished run of another config is not overwritten either
+        train(clusters, _small("mf", lr=0.02), out, progress=False, resume=True)
+
+
+def test_checkpoints_are_atomic_and_removed_when_training_ends(
+    clusters: Interactions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    saves = 0
+    real_save = torch.save
+
+    def save_once_then_die(*args: object, **kwargs: object) -> None:
+        nonlocal saves
+        saves += 1
+        if saves > 1:
+            raise KeyboardInterrupt  # the command is killed while writing its second checkpoint
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_once_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(clusters, _small("mf", checkpoint_every=1), out, progress=False)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out.checkpoint"]  # no temporary folder left
+    assert [p.name for p in checkpoint_dir(out).iterdir()] == ["state.pt"]
+    said: list[str] = []
+    train(clusters, _small("mf", checkpoint_every=1), out, progress=False, resume=True, say=said.append)
+    assert said == [f"resuming from {checkpoint_dir(out)} after epoch 1 of 6"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+    train(clusters, _small("mf"), tmp_path / "whole", progress=False)
+    _assert_same_run(tmp_path / "whole", out)
+
+    said.clear()
+    again = train(clusters, _small("mf"), out, progress=False, resume=True, say=said.append)
+    assert again["epochs"] == 6 and said == [f"{out} already holds all 6 epochs of this run: nothing to train"]
+    fresh = tmp_path / "fresh"
+    train(clusters, _small("mf", epochs=1), fresh, progress=False, resume=True, say=said.append)
+    assert said[-1] == f"no checkpoint at {checkpoint_dir(fresh)}: training from the first epoch"
+
+
+def test_cli_resume_continues_where_the_last_command_stopped(tmp_path: Path) -> None:
+    data = make_clusters(tmp_path / "data")
+    base = ["recommend", "train", "--data", str(data), "--model", "lightgcn", "--density", "0.5", "--epochs", "4"]
+    base += ["--lr", "0.02", "--batch-size", "64", "--dim", "8", "--update-every", "2"]
+    out = tmp_path / "parts"
+    stopped = CliRunner().invoke(app, [*base, "--output-dir", str(out), "--stop-after", "3", "--resume"])
+    assert stopped.exit_code == 0, stopped.output
+    assert "no checkpoint" in stopped.output and "stopped after 3 of 4 epochs" in stopped.output
+    resumed = CliRunner().invoke(app, [*base, "--output-dir", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "after epoch 3 of 4" in resumed.output and "stopped" not in resumed.output
+    assert not checkpoint_dir(out).exists()
+    whole = CliRunner().invoke(app, [*base, "--output-dir", str(tmp_path / "whole")])
+    assert whole.exit_code == 0, whole.output
+    _assert_same_run(tmp_path / "whole", out)
+    changed = CliRunner().invoke(app, [*base, "--output-dir", str(out), "--resume", "--lr", "0.05"])
+    assert changed.exit_code != 0 and "lr: 0.02 there, 0.05 now" in str(changed.exception)

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Gowalla rows of eval/RESULTS.md on one GPU: LightGCN and MF-BPR, dense and DSL at densities 0.5 and 0.2,
 # in LightGCN's setting (embedding 64, 3 layers, lr 0.001, batch 2048, L2 1e-4 on the batch's ego embeddings,
-# one uniform negative per positive), full-ranking test metrics at the end.
+# one uniform negative per positive, 1000 epochs), full-ranking test metrics at the end.
 #
 #   OUT=/some/dir bash eval/recsys/gowalla_gpu.sh [ROW ...]
 #
 # ROWs: lightgcn-dense lightgcn-dsl0.5 lightgcn-dsl0.2 mf-dense mf-dsl0.5 mf-dsl0.2 (default: all six).
-# Each row plans LGCN_EPOCHS (default 150) or MF_EPOCHS (default 300) epochs, estimated to fit ~200 s on an
-# H100, and starts no new epoch after LIMIT seconds of training (default 200): a row takes about 3.5 minutes
-# with loading and evaluation. metrics.json's "epochs" says how many ran ("planned_epochs": how many were
-# planned); DSL's cosine schedule spans the planned epochs. Run two rows per command where commands are
-# capped at 10 minutes. Published LightGCN numbers are after 1000 epochs: raise LGCN_EPOCHS, MF_EPOCHS and
-# LIMIT together to get closer to them; LR and BATCH override the paper's 0.001 and 2048.
+# Resumable, for device commands capped at 10 minutes: each row plans LGCN_EPOCHS or MF_EPOCHS (default 1000,
+# ~21 minutes of LightGCN on an H100) and starts no new epoch after LIMIT seconds of training; it then writes
+# its partial model (metrics.json: "epochs" run of "planned_epochs") and OUT/gowalla-ROW.checkpoint, also
+# saved every CKPT_EVERY epochs (default 25) so a killed command loses at most that many. Rerunning the same
+# command continues every row where it stopped (--resume), bit for bit, and skips finished rows; DSL's cosine
+# schedule spans the planned epochs. EVAL_EVERY (default 50) adds test evaluations to each row's log.jsonl.
+# PARALLEL=1 trains the rows as concurrent processes on the one GPU (small kernels: they share it well), so
+# several rows advance in one command. LIMIT defaults to 480 s per command: all of it for each row with
+# PARALLEL=1, an equal share for each row otherwise; loading and evaluation take the rest of the 10 minutes.
+# Each row's output is appended to OUT/gowalla-ROW.log; the exit status is non-zero if any row failed.
+# LR and BATCH override the paper's 0.001 and 2048.
 #
 # Needs: Python 3.10+, torch with CUDA, numpy, scipy, and the CLI's pure-Python wheels typer, click, rich,
 # shellingham, markdown_it_py, mdurl, pygments (tqdm, matplotlib and hnswlib are optional, not used here).
@@ -20,13 +25,16 @@ set -euo pipefail
 OUT=${OUT:?set OUT to the output folder}
 DATA=${DATA:-../shared/data/recsys/gowalla}
 [ -d "$DATA" ] || DATA=shared/data/recsys/gowalla
-LGCN_EPOCHS=${LGCN_EPOCHS:-150}
-MF_EPOCHS=${MF_EPOCHS:-300}
-LIMIT=${LIMIT:-200}
+LGCN_EPOCHS=${LGCN_EPOCHS:-1000}
+MF_EPOCHS=${MF_EPOCHS:-1000}
 LR=${LR:-0.001}
 BATCH=${BATCH:-2048}
+CKPT_EVERY=${CKPT_EVERY:-25}
+EVAL_EVERY=${EVAL_EVERY:-50}
+PARALLEL=${PARALLEL:-0}
 ROWS=("$@")
 [ ${#ROWS[@]} -gt 0 ] || ROWS=(lightgcn-dense lightgcn-dsl0.5 lightgcn-dsl0.2 mf-dense mf-dsl0.5 mf-dsl0.2)
+if [ "$PARALLEL" = 1 ]; then LIMIT=${LIMIT:-480}; else LIMIT=${LIMIT:-$((480 / ${#ROWS[@]}))}; fi
 
 python -c "import typer, rich, torch; assert torch.cuda.is_available(), 'no CUDA device'" || {
   echo "needs typer/rich wheels (typer click rich shellingham markdown_it_py mdurl pygments) and a CUDA torch" >&2
@@ -38,17 +46,42 @@ mkdir -p "$OUT"
   python -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__)"
 } > "$OUT/machine.txt"
 
-for row in "${ROWS[@]}"; do
-  model=${row%%-*}
-  variant=${row#*-}
+# One command's share of a row: train (or continue) it, say how long the command took, return its status
+# (explicitly: called after `||`, a function runs without set -e).
+train_row() {
+  local row=$1 model=${1%%-*} variant=${1#*-} start=$SECONDS status=0
+  local epochs density=1.0
   epochs=$([ "$model" = lightgcn ] && echo "$LGCN_EPOCHS" || echo "$MF_EPOCHS")
-  density=1.0
   [ "$variant" = dense ] || density=${variant#dsl}
-  echo "== $row: $epochs epochs, density $density" >&2
-  start=$SECONDS
-  python -m lsr.recommend train --data "$DATA" --model "$model" \
-    --density "$density" --epochs "$epochs" --device cuda --lr "$LR" --batch-size "$BATCH" --eval-every 10 --time-limit "$LIMIT" \
-    --output-dir "$OUT/gowalla-$row" 2>&1 | tee "$OUT/gowalla-$row.log"
-  echo "$row: $((SECONDS - start)) s wall" | tee -a "$OUT/gowalla-$row.log"
-done
-python -m eval.recsys.table "$OUT"/gowalla-*/ | tee "$OUT/table.md"
+  echo "== $row: $epochs epochs, density $density, $(date -u +%FT%TZ)"
+  python -m lsr.recommend train --data "$DATA" --model "$model" --density "$density" --epochs "$epochs" \
+    --device cuda --lr "$LR" --batch-size "$BATCH" --eval-every "$EVAL_EVERY" --time-limit "$LIMIT" \
+    --checkpoint-every "$CKPT_EVERY" --resume --output-dir "$OUT/gowalla-$row" || status=$?
+  echo "$row: $((SECONDS - start)) s wall, exit status $status"
+  return "$status"
+}
+
+failed=()
+if [ "$PARALLEL" = 1 ]; then
+  pids=()
+  for row in "${ROWS[@]}"; do
+    train_row "$row" >> "$OUT/gowalla-$row.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!ROWS[@]}"; do
+    wait "${pids[$i]}" || failed+=("${ROWS[$i]}")
+    tail -n 3 "$OUT/gowalla-${ROWS[$i]}.log"
+  done
+else
+  for row in "${ROWS[@]}"; do
+    train_row "$row" 2>&1 | tee -a "$OUT/gowalla-$row.log" || failed+=("$row")
+  done
+fi
+
+shopt -s nullglob
+trained=("$OUT"/gowalla-*/metrics.json)  # model folders, not the .checkpoint folders beside them
+[ ${#trained[@]} -eq 0 ] || python -m eval.recsys.table "${trained[@]%/metrics.json}" | tee "$OUT/table.md"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "failed: ${failed[*]} (see $OUT/gowalla-ROW.log)" >&2
+  exit 1
+fi

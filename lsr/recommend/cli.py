@@ -37,14 +37,31 @@ def train_cmd(
     eval_every: Annotated[int, typer.Option(help="Also evaluate every K epochs (log.jsonl, recall.png).")] = 0,
     time_limit: Annotated[
         float,
-        typer.Option(help="Start no new epoch after this many seconds (0: none); metrics.json says how many ran."),
+        typer.Option(
+            help="Start no new epoch after this many seconds (0: none); metrics.json says how many ran, and "
+            "OUTPUT_DIR.checkpoint holds what --resume continues from."
+        ),
     ] = 0.0,
+    stop_after: Annotated[
+        int, typer.Option(help="Train at most this many epochs in this command, then checkpoint (0: no limit).")
+    ] = 0,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(help="Also checkpoint every N epochs, so a killed command loses at most N (0: only on stopping)."),
+    ] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue from OUTPUT_DIR.checkpoint (the same settings but --time-limit, --stop-after, "
+            "--checkpoint-every, --eval-every), else start afresh; a finished run is left as it is."
+        ),
+    ] = False,
 ) -> None:
     """Train on the train split, evaluate by full ranking on the test split, store the model compactly."""
     from lsr.errors import LsrError
     from lsr.recommend.data import SPLITS, load_dataset
     from lsr.recommend.dsl import REGROW
-    from lsr.recommend.train import TrainConfig, train
+    from lsr.recommend.train import TrainConfig, checkpoint_dir, train
 
     if regrow not in REGROW:
         raise LsrError(f"--regrow must be one of {', '.join(REGROW)}")
@@ -52,6 +69,8 @@ def train_cmd(
         raise LsrError(f"--split must be one of {', '.join(SPLITS)}")
     if not 0 < density <= 1:
         raise LsrError(f"--density must be in (0, 1], got {density}")
+    if stop_after < 0 or checkpoint_every < 0:
+        raise LsrError("--stop-after and --checkpoint-every count epochs: 0 or more")
     interactions = load_dataset(data, split=split, fold=fold, test_fraction=test_fraction, seed=seed)
     console.print(
         f"{interactions.source}: {interactions.n_users:,} users, {interactions.n_items:,} items, "
@@ -73,9 +92,11 @@ def train_cmd(
         static_mask=static_mask,
         eval_every=eval_every,
         time_limit=time_limit,
+        stop_after=stop_after,
+        checkpoint_every=checkpoint_every,
         hparams=hparams,
     )
-    metrics = train(interactions, config, output_dir)
+    metrics = train(interactions, config, output_dir, resume=resume, say=lambda m: console.print(m, highlight=False))
     title = f"{model}, density {density:g}, {metrics['epochs']} epochs: test split, {metrics['users']:,} users"
     table = Table(title=title)
     for column in ("k", "recall", "ndcg"):
@@ -85,9 +106,15 @@ def train_cmd(
     console.print(table)
     console.print(
         f"{metrics['train_seconds_per_epoch']:.2f} s/epoch, {metrics['inference_ms_per_user']:.3f} ms/user; "
-        f"wrote {output_dir}",
+        f"model in {output_dir}",
         highlight=False,
     )
+    if metrics["epochs"] < metrics["planned_epochs"]:
+        console.print(
+            f"stopped after {metrics['epochs']} of {metrics['planned_epochs']} epochs: "
+            f"run the same command with --resume to continue from {checkpoint_dir(output_dir)}",
+            highlight=False,
+        )
 
 
 @app.command("user")

@@ -12,6 +12,7 @@ at zero. The number of ones never changes, so the parameter budget is the same a
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,6 +60,24 @@ class SparseMasks:
         self.grad_momentum = {n: torch.zeros_like(p) for n, p in self.params.items()} if regrow == "momentum" else {}
         self._generator = torch.Generator(device=next(iter(self.params.values())).device).manual_seed(seed)
         self.apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What moves during training besides the weights and the optimiser: a resumed run continues from it."""
+        return {
+            "masks": self.masks,
+            "steps": self.steps,
+            "grad_momentum": self.grad_momentum,
+            "generator": self._generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (tensors may come from another device of the same type)."""
+        self.steps = state["steps"]
+        for name, mask in state["masks"].items():
+            self.masks[name].copy_(mask)
+        for name, buffer in state["grad_momentum"].items():
+            self.grad_momentum[name].copy_(buffer)
+        self._generator.set_state(state["generator"])
 
     def active(self) -> dict[str, int]:
         """Number of active weights per tensor: the budget, constant through training."""

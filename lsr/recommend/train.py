@@ -3,14 +3,20 @@
 Train N epochs, then evaluate once on the test split, as LightGCN reports its numbers (no early stopping
 on the test set); ``eval_every`` adds intermediate test evaluations to ``log.jsonl`` for the curve only.
 Negatives are sampled for a whole epoch at once on the training device, so the loop never waits on Python.
+
+Leased GPUs cap each command (10 minutes), shorter than LightGCN's 1000 Gowalla epochs, so a run can stop
+early (``time_limit``, ``stop_after``) and continue bit for bit in a later command (``resume``) from a
+training checkpoint: see :func:`train`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +31,7 @@ from lsr.recommend.data import Interactions
 from lsr.recommend.dsl import SparseMasks
 from lsr.recommend.metrics import evaluate
 from lsr.recommend.models import MODELS, Recommender
-from lsr.recommend.store import save_interactions, save_model
+from lsr.recommend.store import CONFIG_FILE, save_interactions, save_model
 
 
 @dataclass
@@ -45,11 +51,71 @@ class TrainConfig:
     static_mask: bool = False
     eval_every: int = 0
     time_limit: float = 0.0  # seconds of training after which no new epoch starts (0: none); for leased GPUs
+    stop_after: int = 0  # train at most this many epochs in this command, then checkpoint (0: no limit)
+    checkpoint_every: int = 0  # also checkpoint every N epochs, so a killed command loses at most N (0: never)
     hparams: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dsl(self) -> bool:
         return self.density < 1.0
+
+
+#: Fields a resumed run may change: they steer one command (when it stops, what it logs), not what is learned.
+#: ``device`` may change its index but not its type, whose generator states differ.
+PER_COMMAND = frozenset({"time_limit", "stop_after", "checkpoint_every", "eval_every"})
+CHECKPOINT_FILE = "state.pt"
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    """Where a run that stopped early keeps its training state: ``OUT.checkpoint`` beside ``OUT``.
+
+    Beside rather than inside, because ``OUT`` is written whole by :func:`~lsr.fsutil.atomic_dir` and is either
+    a complete model folder or absent: periodic checkpoints are written without evaluating or storing a model,
+    so inside ``OUT`` they would leave a folder holding only a checkpoint, and each model write would have to
+    carry the checkpoint over into its new folder. Beside it, each is replaced atomically on its own.
+    """
+    output_dir = Path(output_dir)
+    return output_dir.with_name(f"{output_dir.name}.checkpoint")
+
+
+def _fingerprint(data: Interactions) -> str:
+    """SHA-256 of the training matrix's structure, so a run never resumes or skips on other data."""
+    digest = hashlib.sha256()
+    for array in (np.asarray(data.train.shape), data.train.indptr, data.train.indices):
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _refuse_changes(saved: dict[str, Any], saved_data: str | None, config: TrainConfig, data: str, where: Path) -> None:
+    """Raise unless ``saved`` (a TrainConfig as a dict) and its data match this run's, per-command fields aside."""
+    current = asdict(config)
+    changed = [k for k in current if k not in PER_COMMAND | {"device"} and saved.get(k) != current[k]]
+    if torch.device(saved["device"]).type != torch.device(config.device).type:
+        changed.append("device")
+    reasons = [f"{k}: {saved.get(k)!r} there, {current[k]!r} now" for k in changed]
+    if saved_data != data:
+        reasons.append("other training data")  # or a model folder from before fingerprints: it cannot tell
+    if reasons:
+        raise LsrError(
+            f"{where} holds a different run ({'; '.join(reasons)}): --resume continues only the same run "
+            "(train without --resume to start over)"
+        )
+
+
+def _finished(output_dir: Path, config: TrainConfig, data: str) -> dict[str, Any] | None:
+    """``metrics.json`` of a run of this config that already trained all its epochs into ``output_dir``.
+
+    A finished run of another config or data raises instead: resuming never overwrites finished work.
+    """
+    try:
+        metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
+        saved = json.loads((output_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    if metrics["epochs"] < metrics.get("planned_epochs", math.inf):  # folders from before time limits lack it
+        return None
+    _refuse_changes(saved["train"], saved.get("train_sha256"), config, data, output_dir)
+    return metrics
 
 
 class TripletSampler:
@@ -146,11 +212,75 @@ def build(data: Interactions, config: TrainConfig) -> Recommender:
     return MODELS[config.model](data.train, **config.hparams)
 
 
-def train(data: Interactions, config: TrainConfig, output_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Train, evaluate on the test split and write the model folder; returns ``metrics.json``'s content."""
+@dataclass
+class _Trainer:
+    """What one run moves forward, and its state as a checkpoint: resuming from it continues bit for bit."""
+
+    model: Recommender
+    optimizer: torch.optim.Optimizer
+    masks: SparseMasks | None
+    generator: torch.Generator  # the sampler's, on the training device
+    device: torch.device
+
+    def state(self) -> dict[str, Any]:
+        cuda = self.device.type == "cuda"
+        return {
+            "model": self.model.state_dict(),
+            "model_attributes": {name: getattr(self.model, name) for name in self.model.train_attributes},
+            "optimizer": self.optimizer.state_dict(),
+            "masks": self.masks.state_dict() if self.masks else None,
+            "sampler_generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),  # MultVAE's dropout and reparameterisation noise
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state`, loaded to the CPU (generator states must be CPU byte tensors)."""
+        self.model.load_state_dict(state["model"])
+        for name, value in state["model_attributes"].items():
+            setattr(self.model, name, value)
+        self.optimizer.load_state_dict(state["optimizer"])  # moves Adam's moments to the parameters' device
+        if self.masks:
+            self.masks.load_state_dict(state["masks"])
+        self.generator.set_state(state["sampler_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+
+def _save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
+    with atomic_dir(folder) as tmp:
+        torch.save(state, tmp / CHECKPOINT_FILE)
+
+
+def train(
+    data: Interactions,
+    config: TrainConfig,
+    output_dir: str | Path,
+    progress: bool = True,
+    resume: bool = False,
+    say: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Train, evaluate on the test split and write the model folder; returns ``metrics.json``'s content.
+
+    A run that stops before ``config.epochs`` (``time_limit``, ``stop_after``) still writes the model folder,
+    with the partial model's test metrics and ``"epochs"`` < ``"planned_epochs"`` in ``metrics.json``, and
+    saves what continuing needs to :func:`checkpoint_dir` (also every ``checkpoint_every`` epochs, so a killed
+    command loses at most that many). With ``resume`` a run continues from that checkpoint, or starts afresh
+    without one; a finished run of the same config is returned as it is, so rerunning a command is safe. The
+    combined run's ``log.jsonl`` and ``metrics.json`` are one uninterrupted run's, timings aside, and the
+    checkpoint is removed once the last epoch's model is written. ``say`` gets what resuming did, for the CLI.
+    """
+    output_dir = Path(output_dir)
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LsrError("--device cuda but torch sees no CUDA device")
+    data_sha = _fingerprint(data)
+    checkpoint = checkpoint_dir(output_dir)
+    if resume and (finished := _finished(output_dir, config, data_sha)) is not None:
+        shutil.rmtree(checkpoint, ignore_errors=True)  # left when a command ends between the two writes
+        say(f"{output_dir} already holds all {config.epochs} epochs of this run: nothing to train")
+        return finished
     torch.manual_seed(config.seed)
     model = build(data, config).to(device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -164,17 +294,29 @@ def train(data: Interactions, config: TrainConfig, output_dir: str | Path, progr
             model,
             optimizer,
             config.density,
-            total_steps=config.epochs * len(sampler),
+            total_steps=config.epochs * len(sampler),  # the planned epochs, however many commands they take
             update_every=config.update_every,
             fraction=config.prune_fraction,
             regrow=config.regrow,
             static=config.static_mask,
             seed=config.seed,
         )
+    trainer = _Trainer(model, optimizer, masks, generator, device)
     log: list[dict[str, Any]] = []
     epoch_seconds: list[float] = []
+    if resume and (checkpoint / CHECKPOINT_FILE).is_file():
+        state = torch.load(checkpoint / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        _refuse_changes(state["config"], state["train_sha256"], config, data_sha, checkpoint)
+        trainer.restore(state)
+        log, epoch_seconds = state["log"], state["epoch_seconds"]
+        say(f"resuming from {checkpoint} after epoch {len(epoch_seconds)} of {config.epochs}")
+    elif resume:
+        say(f"no checkpoint at {checkpoint}: training from the first epoch")
+    done = len(epoch_seconds)  # by earlier commands
     began = time.perf_counter()
-    for epoch in _progress(range(1, config.epochs + 1), desc=f"{config.model} epochs", disable=not progress):
+    epochs = range(done + 1, config.epochs + 1)
+    desc = f"{config.model} epochs"
+    for epoch in _progress(epochs, desc=desc, disable=not progress, initial=done, total=config.epochs):
         model.train()
         _synchronize(device)
         start = time.perf_counter()
@@ -193,7 +335,16 @@ def train(data: Interactions, config: TrainConfig, output_dir: str | Path, progr
         if config.eval_every and epoch % config.eval_every == 0 and epoch < config.epochs:
             row.update(_evaluate(model, data, device))
         log.append(row)
-        if config.time_limit and time.perf_counter() - began > config.time_limit and epoch < config.epochs:
+        if epoch == config.epochs:
+            break
+        stop = bool(config.time_limit and time.perf_counter() - began > config.time_limit) or bool(
+            config.stop_after and epoch - done >= config.stop_after
+        )
+        if stop or (config.checkpoint_every and epoch % config.checkpoint_every == 0):
+            # before the final evaluation below adds the partial model's metrics to the last row
+            state = {"config": asdict(config), "train_sha256": data_sha, "log": log, "epoch_seconds": epoch_seconds}
+            _save_checkpoint(checkpoint, {**state, **trainer.state()})
+        if stop:
             break
     metrics = {**_evaluate(model, data, device), "epochs": len(epoch_seconds), "planned_epochs": config.epochs}
     metrics["loss"] = log[-1]["loss"] if log else None
@@ -201,13 +352,21 @@ def train(data: Interactions, config: TrainConfig, output_dir: str | Path, progr
     if log:
         log[-1].update({k: v for k, v in metrics.items() if "@" in k})
     with atomic_dir(output_dir) as folder:
-        extra = {"train": asdict(config), "data": data.source, "users": data.n_users, "items": data.n_items}
+        extra = {
+            "train": asdict(config),
+            "data": data.source,
+            "train_sha256": data_sha,
+            "users": data.n_users,
+            "items": data.n_items,
+        }
         size = save_model(model, folder, masks.masks if masks else None, extra)
         save_interactions(folder, data.train, data.users, data.items)
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         (folder / "size.json").write_text(json.dumps(size, indent=2) + "\n", encoding="utf-8")
         (folder / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log), encoding="utf-8")
         _plot(log, folder / "recall.png")
+    if len(epoch_seconds) == config.epochs:
+        shutil.rmtree(checkpoint, ignore_errors=True)
     return metrics
 
 

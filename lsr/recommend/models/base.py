@@ -25,6 +25,9 @@ class Recommender(nn.Module):
     #: True when scores are user · item inner products, so top-k can be served from an HNSW index.
     dot_product: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    #: Attributes outside ``state_dict()`` that change while training (MultVAE's KL-annealing step): a
+    #: training checkpoint saves them, a stored model does not need them.
+    train_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, train: sp.csr_matrix, **hparams: Any) -> None:
         super().__init__()

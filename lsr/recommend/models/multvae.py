@@ -28,6 +28,7 @@ class MultVAE(Recommender):
         "anneal_cap": 0.2,
         "anneal_steps": 200_000,
     }
+    train_attributes: ClassVar[tuple[str, ...]] = ("steps",)
 
     def __init__(self, train: sp.csr_matrix, **hparams: Any) -> None:
         super().__init__(train, **hparams)
@@ -37,7 +38,7 @@ class MultVAE(Recommender):
         self.encoder_out = nn.Linear(hidden, 2 * dim)
         self.decoder_in = nn.Linear(dim, hidden)
         self.decoder_out = nn.Linear(hidden, self.n_items)
-        self.steps = 0  # for KL annealing; not state worth storing (annealing only matters while training)
+        self.steps = 0  # KL annealing: in training checkpoints, not stored models (it only matters while training)
 
     def _rows(self, users: torch.Tensor) -> torch.Tensor:
         rows = torch.from_numpy(self.train_rows[users.cpu().numpy()].toarray())
