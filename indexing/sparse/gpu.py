@@ -37,6 +37,7 @@ POSTINGS_PER_BLOCK = 4 * THREADS
 WARPS = THREADS // 32
 MAX_FORWARD_BATCH = 32
 MAX_TILE_K = 16  # a tile's THREADS lists of this many (score, document) fit in its spent score array
+LISTS = THREADS * MAX_TILE_K  # shared-array sizes must be compile-time constants
 
 
 @cuda.jit
@@ -65,7 +66,7 @@ def _better(score_a, doc_a, score_b, doc_b):  # noqa: ANN001, ANN202
 def _tile_top(q_indptr, q_terms, q_weights, offsets, docs, codes, table, n_docs, k, out_scores, out_docs):  # noqa: ANN001
     # block (query, tile): the tile's scores in shared memory, then its top k into out_*[query, tile]
     local = cuda.shared.array(TILE, dtype=np.float32)
-    lists = cuda.shared.array(THREADS * MAX_TILE_K, dtype=np.int32)
+    lists = cuda.shared.array(LISTS, dtype=np.int32)
     query, tile = cuda.blockIdx.x, cuda.blockIdx.y
     tid = cuda.threadIdx.x
     first = tile * TILE
