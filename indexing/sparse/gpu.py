@@ -37,7 +37,9 @@ POSTINGS_PER_BLOCK = 4 * THREADS
 WARPS = THREADS // 32
 MAX_FORWARD_BATCH = 32
 MAX_TILE_K = 16  # a tile's THREADS lists of this many (score, document) fit in its spent score array
-LISTS = THREADS * MAX_TILE_K  # shared-array sizes must be compile-time constants
+LISTS = THREADS * MAX_TILE_K
+TERM_CHUNK = 1024  # query terms whose segment bounds a block holds at once (16 KB of shared memory)
+BOUNDS = 2 * TERM_CHUNK  # shared-array sizes must be module constants, not expressions
 
 
 @cuda.jit
@@ -62,65 +64,93 @@ def _better(score_a, doc_a, score_b, doc_b):  # noqa: ANN001, ANN202
     return score_a > score_b or (score_a == score_b and doc_a < doc_b)
 
 
+@cuda.jit(device=True, inline=True)
+def _add_segment(local, docs, codes, table, weight, p, end):  # noqa: ANN001, ANN202
+    """Add one (tile, term) segment into the tile's scores, four postings in flight per thread.
+
+    A document occurs once per term, so no two threads add to the same score here, and the four loads
+    issued before the four updates hide memory latency that a one-posting loop would wait out.
+    """
+    while p + 3 * THREADS < end:
+        d0, d1, d2, d3 = docs[p], docs[p + THREADS], docs[p + 2 * THREADS], docs[p + 3 * THREADS]
+        w0, w1 = table[codes[p]], table[codes[p + THREADS]]
+        w2, w3 = table[codes[p + 2 * THREADS]], table[codes[p + 3 * THREADS]]
+        local[d0] += weight * w0
+        local[d1] += weight * w1
+        local[d2] += weight * w2
+        local[d3] += weight * w3
+        p += 4 * THREADS
+    while p < end:
+        local[docs[p]] += weight * table[codes[p]]
+        p += THREADS
+
+
 @cuda.jit
 def _tile_top(q_indptr, q_terms, q_weights, offsets, docs, codes, table, n_docs, k, out_scores, out_docs):  # noqa: ANN001
     # block (query, tile): the tile's scores in shared memory, then its top k into out_*[query, tile]
     local = cuda.shared.array(TILE, dtype=np.float32)
-    lists = cuda.shared.array(LISTS, dtype=np.int32)
+    bounds = cuda.shared.array(BOUNDS, dtype=np.int64)
     query, tile = cuda.blockIdx.x, cuda.blockIdx.y
     tid = cuda.threadIdx.x
     first = tile * TILE
     for d in range(tid, TILE, THREADS):
         local[d] = 0.0
-    cuda.syncthreads()
     row = tile * (offsets.shape[0] // cuda.gridDim.y)
-    for i in range(q_indptr[query], q_indptr[query + 1]):
-        weight = q_weights[i]
-        # a document occurs once per term, so no two threads add to the same score within a term;
-        # terms run in query order, the order the CPU kernel adds in
-        for p in range(offsets[row + q_terms[i]] + tid, offsets[row + q_terms[i] + 1], THREADS):
-            local[docs[p]] += weight * table[codes[p]]
+    for chunk in range(q_indptr[query], q_indptr[query + 1], TERM_CHUNK):
+        last = min(chunk + TERM_CHUNK, q_indptr[query + 1])
+        cuda.syncthreads()  # the previous chunk's bounds are spent
+        for i in range(chunk + tid, last, THREADS):  # every term's segment bounds, loaded at once
+            bounds[2 * (i - chunk)] = offsets[row + q_terms[i]]
+            bounds[2 * (i - chunk) + 1] = offsets[row + q_terms[i] + 1]
         cuda.syncthreads()
+        for i in range(chunk, last):  # terms in query order, the order the CPU kernel adds in
+            start, end = bounds[2 * (i - chunk)], bounds[2 * (i - chunk) + 1]
+            if end > start:  # the same for every thread, so the barrier inside is safe
+                _add_segment(local, docs, codes, table, q_weights[i], start + tid, end)
+                cuda.syncthreads()
+    cuda.syncthreads()
     # each thread's best k of its documents, best first (insertion into a sorted list)
     best = cuda.local.array(MAX_TILE_K, dtype=np.float32)
     best_doc = cuda.local.array(MAX_TILE_K, dtype=np.int32)
     for j in range(k):
         best[j] = -1.0
-        best_doc[j] = 2147483647
+        best_doc[j] = TILE  # past the tile: an empty slot sorts last
     for d in range(tid, min(TILE, n_docs - first), THREADS):
         score = local[d]
-        if score > 0.0 and _better(score, first + d, best[k - 1], best_doc[k - 1]):
+        if score > 0.0 and _better(score, d, best[k - 1], best_doc[k - 1]):
             j = k - 1
-            while j > 0 and _better(score, first + d, best[j - 1], best_doc[j - 1]):
+            while j > 0 and _better(score, d, best[j - 1], best_doc[j - 1]):
                 best[j] = best[j - 1]
                 best_doc[j] = best_doc[j - 1]
                 j -= 1
             best[j] = score
-            best_doc[j] = first + d
+            best_doc[j] = d
     cuda.syncthreads()
-    for j in range(k):  # the score array is spent: its first THREADS * MAX_TILE_K floats hold the lists
+    # the score array is spent: its first half holds the threads' lists' scores, its second half their
+    # documents' offsets in the tile (below 8,192, so exact as floats)
+    for j in range(k):
         local[tid * MAX_TILE_K + j] = best[j]
-        lists[tid * MAX_TILE_K + j] = best_doc[j]
+        local[LISTS + tid * MAX_TILE_K + j] = best_doc[j]
     cuda.syncthreads()
     stride = THREADS // 2
     while stride > 0:  # tree merge: thread t keeps the best k of its list and list t + stride
         if tid < stride:
             a, b = tid * MAX_TILE_K, (tid + stride) * MAX_TILE_K
             for j in range(k):
-                if _better(local[b], lists[b], local[a], lists[a]):
-                    best[j], best_doc[j] = local[b], lists[b]
+                if _better(local[b], local[LISTS + b], local[a], local[LISTS + a]):
+                    best[j], best_doc[j] = local[b], np.int32(local[LISTS + b])
                     b += 1
                 else:
-                    best[j], best_doc[j] = local[a], lists[a]
+                    best[j], best_doc[j] = local[a], np.int32(local[LISTS + a])
                     a += 1
             for j in range(k):
                 local[tid * MAX_TILE_K + j] = best[j]
-                lists[tid * MAX_TILE_K + j] = best_doc[j]
+                local[LISTS + tid * MAX_TILE_K + j] = best_doc[j]
         cuda.syncthreads()
         stride //= 2
     if tid < k:
         out_scores[query, tile, tid] = local[tid]
-        out_docs[query, tile, tid] = lists[tid]
+        out_docs[query, tile, tid] = first + np.int32(local[LISTS + tid])
 
 
 @cuda.jit
