@@ -36,11 +36,11 @@ print("agree")
 """
 
 
-def _index(tmp_path: Path, n_docs: int = 300, density: float = 0.1) -> tuple[Path, Path]:
+def _index(tmp_path: Path, n_docs: int = 300, density: float = 0.1, weights: str = "float16") -> tuple[Path, Path]:
     matrix = sp.random(n_docs, 50, density=density, random_state=0, format="csr", dtype=np.float32)
     matrix[11] = matrix[3]  # an exact tie
     matrix = sp.csr_matrix(matrix)
-    build_index(lambda: [([f"d{i}" for i in range(n_docs)], matrix)], tmp_path / "idx", "m", "splade")
+    build_index(lambda: [([f"d{i}" for i in range(n_docs)], matrix)], tmp_path / "idx", "m", "splade", weights)
     queries = sp.vstack([sp.random(9, 50, density=0.2, random_state=1, format="csr", dtype=np.float32), matrix[3]])
     sp.save_npz(tmp_path / "q.npz", sp.csr_matrix(queries))
     return tmp_path / "idx", tmp_path / "q.npz"
@@ -71,6 +71,13 @@ def test_gpu_kernel_matches_cpu(tmp_path: Path, mode: str) -> None:
     _check(index, queries, mode, cases=4)
     docs, _, _ = Searcher(SparseIndex.open(index)).search(sp.load_npz(queries), k=2)
     assert list(docs[-1]) == [3, 11]
+
+
+@pytest.mark.parametrize("mode", ["simulator", "gpu"])
+def test_tiles_kernel_on_8_bit_weights(tmp_path: Path, mode: str) -> None:
+    """8-bit codes reach the kernel decoded to float32; float16 codes as float16: both exact."""
+    index, queries = _index(tmp_path, weights="uint8")
+    _check(index, queries, mode, cases=1)
 
 
 @pytest.mark.parametrize("mode", ["simulator", "gpu"])
