@@ -6,7 +6,10 @@ documents touched are remembered so that top-k selection (a bounded heap) and
 the reset afterwards cost only what was touched; when it reads many (a quarter
 of the corpus size or more), that bookkeeping costs more than one scan of the
 score array, so the kernel accumulates without it and scans (1.6x faster on the
-200k-document synthetic benchmark). Batches run in parallel threads, each with its own score array.
+200k-document synthetic benchmark) — and, for exact search, does so tile by tile over the tiled
+postings (:mod:`indexing.sparse.tiles`, built on the first such query), so the scores being added to
+stay in L1 (1.1-1.4x at 200k-1M documents, bit-identical results: the same additions in the same order).
+Batches run in parallel threads, each with its own score array.
 Ties are broken by the lower document number, the same rule as :func:`brute_force`.
 
 Pruning (``budget``): postings are stored in impact order, so reading only the
