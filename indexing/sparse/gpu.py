@@ -37,9 +37,7 @@ POSTINGS_PER_BLOCK = 4 * THREADS
 WARPS = THREADS // 32
 MAX_FORWARD_BATCH = 32
 MAX_TILE_K = 16  # a tile's THREADS lists of this many (score, document) fit in its spent score array
-LISTS = THREADS * MAX_TILE_K
-TERM_CHUNK = 1024  # query terms whose segment bounds a block holds at once (16 KB of shared memory)
-BOUNDS = 2 * TERM_CHUNK  # shared-array sizes must be module constants, not expressions
+LISTS = THREADS * MAX_TILE_K  # shared-array sizes must be module constants, not expressions
 
 
 @cuda.jit
@@ -80,34 +78,42 @@ def _add_segment(local, docs, values, weight, p, end):  # noqa: ANN001, ANN202
         local[d2] += weight * w2
         local[d3] += weight * w3
         p += 4 * THREADS
-    while p < end:
-        local[docs[p]] += weight * np.float32(values[p])
-        p += THREADS
+    if p < end:  # at most three left: their loads too are issued before any update
+        d0, d1, d2 = docs[p], docs[p], docs[p]
+        w0, w1, w2 = np.float32(values[p]), np.float32(0.0), np.float32(0.0)
+        if p + THREADS < end:
+            d1, w1 = docs[p + THREADS], np.float32(values[p + THREADS])
+        if p + 2 * THREADS < end:
+            d2, w2 = docs[p + 2 * THREADS], np.float32(values[p + 2 * THREADS])
+        local[d0] += weight * w0
+        if p + THREADS < end:
+            local[d1] += weight * w1
+        if p + 2 * THREADS < end:
+            local[d2] += weight * w2
 
 
 @cuda.jit
 def _tile_top(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
     # block (query, tile): the tile's scores in shared memory, then its top k into out_*[query, tile]
     local = cuda.shared.array(TILE, dtype=np.float32)
-    bounds = cuda.shared.array(BOUNDS, dtype=np.int64)
     query, tile = cuda.blockIdx.x, cuda.blockIdx.y
     tid = cuda.threadIdx.x
     first = tile * TILE
     for d in range(tid, TILE, THREADS):
         local[d] = 0.0
+    cuda.syncthreads()
     row = tile * (offsets.shape[0] // cuda.gridDim.y)
-    for chunk in range(q_indptr[query], q_indptr[query + 1], TERM_CHUNK):
-        last = min(chunk + TERM_CHUNK, q_indptr[query + 1])
-        cuda.syncthreads()  # the previous chunk's bounds are spent
-        for i in range(chunk + tid, last, THREADS):  # every term's segment bounds, loaded at once
-            bounds[2 * (i - chunk)] = offsets[row + q_terms[i]]
-            bounds[2 * (i - chunk) + 1] = offsets[row + q_terms[i] + 1]
-        cuda.syncthreads()
-        for i in range(chunk, last):  # terms in query order, the order the CPU kernel adds in
-            start, end = bounds[2 * (i - chunk)], bounds[2 * (i - chunk) + 1]
-            if end > start:  # the same for every thread, so the barrier inside is safe
-                _add_segment(local, docs, values, q_weights[i], start + tid, end)
-                cuda.syncthreads()
+    begin, stop = q_indptr[query], q_indptr[query + 1]
+    next_start, next_end = np.int64(0), np.int64(0)
+    if begin < stop:
+        next_start, next_end = offsets[row + q_terms[begin]], offsets[row + q_terms[begin] + 1]
+    for i in range(begin, stop):  # terms in query order, the order the CPU kernel adds in
+        start, end = next_start, next_end
+        if i + 1 < stop:  # the next term's segment bounds, loaded while this term's postings are added
+            next_start, next_end = offsets[row + q_terms[i + 1]], offsets[row + q_terms[i + 1] + 1]
+        if end > start:  # the same for every thread, so the barrier inside is safe
+            _add_segment(local, docs, values, q_weights[i], start + tid, end)
+            cuda.syncthreads()
     cuda.syncthreads()
     # each thread's best k of its documents, best first (insertion into a sorted list)
     best = cuda.local.array(MAX_TILE_K, dtype=np.float32)
