@@ -4,9 +4,10 @@ Every weight tensor (embedding tables included; biases stay dense, they are a ro
 random mask holding exactly ``round(density × size)`` ones. Weights outside the mask are zero, and so is
 the optimiser's state there, after every step. Every ``update_every`` steps each tensor drops the
 ``fraction`` of its active weights with the smallest magnitude and activates as many inactive positions,
-chosen by the largest dense-gradient magnitude (or a momentum of it, or at random); regrown weights start
-at zero. The number of ones never changes, so the parameter budget is the same at every step, and
-``fraction`` decays to zero on a cosine schedule so the mask settles as training converges.
+chosen by the largest dense-gradient magnitude (or a momentum of it, or at random; positions the gradient
+does not reach, such as embedding rows outside the batch, in random order); regrown weights start at
+zero. The number of ones never changes, so the parameter budget is the same at every step, and ``fraction``
+decays to zero on a cosine schedule so the mask settles as training converges.
 """
 
 from __future__ import annotations
@@ -108,11 +109,20 @@ class SparseMasks:
                 self._prune_and_regrow(name, fraction)
 
     def _regrow_score(self, name: str) -> torch.Tensor:
+        """Regrowth priority of every position: |gradient| (or its momentum), else uniform noise.
+
+        An embedding table's gradient reaches only the batch's rows, far fewer positions than a table regrows,
+        so most candidates score exactly 0. topk would break those ties by memory order, regrowing one block of
+        adjacent rows at every update; a random order among them (negative noise, below every positive score)
+        spreads them over the table instead, as random regrowth would.
+        """
         param = self.params[name]
+        noise = torch.rand(param.shape, device=param.device, generator=self._generator)
         if self.regrow == "random" or param.grad is None:
-            return torch.rand(param.shape, device=param.device, generator=self._generator)
+            return noise
         source = self.grad_momentum[name] if self.regrow == "momentum" else param.grad
-        return source.abs()
+        score = source.abs()
+        return torch.where(score > 0, score, -noise)
 
     def _prune_and_regrow(self, name: str, fraction: float) -> None:
         param, mask = self.params[name], self.masks[name]
@@ -123,7 +133,7 @@ class SparseMasks:
             return
         dropped = active[torch.topk(flat_param[active].abs(), count, largest=False).indices]
         flat_mask[dropped] = False
-        score = self._regrow_score(name).reshape(-1).clone()
+        score = self._regrow_score(name).reshape(-1)
         score[flat_mask] = -math.inf  # candidates: every position inactive now, the just-dropped included
         grown = torch.topk(score, count).indices
         flat_mask[grown] = True
