@@ -43,11 +43,12 @@ def test_budget_is_exact_after_every_prune_and_regrow(regrow: str) -> None:
 
 def test_pruned_weights_and_their_optimizer_state_stay_zero() -> None:
     model, optimizer, masks = _setup()
-    for _ in range(23):
+    for step in range(1, 24):
         _train_step(model, optimizer, masks)
         for name, param in masks.params.items():
             off = ~masks.masks[name]
-            assert param.grad[off].abs().sum() > 0  # the dense gradient reaches inactive weights (for regrowth)
+            # the gradient is masked before the optimiser steps, but left dense where regrowth scores by it
+            assert (param.grad[off].abs().sum() > 0) == (step % 5 == 0)
             assert (param[off] == 0).all()
             state = optimizer.state[param]
             assert (state["exp_avg"][off] == 0).all() and (state["exp_avg_sq"][off] == 0).all()

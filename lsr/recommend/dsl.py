@@ -61,6 +61,7 @@ class SparseMasks:
         self.grad_momentum = {n: torch.zeros_like(p) for n, p in self.params.items()} if regrow == "momentum" else {}
         self._generator = torch.Generator(device=next(iter(self.params.values())).device).manual_seed(seed)
         self.apply()
+        optimizer.register_step_pre_hook(self._mask_gradients)
 
     def state_dict(self) -> dict[str, Any]:
         """What moves during training besides the weights and the optimiser: a resumed run continues from it."""
@@ -94,16 +95,38 @@ class SparseMasks:
                 if torch.is_tensor(value) and value.shape == param.shape:
                     value.mul_(mask)
 
+    def _updates_at(self, step: int) -> bool:
+        """Whether the mask is pruned and regrown after optimiser step number ``step``."""
+        return not self.static and step % self.update_every == 0 and step < self.total_steps
+
     @torch.no_grad()
-    def step(self) -> None:
-        """Call after ``optimizer.step()``, while the gradients are still there: mask, then maybe prune and regrow."""
-        self.apply()
-        self.steps += 1
+    def _mask_gradients(self, *_: Any) -> None:
+        """Before each ``optimizer.step()``: zero the gradient outside the masks, so the weights and Adam's
+        moments there, zero already, stay zero (one pass over each tensor instead of zeroing three after it).
+
+        Before a step that regrows, the dense gradient is left for :meth:`step` to score regrowth by, and
+        :meth:`step` zeroes what that optimiser step wrote outside the masks.
+        """
         for name, buffer in self.grad_momentum.items():
             grad = self.params[name].grad
             if grad is not None:
                 buffer.mul_(self.momentum).add_(grad, alpha=1 - self.momentum)
-        if not self.static and self.steps % self.update_every == 0 and self.steps < self.total_steps:
+        if self._updates_at(self.steps + 1):
+            return
+        for name, param in self.params.items():
+            if param.grad is not None:
+                param.grad.mul_(self.masks[name])
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Call after ``optimizer.step()``, while the gradients are still there: maybe prune and regrow.
+
+        Registered as the optimiser's step pre-hook, :meth:`_mask_gradients` has kept everything outside the
+        masks at zero, except before an update, whose optimiser step saw the dense gradient.
+        """
+        self.steps += 1
+        if self._updates_at(self.steps):
+            self.apply()
             fraction = cosine_fraction(self.fraction, self.steps, self.total_steps)
             for name in self.params:
                 self._prune_and_regrow(name, fraction)
@@ -134,7 +157,7 @@ class SparseMasks:
         dropped = active[torch.topk(flat_param[active].abs(), count, largest=False).indices]
         flat_mask[dropped] = False
         score = self._regrow_score(name).reshape(-1)
-        score[flat_mask] = -math.inf  # candidates: every position inactive now, the just-dropped included
+        score.masked_fill_(flat_mask, -math.inf)  # candidates: every position inactive now, the just-dropped too
         grown = torch.topk(score, count).indices
         flat_mask[grown] = True
         changed = torch.cat([dropped, grown])
