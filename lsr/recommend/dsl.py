@@ -8,6 +8,14 @@ chosen by the largest dense-gradient magnitude (or a momentum of it, or at rando
 does not reach, such as embedding rows outside the batch, in random order); regrown weights start at
 zero. The number of ones never changes, so the parameter budget is the same at every step, and ``fraction``
 decays to zero on a cosine schedule so the mask settles as training converges.
+
+Matrix factorisation suffers most (measured on 8,000 Gowalla users, lr 0.001, density 0.2): element masks on
+both tables leave a user and an item about ``64 × 0.2²`` ≈ 2.6 shared dimensions, so a static mask learns
+little (recall@20 0.014 after 10,000 steps; dense: 0.10 after 8,000), and while ``fraction`` stays near 0.5 each update
+replaces half the budget, mostly moving it to heavy users' and popular items' rows: recall peaks early and
+then falls as the loss keeps falling (0.034 at step 4,000, 0.029 at 12,000), and rises again once the
+schedule decays (0.048 at step 8,000 when it spans 10,700 steps). Models whose scores mix many rows, as
+LightGCN's propagation does, keep dense-enough vectors.
 """
 
 from __future__ import annotations
