@@ -66,6 +66,10 @@ class SparseMasks:
             mask = torch.zeros(param.numel(), dtype=torch.bool)
             mask[torch.randperm(param.numel(), generator=generator)[:keep]] = True
             self.masks[name] = mask.view_as(param).to(param.device)
+        # The masks in the weights' dtype, for masking gradients: a float tensor times a bool one converts the
+        # bool on the fly, ~3× slower on a CPU (2.8 ms against 0.8 ms for Gowalla MF's 4.5M weights a step).
+        self._scales: dict[str, torch.Tensor] = {}
+        self._refresh_scales()
         self.grad_momentum = {n: torch.zeros_like(p) for n, p in self.params.items()} if regrow == "momentum" else {}
         self._generator = torch.Generator(device=next(iter(self.params.values())).device).manual_seed(seed)
         self.apply()
@@ -85,9 +89,14 @@ class SparseMasks:
         self.steps = state["steps"]
         for name, mask in state["masks"].items():
             self.masks[name].copy_(mask)
+        self._refresh_scales()
         for name, buffer in state["grad_momentum"].items():
             self.grad_momentum[name].copy_(buffer)
         self._generator.set_state(state["generator"])
+
+    def _refresh_scales(self) -> None:
+        for name, param in self.params.items():
+            self._scales[name] = self.masks[name].to(param.dtype)
 
     def active(self) -> dict[str, int]:
         """Number of active weights per tensor: the budget, constant through training."""
@@ -123,7 +132,7 @@ class SparseMasks:
             return
         for name, param in self.params.items():
             if param.grad is not None:
-                param.grad.mul_(self.masks[name])
+                param.grad.mul_(self._scales[name])
 
     @torch.no_grad()
     def step(self) -> None:
@@ -138,6 +147,7 @@ class SparseMasks:
             fraction = cosine_fraction(self.fraction, self.steps, self.total_steps)
             for name in self.params:
                 self._prune_and_regrow(name, fraction)
+            self._refresh_scales()
 
     def _regrow_score(self, name: str) -> torch.Tensor:
         """Regrowth priority of every position: |gradient| (or its momentum), else uniform noise.
