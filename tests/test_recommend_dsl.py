@@ -43,11 +43,12 @@ def test_budget_is_exact_after_every_prune_and_regrow(regrow: str) -> None:
 
 def test_pruned_weights_and_their_optimizer_state_stay_zero() -> None:
     model, optimizer, masks = _setup()
-    for _ in range(23):
+    for step in range(1, 24):
         _train_step(model, optimizer, masks)
         for name, param in masks.params.items():
             off = ~masks.masks[name]
-            assert param.grad[off].abs().sum() > 0  # the dense gradient reaches inactive weights (for regrowth)
+            # the gradient is masked before the optimiser steps, but left dense where regrowth scores by it
+            assert (param.grad[off].abs().sum() > 0) == (step % 5 == 0)
             assert (param[off] == 0).all()
             state = optimizer.state[param]
             assert (state["exp_avg"][off] == 0).all() and (state["exp_avg_sq"][off] == 0).all()
@@ -81,3 +82,23 @@ def test_gradient_regrowth_picks_the_largest_gradients() -> None:
     masks.step()  # fraction ≈ 0.4 of three active weights → one: the smallest (0.1) goes, |grad| 9.0 grows
     assert masks.masks["weight"].tolist() == [[True, False, True, False, True, False]]
     assert model.weight.tolist() == [[5.0, 0.0, 3.0, 0.0, 0.0, 0.0]]
+
+
+def test_regrowth_beyond_the_gradient_is_random_not_a_block_of_rows() -> None:
+    """An embedding's batch gradient reaches only the batch's rows; regrowing more positions than those must
+    spread the rest at random over the table, not on the block of adjacent rows where topk puts its ties."""
+    model = nn.Module()
+    model.weight = nn.Parameter(torch.ones(400, 8))
+    optimizer = torch.optim.SGD([model.weight], lr=0.0)
+    masks = SparseMasks(model, optimizer, density=0.5, total_steps=10**6, update_every=1, fraction=0.5)
+    inactive = ~masks.masks["weight"]
+    grad = torch.zeros(400, 8)
+    grad[0] = inactive[0].float()  # the only "batch row": its inactive positions have a gradient
+    model.weight.grad = grad
+    before = masks.masks["weight"].clone()
+    masks.step()  # drops 800 of the 1,600 active weights, regrows 800
+    grown = masks.masks["weight"] & ~before
+    assert grown[0].sum() == inactive[0].sum()  # the gradient's positions first
+    rows = grown[1:].any(1).nonzero().squeeze(1)
+    assert len(rows) > 300  # 800 - 8 regrown positions over most of the 399 other rows, not ~100 adjacent ones
+    assert (rows < 200).sum() > 100 and (rows >= 200).sum() > 100

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from typer.testing import CliRunner
 
@@ -17,7 +19,7 @@ from lsr.recommend.data import Interactions, load_dataset
 from lsr.recommend.models import MODELS
 from lsr.recommend.serve import Server
 from lsr.recommend.store import load_model
-from lsr.recommend.train import TrainConfig, TripletSampler, build, checkpoint_dir, train
+from lsr.recommend.train import TrainConfig, TripletSampler, UserTripletSampler, build, checkpoint_dir, train
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +55,26 @@ def test_negatives_are_never_training_items(clusters: Interactions) -> None:
     users, positives, negatives = (torch.cat(parts) for parts in zip(*sampler, strict=True))
     dense = torch.from_numpy(clusters.train.toarray()).bool()
     assert len(users) == clusters.train.nnz and dense[users, positives].all() and not dense[users, negatives].any()
+
+
+def test_user_sampler_weights_users_equally_not_by_activity() -> None:
+    """LightGCN's sampling: user u (among those with items) is drawn 1/|users| of the time, whatever its degree."""
+    degrees = [1, 2, 5, 10, 40, 0, 3]  # user 5 has no training items: never drawn
+    rows = np.repeat(np.arange(len(degrees)), degrees)
+    cols = np.concatenate([np.arange(d) * 7 % 50 for d in degrees])
+    train_matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(degrees), 50))
+    sampler = UserTripletSampler(train_matrix, 16, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert len(sampler) == math.ceil(train_matrix.nnz / 16)
+    epochs = [[torch.cat(parts) for parts in zip(*sampler, strict=True)] for _ in range(400)]
+    assert all(len(users) == train_matrix.nnz for users, _, _ in epochs)  # an epoch draws as many as pairs
+    users, positives, negatives = (torch.cat(parts) for parts in zip(*epochs, strict=True))
+    dense = torch.from_numpy(train_matrix.toarray()).bool()
+    assert dense[users, positives].all() and not dense[users, negatives].any()
+    share = torch.bincount(users, minlength=len(degrees)).double() / len(users)
+    assert share[5] == 0 and torch.allclose(share[[0, 1, 2, 3, 4, 6]], torch.full((6,), 1 / 6).double(), atol=0.01)
+    heavy = torch.bincount(positives[users == 4], minlength=50).double()  # the 40 positives of user 4: uniform
+    heavy = heavy[heavy > 0] / heavy.sum()
+    assert len(heavy) == 40 and torch.allclose(heavy, torch.full((40,), 1 / 40).double(), atol=0.01)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -207,20 +229,31 @@ def _assert_same_run(a: Path, b: Path) -> None:
     assert all(torch.equal(tensor, state_b[name]) for name, tensor in model_a.state_dict().items())
 
 
-@pytest.mark.parametrize(("name", "regrow"), [("mf", "momentum"), ("lightgcn", "gradient"), ("multvae", "random")])
+@pytest.mark.parametrize(
+    ("name", "regrow", "sampler"),
+    [
+        ("mf", "momentum", None),
+        ("lightgcn", "gradient", "pairs"),
+        ("neumf", "random", "users"),
+        ("multvae", "random", None),
+    ],
+)
 def test_stopped_and_resumed_run_is_the_uninterrupted_run(
-    clusters: Interactions, tmp_path: Path, name: str, regrow: str
+    clusters: Interactions, tmp_path: Path, name: str, regrow: str, sampler: str | None
 ) -> None:
-    whole = train(clusters, _small(name, regrow=regrow), tmp_path / "whole", progress=False)
+    def config(**changes: object) -> TrainConfig:
+        return _small(name, regrow=regrow, sampler=sampler, **changes)
+
+    whole = train(clusters, config(), tmp_path / "whole", progress=False)
     out = tmp_path / "parts"
-    partial = train(clusters, _small(name, regrow=regrow, stop_after=2), out, progress=False, resume=True)
+    partial = train(clusters, config(stop_after=2), out, progress=False, resume=True)
     assert (partial["epochs"], partial["planned_epochs"]) == (2, 6)
     assert (out / "model.npz").is_file() and checkpoint_dir(out).is_dir()  # the partial model, and how to go on
     assert len((out / "log.jsonl").read_text().splitlines()) == 2
-    train(clusters, _small(name, regrow=regrow, stop_after=3), out, progress=False, resume=True)
+    train(clusters, config(stop_after=3), out, progress=False, resume=True)
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 5
     said: list[str] = []
-    resumed = train(clusters, _small(name, regrow=regrow), out, progress=False, resume=True, say=said.append)
+    resumed = train(clusters, config(), out, progress=False, resume=True, say=said.append)
     assert said == [f"resuming from {checkpoint_dir(out)} after epoch 5 of 6"]
     assert resumed["epochs"] == 6 and not checkpoint_dir(out).exists()
     assert {k: v for k, v in resumed.items() if k not in TIMINGS} == {
@@ -238,6 +271,7 @@ def test_resume_refuses_a_different_run(clusters: Interactions, tmp_path: Path) 
         ({"model": "lightgcn"}, "model: 'mf' there, 'lightgcn' now"),
         ({"epochs": 10}, "epochs"),  # the DSL schedule spans the planned epochs: more is another run
         ({"hparams": {"dim": 16}}, "hparams"),
+        ({"sampler": "pairs"}, "sampler: 'users' there, 'pairs' now"),  # MF's default is LightGCN's sampling
     ]:
         with pytest.raises(LsrError, match="holds a different run") as error:
             train(clusters, _small("mf", **changes), out, progress=False, resume=True)
@@ -250,6 +284,28 @@ def test_resume_refuses_a_different_run(clusters: Interactions, tmp_path: Path) 
     assert metrics["epochs"] == 6
     with pytest.raises(LsrError, match="lr"):  # a finished run of another config is not overwritten either
         train(clusters, _small("mf", lr=0.02), out, progress=False, resume=True)
+
+
+def test_checkpoints_from_before_the_sampler_option_resume_as_pairs(clusters: Interactions, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    train(clusters, _small("mf", sampler="pairs", stop_after=1), out, progress=False)
+    saved = checkpoint_dir(out) / "state.pt"
+    state = torch.load(saved, weights_only=True)
+    del state["config"]["sampler"]  # as written before the option: those runs drew every pair once per epoch
+    torch.save(state, saved)
+    with pytest.raises(LsrError, match="sampler: 'pairs' there, 'users' now"):
+        train(clusters, _small("mf"), out, progress=False, resume=True)
+    assert train(clusters, _small("mf", sampler="pairs"), out, progress=False, resume=True)["epochs"] == 6
+
+
+def test_sampler_is_checked_and_recorded(clusters: Interactions, tmp_path: Path) -> None:
+    with pytest.raises(LsrError, match="batches of users"):
+        train(clusters, _small("multvae", sampler="users"), tmp_path / "vae", progress=False)
+    with pytest.raises(LsrError, match="pairs, users"):
+        train(clusters, _small("mf", sampler="items"), tmp_path / "mf", progress=False)
+    for name, expected in [("mf", "users"), ("lightgcn", "users"), ("neumf", "pairs"), ("multvae", None)]:
+        train(clusters, _small(name, epochs=1, eval_every=0), tmp_path / name, progress=False)
+        assert json.loads((tmp_path / name / "config.json").read_text())["train"]["sampler"] == expected
 
 
 def test_checkpoints_are_atomic_and_removed_when_training_ends(

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Gowalla rows of eval/RESULTS.md on one GPU: LightGCN and MF-BPR, dense and DSL at densities 0.5 and 0.2,
 # in LightGCN's setting (embedding 64, 3 layers, lr 0.001, batch 2048, L2 1e-4 on the batch's ego embeddings,
-# one uniform negative per positive, 1000 epochs), full-ranking test metrics at the end.
+# one uniform negative per positive, 1000 epochs), full-ranking test metrics at the end. SAMPLER (default
+# users: LightGCN's code, each epoch as many uniformly random users as training pairs, each with a random
+# positive) or pairs (every training pair once per epoch); checkpoints written before --sampler existed were
+# pairs runs, which --resume refuses to continue as users: finish those with SAMPLER=pairs.
 #
 #   OUT=/some/dir bash eval/recsys/gowalla_gpu.sh [ROW ...]
 #
@@ -29,6 +32,7 @@ LGCN_EPOCHS=${LGCN_EPOCHS:-1000}
 MF_EPOCHS=${MF_EPOCHS:-1000}
 LR=${LR:-0.001}
 BATCH=${BATCH:-2048}
+SAMPLER=${SAMPLER:-users}
 CKPT_EVERY=${CKPT_EVERY:-25}
 EVAL_EVERY=${EVAL_EVERY:-50}
 PARALLEL=${PARALLEL:-0}
@@ -53,9 +57,9 @@ train_row() {
   local epochs density=1.0
   epochs=$([ "$model" = lightgcn ] && echo "$LGCN_EPOCHS" || echo "$MF_EPOCHS")
   [ "$variant" = dense ] || density=${variant#dsl}
-  echo "== $row: $epochs epochs, density $density, $(date -u +%FT%TZ)"
+  echo "== $row: $epochs epochs, density $density, sampler $SAMPLER, $(date -u +%FT%TZ)"
   python -m lsr.recommend train --data "$DATA" --model "$model" --density "$density" --epochs "$epochs" \
-    --device cuda --lr "$LR" --batch-size "$BATCH" --eval-every "$EVAL_EVERY" --time-limit "$LIMIT" \
+    --device cuda --lr "$LR" --batch-size "$BATCH" --sampler "$SAMPLER" --eval-every "$EVAL_EVERY" --time-limit "$LIMIT" \
     --checkpoint-every "$CKPT_EVERY" --resume --output-dir "$OUT/gowalla-$row" || status=$?
   echo "$row: $((SECONDS - start)) s wall, exit status $status"
   return "$status"

@@ -34,6 +34,14 @@ def train_cmd(
     prune_fraction: Annotated[float, typer.Option(help="DSL: initial prune fraction, cosine-decayed to 0.")] = 0.5,
     regrow: Annotated[str, typer.Option(help="DSL regrowth: gradient, momentum or random.")] = "gradient",
     static_mask: Annotated[bool, typer.Option(help="DSL ablation: keep the initial random mask.")] = False,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            help="Triplets per epoch: 'pairs' (every training pair once) or 'users' (as many uniformly random "
+            "users, each with a random positive: LightGCN's code). Default: users for mf and lightgcn, pairs "
+            "for neumf; multvae takes batches of users."
+        ),
+    ] = None,
     eval_every: Annotated[int, typer.Option(help="Also evaluate every K epochs (log.jsonl, recall.png).")] = 0,
     time_limit: Annotated[
         float,
@@ -90,6 +98,7 @@ def train_cmd(
         prune_fraction=prune_fraction,
         regrow=regrow,
         static_mask=static_mask,
+        sampler=sampler,
         eval_every=eval_every,
         time_limit=time_limit,
         stop_after=stop_after,

@@ -4,9 +4,18 @@ Every weight tensor (embedding tables included; biases stay dense, they are a ro
 random mask holding exactly ``round(density × size)`` ones. Weights outside the mask are zero, and so is
 the optimiser's state there, after every step. Every ``update_every`` steps each tensor drops the
 ``fraction`` of its active weights with the smallest magnitude and activates as many inactive positions,
-chosen by the largest dense-gradient magnitude (or a momentum of it, or at random); regrown weights start
-at zero. The number of ones never changes, so the parameter budget is the same at every step, and
-``fraction`` decays to zero on a cosine schedule so the mask settles as training converges.
+chosen by the largest dense-gradient magnitude (or a momentum of it, or at random; positions the gradient
+does not reach, such as embedding rows outside the batch, in random order); regrown weights start at
+zero. The number of ones never changes, so the parameter budget is the same at every step, and ``fraction``
+decays to zero on a cosine schedule so the mask settles as training converges.
+
+Matrix factorisation suffers most (measured on 8,000 Gowalla users, lr 0.001, density 0.2): element masks on
+both tables leave a user and an item about ``64 × 0.2²`` ≈ 2.6 shared dimensions, so a static mask learns
+little (recall@20 0.014 after 10,000 steps; dense: 0.10 after 8,000), and while ``fraction`` stays near 0.5 each update
+replaces half the budget, mostly moving it to heavy users' and popular items' rows: recall peaks early and
+then falls as the loss keeps falling (0.034 at step 4,000, 0.029 at 12,000), and rises again once the
+schedule decays (0.048 at step 8,000 when it spans 10,700 steps). Models whose scores mix many rows, as
+LightGCN's propagation does, keep dense-enough vectors.
 """
 
 from __future__ import annotations
@@ -57,9 +66,14 @@ class SparseMasks:
             mask = torch.zeros(param.numel(), dtype=torch.bool)
             mask[torch.randperm(param.numel(), generator=generator)[:keep]] = True
             self.masks[name] = mask.view_as(param).to(param.device)
+        # The masks in the weights' dtype, for masking gradients: a float tensor times a bool one converts the
+        # bool on the fly, ~3× slower on a CPU (2.8 ms against 0.8 ms for Gowalla MF's 4.5M weights a step).
+        self._scales: dict[str, torch.Tensor] = {}
+        self._refresh_scales()
         self.grad_momentum = {n: torch.zeros_like(p) for n, p in self.params.items()} if regrow == "momentum" else {}
         self._generator = torch.Generator(device=next(iter(self.params.values())).device).manual_seed(seed)
         self.apply()
+        optimizer.register_step_pre_hook(self._mask_gradients)
 
     def state_dict(self) -> dict[str, Any]:
         """What moves during training besides the weights and the optimiser: a resumed run continues from it."""
@@ -75,9 +89,14 @@ class SparseMasks:
         self.steps = state["steps"]
         for name, mask in state["masks"].items():
             self.masks[name].copy_(mask)
+        self._refresh_scales()
         for name, buffer in state["grad_momentum"].items():
             self.grad_momentum[name].copy_(buffer)
         self._generator.set_state(state["generator"])
+
+    def _refresh_scales(self) -> None:
+        for name, param in self.params.items():
+            self._scales[name] = self.masks[name].to(param.dtype)
 
     def active(self) -> dict[str, int]:
         """Number of active weights per tensor: the budget, constant through training."""
@@ -93,26 +112,58 @@ class SparseMasks:
                 if torch.is_tensor(value) and value.shape == param.shape:
                     value.mul_(mask)
 
+    def _updates_at(self, step: int) -> bool:
+        """Whether the mask is pruned and regrown after optimiser step number ``step``."""
+        return not self.static and step % self.update_every == 0 and step < self.total_steps
+
     @torch.no_grad()
-    def step(self) -> None:
-        """Call after ``optimizer.step()``, while the gradients are still there: mask, then maybe prune and regrow."""
-        self.apply()
-        self.steps += 1
+    def _mask_gradients(self, *_: Any) -> None:
+        """Before each ``optimizer.step()``: zero the gradient outside the masks, so the weights and Adam's
+        moments there, zero already, stay zero (one pass over each tensor instead of zeroing three after it).
+
+        Before a step that regrows, the dense gradient is left for :meth:`step` to score regrowth by, and
+        :meth:`step` zeroes what that optimiser step wrote outside the masks.
+        """
         for name, buffer in self.grad_momentum.items():
             grad = self.params[name].grad
             if grad is not None:
                 buffer.mul_(self.momentum).add_(grad, alpha=1 - self.momentum)
-        if not self.static and self.steps % self.update_every == 0 and self.steps < self.total_steps:
+        if self._updates_at(self.steps + 1):
+            return
+        for name, param in self.params.items():
+            if param.grad is not None:
+                param.grad.mul_(self._scales[name])
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Call after ``optimizer.step()``, while the gradients are still there: maybe prune and regrow.
+
+        Registered as the optimiser's step pre-hook, :meth:`_mask_gradients` has kept everything outside the
+        masks at zero, except before an update, whose optimiser step saw the dense gradient.
+        """
+        self.steps += 1
+        if self._updates_at(self.steps):
+            self.apply()
             fraction = cosine_fraction(self.fraction, self.steps, self.total_steps)
             for name in self.params:
                 self._prune_and_regrow(name, fraction)
+            self._refresh_scales()
 
     def _regrow_score(self, name: str) -> torch.Tensor:
+        """Regrowth priority of every position: |gradient| (or its momentum), else uniform noise.
+
+        An embedding table's gradient reaches only the batch's rows, far fewer positions than a table regrows,
+        so most candidates score exactly 0. topk would break those ties by memory order, regrowing one block of
+        adjacent rows at every update; a random order among them (negative noise, below every positive score)
+        spreads them over the table instead, as random regrowth would.
+        """
         param = self.params[name]
+        noise = torch.rand(param.shape, device=param.device, generator=self._generator)
         if self.regrow == "random" or param.grad is None:
-            return torch.rand(param.shape, device=param.device, generator=self._generator)
+            return noise
         source = self.grad_momentum[name] if self.regrow == "momentum" else param.grad
-        return source.abs()
+        score = source.abs()
+        return torch.where(score > 0, score, -noise)
 
     def _prune_and_regrow(self, name: str, fraction: float) -> None:
         param, mask = self.params[name], self.masks[name]
@@ -123,8 +174,8 @@ class SparseMasks:
             return
         dropped = active[torch.topk(flat_param[active].abs(), count, largest=False).indices]
         flat_mask[dropped] = False
-        score = self._regrow_score(name).reshape(-1).clone()
-        score[flat_mask] = -math.inf  # candidates: every position inactive now, the just-dropped included
+        score = self._regrow_score(name).reshape(-1)
+        score.masked_fill_(flat_mask, -math.inf)  # candidates: every position inactive now, the just-dropped too
         grown = torch.topk(score, count).indices
         flat_mask[grown] = True
         changed = torch.cat([dropped, grown])

@@ -17,7 +17,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class TrainConfig:
     prune_fraction: float = 0.5
     regrow: str = "gradient"
     static_mask: bool = False
+    sampler: str | None = None  # triplet models: "pairs" or "users" (TRIPLET_SAMPLERS); None: the model's default
     eval_every: int = 0
     time_limit: float = 0.0  # seconds of training after which no new epoch starts (0: none); for leased GPUs
     stop_after: int = 0  # train at most this many epochs in this command, then checkpoint (0: no limit)
@@ -86,8 +87,34 @@ def _fingerprint(data: Interactions) -> str:
     return digest.hexdigest()
 
 
+def _model_class(name: str) -> type[Recommender]:
+    if name not in MODELS:
+        raise LsrError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def _with_sampler(config: TrainConfig) -> TrainConfig:
+    """``config`` with its model's triplet sampler filled in, so ``config.json`` says which one ran and a run
+    never resumes under another default; ``sampler`` stays None for MultVAE, whose batches are users."""
+    model = _model_class(config.model)
+    if model.sampler != "triplets":
+        if config.sampler is not None:
+            raise LsrError(f"{config.model} trains on batches of users: sampler {config.sampler!r} does not apply")
+        return config
+    if config.sampler is None:
+        return replace(config, sampler=model.triplets)
+    if config.sampler not in TRIPLET_SAMPLERS:
+        raise LsrError(f"sampler must be one of {', '.join(TRIPLET_SAMPLERS)}, got {config.sampler!r}")
+    return config
+
+
 def _refuse_changes(saved: dict[str, Any], saved_data: str | None, config: TrainConfig, data: str, where: Path) -> None:
-    """Raise unless ``saved`` (a TrainConfig as a dict) and its data match this run's, per-command fields aside."""
+    """Raise unless ``saved`` (a TrainConfig as a dict) and its data match this run's, per-command fields aside.
+
+    Runs saved before ``sampler`` existed drew every training pair once per epoch ("pairs"; MultVAE: None).
+    """
+    if "sampler" not in saved:
+        saved = {**saved, "sampler": "pairs" if MODELS[saved["model"]].sampler == "triplets" else None}
     current = asdict(config)
     changed = [k for k in current if k not in PER_COMMAND | {"device"} and saved.get(k) != current[k]]
     if torch.device(saved["device"]).type != torch.device(config.device).type:
@@ -155,6 +182,39 @@ class TripletSampler:
         yield from zip(*(t.split(self.batch_size) for t in (users, positives, negatives)), strict=True)
 
 
+class UserTripletSampler(TripletSampler):
+    """Each epoch: as many triplets as training pairs, each of a uniformly random user (among users with
+    training items), a uniform positive of that user and a uniform negative.
+
+    LightGCN's released code samples so (``UniformSample_original`` in the PyTorch port, ``sample`` in the
+    TensorFlow original), and so do the BPR numbers its paper reports: users count equally, as in recall@k,
+    which averages over users, rather than in proportion to their activity as :class:`TripletSampler`'s
+    pairs do. Draws are independent (with replacement); the epoch has the same length as the pairs'.
+    """
+
+    def __init__(self, train: sp.csr_matrix, batch_size: int, device: torch.device, generator: torch.Generator):
+        super().__init__(train, batch_size, device, generator)
+        degree = np.diff(train.indptr)
+        active = np.flatnonzero(degree)
+        self.active = torch.from_numpy(active).to(device)
+        self.start = torch.from_numpy(train.indptr[active].astype(np.int64)).to(device)
+        self.degree = torch.from_numpy(degree[active].astype(np.float64)).to(device)
+        self.columns = torch.from_numpy(train.indices.astype(np.int64)).to(device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        device, count = self.active.device, len(self.users)
+        which = torch.randint(len(self.active), (count,), device=device, generator=self.generator)
+        # float64: floor(u × degree) < degree for every u < 1 and degree < 2**52, so no clamp is needed
+        offset = torch.rand(count, dtype=torch.float64, device=device, generator=self.generator) * self.degree[which]
+        users, positives = self.active[which], self.columns[self.start[which] + offset.long()]
+        negatives = self._negatives(users)
+        yield from zip(*(t.split(self.batch_size) for t in (users, positives, negatives)), strict=True)
+
+
+#: How models with triplet batches draw them (``TrainConfig.sampler``, ``--sampler``).
+TRIPLET_SAMPLERS: dict[str, type[TripletSampler]] = {"pairs": TripletSampler, "users": UserTripletSampler}
+
+
 class UserSampler:
     """Each epoch: every user with training items once, in random order (MultVAE's batches)."""
 
@@ -207,9 +267,7 @@ def _synchronize(device: torch.device) -> None:
 
 
 def build(data: Interactions, config: TrainConfig) -> Recommender:
-    if config.model not in MODELS:
-        raise LsrError(f"unknown model {config.model!r}: choose one of {', '.join(MODELS)}")
-    return MODELS[config.model](data.train, **config.hparams)
+    return _model_class(config.model)(data.train, **config.hparams)
 
 
 @dataclass
@@ -272,6 +330,7 @@ def train(
     checkpoint is removed once the last epoch's model is written. ``say`` gets what resuming did, for the CLI.
     """
     output_dir = Path(output_dir)
+    config = _with_sampler(config)
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LsrError("--device cuda but torch sees no CUDA device")
@@ -284,7 +343,7 @@ def train(
     torch.manual_seed(config.seed)
     model = build(data, config).to(device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    sampler_type = TripletSampler if model.sampler == "triplets" else UserSampler
+    sampler_type = TRIPLET_SAMPLERS[config.sampler] if model.sampler == "triplets" else UserSampler
     batch_size = config.batch_size or (2048 if model.sampler == "triplets" else 500)
     sampler = sampler_type(data.train, batch_size, device, generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")  # fewer kernels

@@ -22,6 +22,8 @@ class Recommender(nn.Module):
     name: ClassVar[str]
     #: "triplets": batches of (user, positive, negative) tensors; "users": batches of user indices.
     sampler: ClassVar[str] = "triplets"
+    #: How triplets are drawn unless the run says otherwise: a key of ``lsr.recommend.train.TRIPLET_SAMPLERS``.
+    triplets: ClassVar[str] = "pairs"
     #: True when scores are user · item inner products, so top-k can be served from an HNSW index.
     dot_product: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}

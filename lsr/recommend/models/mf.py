@@ -17,6 +17,8 @@ class MF(Recommender):
 
     name = "mf"
     dot_product = True
+    #: uniformly random users, as LightGCN's released code trains MF-BPR and LightGCN for its paper's numbers
+    triplets = "users"
     defaults: ClassVar[dict[str, Any]] = {"dim": 64, "reg": 1e-4}
 
     def __init__(self, train: sp.csr_matrix, **hparams: Any) -> None:
