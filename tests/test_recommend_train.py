@@ -17,9 +17,10 @@ from lsr.cli import app
 from lsr.errors import LsrError
 from lsr.recommend.data import Interactions, load_dataset
 from lsr.recommend.models import MODELS
+from lsr.recommend.samplers import TripletSampler, UserTripletSampler
 from lsr.recommend.serve import Server
 from lsr.recommend.store import load_model
-from lsr.recommend.train import TrainConfig, TripletSampler, UserTripletSampler, build, checkpoint_dir, train
+from lsr.recommend.train import TrainConfig, build, checkpoint_dir, train
 
 
 @pytest.fixture(autouse=True)
