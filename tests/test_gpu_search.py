@@ -91,8 +91,8 @@ def test_cpu_tiled_search_is_bit_identical(tmp_path: Path) -> None:
     """The tiled CPU kernel adds in the same order as the plain one, so scores are equal, not just close."""
     index, queries = _index(tmp_path, n_docs=2 * TILE + 500, density=0.02)
     opened, vectors = SparseIndex.open(index), sp.load_npz(queries)
-    tiled = Searcher(opened)
-    plain = Searcher(opened, tiled=False).search(vectors, k=10)
+    tiled = Searcher(opened, tiled=True)
+    plain = Searcher(opened).search(vectors, k=10)
     for got, expected in zip(tiled.search(vectors, k=10), plain, strict=True):
         assert np.array_equal(got, expected)
     assert tiled._tiles is not None and tiled._tiles.n_tiles == 3

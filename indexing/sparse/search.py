@@ -6,9 +6,11 @@ documents touched are remembered so that top-k selection (a bounded heap) and
 the reset afterwards cost only what was touched; when it reads many (a quarter
 of the corpus size or more), that bookkeeping costs more than one scan of the
 score array, so the kernel accumulates without it and scans (1.6x faster on the
-200k-document synthetic benchmark) — and, for exact search, does so tile by tile over the tiled
-postings (:mod:`indexing.sparse.tiles`, built on the first such query), so the scores being added to
-stay in L1 (1.1-1.4x at 200k-1M documents, bit-identical results: the same additions in the same order).
+200k-document synthetic benchmark). ``Searcher(tiled=True)`` does so tile by tile over the tiled
+postings (:mod:`indexing.sparse.tiles`, built on the first such query) so the scores being added to stay
+in L1; results are bit-identical (the same additions in the same order), but it is off by default: faster
+in a batch microbenchmark at 1M documents (1.2-1.4x), slower in the 1M comparison with Lucene (8.7 vs 7.0
+ms per query in batch, eval/RESULTS.md), where each (tile, term) segment's bounds are a cache miss.
 Batches run in parallel threads, each with its own score array.
 Ties are broken by the lower document number, the same rule as :func:`brute_force`.
 
@@ -182,7 +184,7 @@ _NO_TILES = {
 class Searcher:
     """Top-k search over an opened index; one instance can serve many threads' batches one at a time."""
 
-    def __init__(self, index: SparseIndex, threads: int | None = None, tiled: bool = True) -> None:
+    def __init__(self, index: SparseIndex, threads: int | None = None, tiled: bool = False) -> None:
         self.index = index
         self.threads = threads or numba.get_num_threads()
         self.tiled = tiled
