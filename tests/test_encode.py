@@ -24,7 +24,8 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_bert(tmp_path_factory.mktemp("bert") / "model")
 
 
-def _all(folder: Path) -> tuple[list[str], sp.csr_matrix]:
+def read_all(folder: Path) -> tuple[list[str], sp.csr_matrix]:
+    """Every shard of an encoded folder as one id list and one matrix (the Ray tests use it too)."""
     ids, parts = [], []
     for shard_ids, vectors in iter_shards(folder):
         ids += shard_ids
@@ -36,7 +37,7 @@ def test_shards_hold_the_corpus_in_order(bert_dir: Path, beir_dir: Path, tmp_pat
     encoder = SpladeEncoder.from_pretrained(bert_dir, device="cpu")
     manifest = encode_corpus(encoder, str(bert_dir), corpus_source(beir_dir), tmp_path / "vec", shard_size=2)
     assert manifest.complete and manifest.documents == 5 and len(manifest.shards) == 3
-    ids, vectors = _all(tmp_path / "vec")
+    ids, vectors = read_all(tmp_path / "vec")
     assert ids == [d["_id"] for d in DOCS]
     texts = [f"{d['title']} {d['text']}" for d in DOCS]
     # batches differ (shards of 2), so values agree to float rounding, not bit for bit
@@ -70,7 +71,7 @@ def test_interrupted_encoding_resumes_to_the_same_result(bert_dir: Path, beir_di
     encoder.encode_document = original  # type: ignore[method-assign]
     done = encode_corpus(encoder, "m", src, tmp_path / "resumed", shard_size=2)
     assert done.complete and done.documents == 5
-    whole, resumed = _all(tmp_path / "whole"), _all(tmp_path / "resumed")
+    whole, resumed = read_all(tmp_path / "whole"), read_all(tmp_path / "resumed")
     assert whole[0] == resumed[0] and (whole[1] != resumed[1]).nnz == 0
     with pytest.raises(LsrError, match="another model, corpus or shard size"):
         encode_corpus(encoder, "m", src, tmp_path / "resumed", shard_size=3)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from conftest import REPO
+from test_encode import read_all
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
@@ -25,7 +25,7 @@ from lsr.data.beir import corpus_source
 from lsr.demo import demo_dataset
 from lsr.encode.corpus import encode_corpus
 from lsr.encode.distributed import CRASH_ONCE_ENV
-from lsr.encode.shards import Manifest, iter_shards
+from lsr.encode.shards import Manifest
 
 pytest.importorskip("ray")
 
@@ -81,14 +81,6 @@ def single(bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _all(folder: Path) -> tuple[list[str], sp.csr_matrix]:
-    ids, parts = [], []
-    for shard_ids, vectors in iter_shards(folder):
-        ids += shard_ids
-        parts.append(vectors)
-    return ids, sp.vstack(parts, format="csr")
-
-
 def _same(a: Path, b: Path) -> None:
     ma, mb = Manifest.load(a), Manifest.load(b)
     assert (ma.model, ma.kind, ma.dimension, ma.shard_size, ma.corpus) == (
@@ -99,8 +91,8 @@ def _same(a: Path, b: Path) -> None:
         mb.corpus,
     )
     assert [s["file"] for s in ma.shards] == [s["file"] for s in mb.shards]
-    ids_a, va = _all(a)
-    ids_b, vb = _all(b)
+    ids_a, va = read_all(a)
+    ids_b, vb = read_all(b)
     assert ids_a == ids_b and len(set(ids_a)) == len(ids_a) == 40
     np.testing.assert_allclose(va.toarray(), vb.toarray(), rtol=1e-5, atol=1e-6)
 

@@ -268,18 +268,19 @@ class GpuSearcher:
         self.strategy = strategy
         self._forward_searcher: GpuSearcher | None = None
         self.batch_size = min(batch_size, MAX_FORWARD_BATCH) if strategy == "forward" else batch_size
-        self.table = cuda.to_device(index.codebook)
         if strategy == "tiles":
             tiles = build_tiles(index)
             self.n_tiles = tiles.n_tiles
             self.tile_offsets = cuda.to_device(tiles.offsets)
             self.tile_docs = cuda.to_device(tiles.docs)
             self.tile_values = cuda.to_device(_decoded(index, tiles.codes))
-        elif strategy == "postings":
+        else:  # both dense-matrix kernels decode weight codes through the codebook
+            self.table = cuda.to_device(index.codebook)
+        if strategy == "postings":
             self.docs = cuda.to_device(np.ascontiguousarray(index.docs))
             self.codes = cuda.to_device(np.ascontiguousarray(index.codes))
             self._host_offsets = np.asarray(index.offsets)
-        else:
+        elif strategy == "forward":
             self.fwd_indptr = cuda.to_device(np.ascontiguousarray(index.forward_indptr))
             self.fwd_terms = cuda.to_device(np.ascontiguousarray(index.forward_terms))
             self.fwd_codes = cuda.to_device(np.ascontiguousarray(index.forward_codes))
