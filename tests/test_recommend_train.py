@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from lsr.recommend.models import MODELS
 from lsr.recommend.samplers import TripletSampler, UserTripletSampler
 from lsr.recommend.serve import Server
 from lsr.recommend.store import load_model
-from lsr.recommend.train import TrainConfig, build, checkpoint_dir, train
+from lsr.recommend.train import TrainConfig, build, checkpoint_dir, lr_at, train
 
 
 @pytest.fixture(autouse=True)
@@ -193,6 +194,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         (["--model", "mf", "--layers", "2"], "mf has no hyper-parameter layers"),
         (["--model", "svd"], "unknown model 'svd'"),
         (["--model", "mf", "--density", "0"], "--density must be in (0, 1]"),
+        (["--model", "mf", "--lr", "0.01", "--lr-min", "0.1"], "--lr-min must be in [0, --lr = 0.01]"),
         (["--model", "mf", "--split", "latest"], "timestamps"),
     ]:
         result = CliRunner().invoke(app, base + extra)
@@ -231,19 +233,19 @@ def _assert_same_run(a: Path, b: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "regrow", "sampler"),
+    ("name", "regrow", "sampler", "lr_min"),
     [
-        ("mf", "momentum", None),
-        ("lightgcn", "gradient", "pairs"),
-        ("neumf", "random", "users"),
-        ("multvae", "random", None),
+        ("mf", "momentum", None, None),
+        ("lightgcn", "gradient", "pairs", 1e-4),  # the learning-rate schedule goes on where it stopped
+        ("neumf", "random", "users", None),
+        ("multvae", "random", None, None),
     ],
 )
 def test_stopped_and_resumed_run_is_the_uninterrupted_run(
-    clusters: Interactions, tmp_path: Path, name: str, regrow: str, sampler: str | None
+    clusters: Interactions, tmp_path: Path, name: str, regrow: str, sampler: str | None, lr_min: float | None
 ) -> None:
     def config(**changes: object) -> TrainConfig:
-        return _small(name, regrow=regrow, sampler=sampler, **changes)
+        return _small(name, regrow=regrow, sampler=sampler, lr_min=lr_min, **changes)
 
     whole = train(clusters, config(), tmp_path / "whole", progress=False)
     out = tmp_path / "parts"
@@ -261,6 +263,17 @@ def test_stopped_and_resumed_run_is_the_uninterrupted_run(
         k: v for k, v in whole.items() if k not in TIMINGS
     }
     _assert_same_run(tmp_path / "whole", out)
+
+
+def test_cosine_learning_rate_runs_from_lr_to_lr_min(clusters: Interactions, tmp_path: Path) -> None:
+    config = _small("mf", density=1.0, lr=0.01, lr_min=1e-4, epochs=4)
+    assert [lr_at(config, e) for e in (1, 3, 5)] == pytest.approx([0.01, (0.01 + 1e-4) / 2, 1e-4])  # 5: the end
+    rates = [lr_at(config, e) for e in range(1, 5)]
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    train(clusters, config, tmp_path / "m", progress=False)
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "m" / "log.jsonl").open()]
+    assert logged == rates
+    assert lr_at(replace(config, lr_min=None), 4) == 0.01
 
 
 def test_resume_refuses_a_different_run(clusters: Interactions, tmp_path: Path) -> None:

@@ -27,6 +27,10 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation, the masks and the sampling.")] = 0,
     batch_size: Annotated[int | None, typer.Option(help="Default: 2048 triplets, or 500 users for MultVAE.")] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    lr_min: Annotated[
+        float | None,
+        typer.Option(help="Cosine-anneal the learning rate per epoch from --lr to this (default: constant)."),
+    ] = None,
     dim: Annotated[int | None, typer.Option(help="Embedding size (MultVAE: latent size). Default 64 (200).")] = None,
     layers: Annotated[int | None, typer.Option(help="LightGCN propagation layers (default 3).")] = None,
     reg: Annotated[float | None, typer.Option(help="L2 weight on the batch's embeddings (default 1e-4).")] = None,
@@ -77,6 +81,8 @@ def train_cmd(
         raise LsrError(f"--split must be one of {', '.join(SPLITS)}")
     if not 0 < density <= 1:
         raise LsrError(f"--density must be in (0, 1], got {density}")
+    if lr_min is not None and not 0 <= lr_min <= lr:
+        raise LsrError(f"--lr-min must be in [0, --lr = {lr}], got {lr_min}")
     if stop_after < 0 or checkpoint_every < 0:
         raise LsrError("--stop-after and --checkpoint-every count epochs: 0 or more")
     interactions = load_dataset(data, split=split, fold=fold, test_fraction=test_fraction, seed=seed)
@@ -91,6 +97,7 @@ def train_cmd(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        lr_min=lr_min,
         density=density,
         device=device,
         seed=seed,
