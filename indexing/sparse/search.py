@@ -15,8 +15,8 @@ by prefetching the next one). Results are bit-identical to ``tiled=False`` (the 
 order). Untiled, each posting's loop is indexed from 0 over slices so the compiler drops the
 negative-index test (most of the previous kernel's time, below), and a dense query's scores are offered 16 at a time.
 Microbenchmark (1M synthetic documents, 200 queries, interleaved, shared 2-core Zen 5), ms per query,
-batch (2 threads) / single-query p50: previous untiled kernel 12.0 / 22.9, untiled now 2.6 / 5.3, tiled
-(65,536) 2.6 / 5.3 on a quiet machine; with neighbours loading the machine, untiled 9.8 and tiled 5.9 p50.
+batch (2 threads) / single-query p50: previous untiled kernel 14.0 / 24.5, untiled now 4.3 / 9.0, tiled
+(65,536) 2.8 / 5.3; 8,192-document tiles 3.4 / 6.4.
 Batches run in parallel threads, each with its own score array.
 Ties are broken by the lower document number, the same rule as :func:`brute_force`.
 
