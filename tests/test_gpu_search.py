@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from indexing.sparse.build import build_index
 from indexing.sparse.format import SparseIndex
 from indexing.sparse.search import Searcher, brute_force
-from indexing.sparse.tiles import TILE, build_tiles
+from indexing.sparse.tiles import CPU_TILE, MAX_TILE, TILE, build_tiles
 
 CHECK = """
 import sys, numpy as np, scipy.sparse as sp
@@ -87,23 +87,26 @@ def test_tiles_kernel_across_tiles(tmp_path: Path, mode: str) -> None:
     _check(index, queries, mode, cases=1)
 
 
-def test_cpu_tiled_search_is_bit_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("tile", "n_tiles"), [(TILE, 3), (CPU_TILE, 1), (5000, 4)])
+def test_cpu_tiled_search_is_bit_identical(tmp_path: Path, tile: int, n_tiles: int) -> None:
     """The tiled CPU kernel adds in the same order as the plain one, so scores are equal, not just close."""
     index, queries = _index(tmp_path, n_docs=2 * TILE + 500, density=0.02)
     opened, vectors = SparseIndex.open(index), sp.load_npz(queries)
-    tiled = Searcher(opened, tiled=True)
-    plain = Searcher(opened).search(vectors, k=10)
+    tiled = Searcher(opened, tiled=True, tile=tile)
+    plain = Searcher(opened, tiled=False).search(vectors, k=10)
     for got, expected in zip(tiled.search(vectors, k=10), plain, strict=True):
         assert np.array_equal(got, expected)
-    assert tiled._tiles is not None and tiled._tiles.n_tiles == 3
+    assert tiled._tiles is not None and tiled._tiles.n_tiles == n_tiles
     brute, _ = brute_force(opened.to_csr(), vectors, 10)
     assert np.array_equal(plain[0][:, :5], brute[:, :5])
 
 
-def test_tiles_hold_every_posting_in_document_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [TILE, CPU_TILE, 5000])
+def test_tiles_hold_every_posting_in_document_order(tmp_path: Path, size: int) -> None:
     index, _ = _index(tmp_path, n_docs=2 * TILE + 500, density=0.02)
     opened = SparseIndex.open(index)
-    tiles = build_tiles(opened)
+    tiles = build_tiles(opened, size)
+    assert tiles.tile == size and tiles.n_tiles == -(-opened.num_docs // size)
     rows, cols, values = [], [], []
     width = opened.meta.vocab_size + 1
     for tile in range(tiles.n_tiles):
@@ -111,10 +114,17 @@ def test_tiles_hold_every_posting_in_document_order(tmp_path: Path) -> None:
             start, end = tiles.offsets[tile * width + term], tiles.offsets[tile * width + term + 1]
             local = tiles.docs[start:end].astype(np.int64)
             assert np.all(np.diff(local) > 0)
-            rows.append(tile * TILE + local)
+            rows.append(tile * size + local)
             cols.append(np.full(len(local), term))
             values.append(opened.codebook[tiles.codes[start:end]])
     rebuilt = sp.csr_matrix(
         (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=opened.to_csr().shape
     )
     assert (rebuilt != opened.to_csr()).nnz == 0
+
+
+def test_tile_size_must_fit_16_bit_offsets(tmp_path: Path) -> None:
+    index, _ = _index(tmp_path)
+    for size in (0, MAX_TILE + 1):
+        with pytest.raises(ValueError, match="tile"):
+            build_tiles(SparseIndex.open(index), size)

@@ -69,6 +69,39 @@ def test_exact_search_equals_brute_force(index: SparseIndex, k: int) -> None:
     assert docs[-1, 0] == 5 and (k == 1 or docs[-1, 1] == 17)  # the tied pair, lower number first
 
 
+def _in_query_order(index: SparseIndex, queries: sp.csr_matrix, k: int) -> tuple[np.ndarray, ...]:
+    """Reference top-k whose scores add each term's float32 products in query order, as every kernel must."""
+    queries = sp.csr_matrix(queries, dtype=np.float32)
+    offsets, docs, codes = (np.asarray(a) for a in (index.offsets, index.docs, index.codes))
+    table = np.asarray(index.codebook)
+    out_docs = np.zeros((queries.shape[0], k), dtype=np.int32)
+    out_scores = np.zeros((queries.shape[0], k), dtype=np.float32)
+    sizes = np.zeros(queries.shape[0], dtype=np.int64)
+    for row in range(queries.shape[0]):
+        scores = np.zeros(index.num_docs, dtype=np.float32)
+        for p in range(queries.indptr[row], queries.indptr[row + 1]):
+            start, end = offsets[queries.indices[p]], offsets[queries.indices[p] + 1]
+            scores[docs[start:end]] += queries.data[p] * table[codes[start:end]]  # a term's documents are distinct
+        hits = np.flatnonzero(scores > 0)
+        order = hits[np.lexsort((hits, -scores[hits]))][:k]
+        sizes[row] = len(order)
+        out_docs[row, : len(order)] = order
+        out_scores[row, : len(order)] = scores[order]
+    return out_docs, out_scores, sizes
+
+
+@pytest.mark.parametrize("k", [1, 10, 200])
+@pytest.mark.parametrize(("tiled", "tile"), [(False, 0), (True, 1000), (True, 999), (True, 8192), (True, 65536)])
+def test_exact_search_is_bit_identical_to_query_order_sums(index: SparseIndex, k: int, tiled: bool, tile: int) -> None:
+    """Untiled and tiled kernels, dense and touched-list paths: the same float32 scores, bit for bit."""
+    long_queries, short_queries = random_vectors(30, 400, 0.05, 3), random_vectors(30, 400, 0.004, 9)
+    queries = sp.vstack([long_queries, short_queries, sp.csr_matrix(index.to_csr()[5])], format="csr")
+    searcher = Searcher(index, tiled=tiled, tile=tile or 1)
+    for got, expected in zip(searcher.search(queries, k=k), _in_query_order(index, queries, k), strict=True):
+        assert np.array_equal(got, expected)
+    assert (searcher._tiles is not None) == tiled
+
+
 def test_single_queries_and_empty_query(index: SparseIndex) -> None:
     searcher = Searcher(index)
     empty = sp.csr_matrix((1, 400), dtype=np.float32)

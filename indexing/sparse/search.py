@@ -6,11 +6,17 @@ documents touched are remembered so that top-k selection (a bounded heap) and
 the reset afterwards cost only what was touched; when it reads many (a quarter
 of the corpus size or more), that bookkeeping costs more than one scan of the
 score array, so the kernel accumulates without it and scans (1.6x faster on the
-200k-document synthetic benchmark). ``Searcher(tiled=True)`` does so tile by tile over the tiled
-postings (:mod:`indexing.sparse.tiles`, built on the first such query) so the scores being added to stay
-in L1; results are bit-identical (the same additions in the same order), but it is off by default: faster
-in a batch microbenchmark at 1M documents (1.2-1.4x), slower in the 1M comparison with Lucene (8.7 vs 7.0
-ms per query in batch, eval/RESULTS.md), where each (tile, term) segment's bounds are a cache miss.
+200k-document synthetic benchmark). By default (``Searcher(tiled=True)``) it does so tile by tile over the
+tiled postings (:mod:`indexing.sparse.tiles`, built on the first such query, 4 bytes per posting in memory),
+so the scores being added to stay in L2 and each posting reads 4 bytes instead of 6. Tiles are
+:data:`~indexing.sparse.tiles.CPU_TILE` (65,536) documents, not the GPU's 8,192: a query reads one
+(tile, term) segment per tile and term, and each short segment starts with cache misses (hidden in part
+by prefetching the next one). Results are bit-identical to ``tiled=False`` (the same additions in the same
+order). Untiled, each posting's loop is indexed from 0 over slices so the compiler drops the
+negative-index test (most of the previous kernel's time, below), and a dense query's scores are offered 16 at a time.
+Microbenchmark (1M synthetic documents, 200 queries, interleaved, shared 2-core Zen 5), ms per query,
+batch (2 threads) / single-query p50: previous untiled kernel 14.0 / 24.5, untiled now 4.3 / 9.0, tiled
+(65,536) 2.8 / 5.3; 8,192-document tiles 3.4 / 6.4.
 Batches run in parallel threads, each with its own score array.
 Ties are broken by the lower document number, the same rule as :func:`brute_force`.
 
@@ -31,8 +37,9 @@ from numba import njit, prange
 from eval.runs import Run
 from indexing.sparse.dynamic import search_dynamic_batch
 from indexing.sparse.format import SparseIndex
-from indexing.sparse.tiles import TILE, Tiles, build_tiles
-from indexing.sparse.topk import offer, rank, rerank_top, select_top
+from indexing.sparse.prefetch import prefetch
+from indexing.sparse.tiles import CPU_TILE, MAX_TILE, Tiles, build_tiles
+from indexing.sparse.topk import offer_block, rank, rerank_top, select_top
 
 
 @njit(nogil=True, cache=True)
@@ -56,7 +63,7 @@ def _search_one(
     rescored exactly from the forward index before the final top ``k`` is taken. ``postings`` is
     ``(offsets, docs, codes, table)``, ``forward`` the document-major copy ``(indptr, terms, codes)``;
     ``work`` is the thread's ``(scores, touched, dense query)`` buffers, ``candidates`` the rerank buffers,
-    ``tiles`` the tiled copy ``(offsets, docs, codes)`` (:mod:`indexing.sparse.tiles`; empty when not built).
+    ``tiles`` the tiled copy ``(offsets, docs, codes, tile size)`` (:mod:`indexing.sparse.tiles`; empty when not built).
     """
     offsets, docs, codes, table = postings
     scores, touched, _ = work
@@ -68,24 +75,25 @@ def _search_one(
     dense = 4 * reads >= len(scores)
     if dense and budget <= 0 and rerank <= 0 and len(tiles[0]):
         return _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores)
+    if dense and rerank <= 0:  # most documents are touched: offer the whole score array, 16 scores at a time
+        for i in range(len(terms)):
+            _add_segment(scores, weights[i], docs, codes, table, offsets[terms[i]], _end(offsets, terms[i], budget))
+        return rank(out_docs, out_scores, offer_block(scores, 0, len(scores), k, out_docs, out_scores, 0))
     n_touched = 0
     for i in range(len(terms)):
-        term = terms[i]
-        weight = weights[i]
-        start = offsets[term]
-        end = offsets[term + 1]
-        if budget > 0 and end - start > budget:
-            end = start + budget
+        start = offsets[terms[i]]
+        end = _end(offsets, terms[i], budget)
         if dense:
-            for p in range(start, end):
-                scores[docs[p]] += weight * table[codes[p]]
+            _add_segment(scores, weights[i], docs, codes, table, start, end)
         else:
-            for p in range(start, end):
-                doc = docs[p]
+            weight = weights[i]
+            segment_docs, segment_codes = docs[start:end], codes[start:end]
+            for j in range(end - start):
+                doc = np.uint32(segment_docs[j])  # unsigned: no negative-index wraparound per posting
                 if scores[doc] == 0.0:
                     touched[n_touched] = doc
                     n_touched += 1
-                scores[doc] += weight * table[codes[p]]
+                scores[doc] += weight * table[segment_codes[j]]
     if dense:
         for doc in range(len(scores)):
             if scores[doc] != 0.0:
@@ -96,24 +104,58 @@ def _search_one(
     return rerank_top(terms, weights, work, n_touched, rerank, k, out_docs, out_scores, table, forward, candidates)
 
 
+@njit(inline="always")
+def _end(offsets, term, budget):  # noqa: ANN001, ANN202
+    """Where the term's postings stop: all of them, or the first ``budget`` (> 0)."""
+    start, end = offsets[term], offsets[term + 1]
+    return start + budget if 0 < budget < end - start else end
+
+
+@njit(inline="always")
+def _add_segment(scores, weight, docs, codes, table, start, end) -> None:  # noqa: ANN001
+    """``scores[docs[p]] += weight * table[codes[p]]`` for ``p`` in ``[start, end)``.
+
+    Indexing from 0 over slices, with document numbers read as unsigned, lets the compiler drop the
+    negative-index wraparound test that a ``range(start, end)`` loop pays on every posting.
+    """
+    segment_docs, segment_codes = docs[start:end], codes[start:end]
+    for j in range(end - start):
+        scores[np.uint32(segment_docs[j])] += weight * table[segment_codes[j]]
+
+
+PREFETCH_LINES = 8  # cache lines hinted at the start of the next segment (of its documents, and of its codes)
+
+
 @njit(nogil=True, cache=True)
 def _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores) -> int:  # noqa: ANN001
-    """Exact top ``k`` tile by tile: each tile's scores stay in the first ``TILE`` floats of ``scores`` (L1)."""
-    offsets, docs, codes = tiles
+    """Exact top ``k`` tile by tile: each tile's scores stay in the first ``tile`` floats of ``scores`` (L1/L2).
+
+    While one (tile, term) segment is added, the next one's first lines, and the bounds of the same term's
+    segment in the next tile, are prefetched: segments are short, and each would otherwise start with misses.
+    """
+    offsets, docs, codes, tile = tiles
     n_docs = len(scores)
-    row_size = len(offsets) // max(1, -(-n_docs // TILE))
+    n_tiles = max(1, -(-n_docs // tile))
+    row_size = len(offsets) // n_tiles
+    n_terms = len(terms)
+    docs_step, codes_step = 64 // docs.itemsize, 64 // codes.itemsize
     size = 0
-    for first in range(0, n_docs, TILE):
-        row = (first // TILE) * row_size
-        for i in range(len(terms)):
-            weight = weights[i]
-            for p in range(offsets[row + terms[i]], offsets[row + terms[i] + 1]):
-                scores[docs[p]] += weight * table[codes[p]]
-        for local in range(min(TILE, n_docs - first)):
-            score = scores[local]
-            if score != 0.0:
-                size = offer(out_scores, out_docs, size, k, score, first + local)
-                scores[local] = 0.0
+    for t in range(n_tiles):
+        row = t * row_size
+        for i in range(n_terms):
+            following = row + terms[i + 1] if i + 1 < n_terms else row + row_size + terms[0]
+            if following < len(offsets) - 1:
+                if following + row_size < len(offsets):
+                    prefetch(offsets, following + row_size)
+                start = offsets[following]
+                for line in range(PREFETCH_LINES):
+                    if start + line * docs_step < len(docs):
+                        prefetch(docs, start + line * docs_step)
+                    if start + line * codes_step < len(codes):
+                        prefetch(codes, start + line * codes_step)
+            _add_segment(scores, weights[i], docs, codes, table, offsets[row + terms[i]], offsets[row + terms[i] + 1])
+        first = t * tile
+        size = offer_block(scores, first, min(tile, n_docs - first), k, out_docs, out_scores, size)
     return rank(out_docs, out_scores, size)
 
 
@@ -176,7 +218,7 @@ def _prune_query(queries: sp.csr_matrix, query_terms: int | None) -> sp.csr_matr
 
 
 _NO_TILES = {
-    np.dtype(dtype): (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, dtype))
+    np.dtype(dtype): (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, dtype), 1)
     for dtype in (np.uint8, np.uint16)
 }
 
@@ -184,10 +226,19 @@ _NO_TILES = {
 class Searcher:
     """Top-k search over an opened index; one instance can serve many threads' batches one at a time."""
 
-    def __init__(self, index: SparseIndex, threads: int | None = None, tiled: bool = False) -> None:
+    def __init__(
+        self, index: SparseIndex, threads: int | None = None, tiled: bool = True, tile: int = CPU_TILE
+    ) -> None:
+        """``tiled``: exact queries that read many postings use the tiled copy (:mod:`indexing.sparse.tiles`, ``tile``
+        documents per tile), built on the first such query; it costs 4 bytes per posting of memory (0.9 GB at 1M
+        documents) and a few seconds, and returns the same results, bit for bit, as ``tiled=False``.
+        """
+        if not 1 <= tile <= MAX_TILE:
+            raise ValueError(f"tile must be in [1, {MAX_TILE}], not {tile}")
         self.index = index
         self.threads = threads or numba.get_num_threads()
         self.tiled = tiled
+        self.tile = tile
         self._tiles: Tiles | None = None
         self._scores = np.zeros((numba.config.NUMBA_NUM_THREADS, index.num_docs), dtype=np.float32)
         self._touched = np.zeros((numba.config.NUMBA_NUM_THREADS, index.num_docs), dtype=np.int32)
@@ -237,7 +288,9 @@ class Searcher:
         try:
             if alpha is None:
                 tiles = self._tiles_for(q) if budget == 0 and rerank == 0 else None
-                tiled = (tiles.offsets, tiles.docs, tiles.codes) if tiles else _NO_TILES[self.index.codes.dtype]
+                tiled = (
+                    (tiles.offsets, tiles.docs, tiles.codes, tiles.tile) if tiles else _NO_TILES[self.index.codes.dtype]
+                )
                 _search_batch(*common, budget, k, *buffers, rerank, forward, self._query, tiled)
             else:
                 search_dynamic_batch(*common, np.float32(alpha), k, *buffers, max(rerank, k), forward, self._query)
@@ -254,7 +307,7 @@ class Searcher:
             read = np.concatenate(([0], np.cumsum(lengths[queries.indices])))
             if 4 * np.max(read[queries.indptr[1:]] - read[queries.indptr[:-1]], initial=0) < self.index.num_docs:
                 return None
-            self._tiles = build_tiles(self.index)
+            self._tiles = build_tiles(self.index, self.tile)
         return self._tiles
 
 

@@ -8,6 +8,10 @@ segment documents ascend and are stored as 16-bit offsets from the tile's first 
 posting costs 4 bytes (offset + weight code) instead of 6, and a tile's top-k is found before the next
 tile is scored, so no score matrix is ever written.
 
+The GPU needs tiles of :data:`TILE` documents (shared memory). The CPU kernel uses :data:`CPU_TILE`
+(65,536: 256 KB of scores, in a core's L2): per query it reads one segment per (tile, term), and with
+8,192-document tiles a 1M-document query's ~5,500 short segments each started with cache misses.
+
 The tiles are derived from the forward (document-major) copy every index already has: each tile is a
 contiguous slice of it, transposed by a counting sort, in parallel over tiles.
 """
@@ -22,6 +26,8 @@ from numba import njit, prange
 from indexing.sparse.format import SparseIndex
 
 TILE = 8192  # documents per tile: 32 KB of float32 scores, within L1 and a GPU block's 48 KB of shared memory
+CPU_TILE = 1 << 16  # the CPU kernel's: 256 KB of scores stay in L2, and a query has 8x fewer segments than at TILE
+MAX_TILE = 1 << 16  # local document offsets are 16-bit
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Tiles:
     codes: np.ndarray  # the index's weight codes, same dtype
     vocab_size: int
     num_docs: int
+    tile: int = TILE  # documents per tile
 
     @property
     def n_tiles(self) -> int:
@@ -65,15 +72,21 @@ def _transpose(indptr, terms, codes, vocab, n_tiles, tile, out_offsets, out_docs
                 cursor[terms[p]] = slot + 1
 
 
-def build_tiles(index: SparseIndex) -> Tiles:
-    """Tile an opened index (in memory: 4 bytes per posting plus 8 per term per tile)."""
+def build_tiles(index: SparseIndex, tile: int = TILE) -> Tiles:
+    """Tile an opened index (in memory: 4 bytes per posting plus 8 per term per tile) in tiles of ``tile`` documents.
+
+    The GPU kernels need :data:`TILE` (a block's shared memory); the CPU kernel may take larger tiles, up to
+    :data:`MAX_TILE` (16-bit offsets), since fewer tiles mean fewer segment bounds to fetch per query.
+    """
+    if not 1 <= tile <= MAX_TILE:
+        raise ValueError(f"tile must be in [1, {MAX_TILE}], not {tile}")
     vocab, n_docs = index.meta.vocab_size, index.num_docs
-    n_tiles = max(1, -(-n_docs // TILE))
+    n_tiles = max(1, -(-n_docs // tile))
     offsets = np.zeros(n_tiles * (vocab + 1), dtype=np.int64)
     docs = np.empty(index.meta.nnz, dtype=np.uint16)
     codes = np.empty(index.meta.nnz, dtype=index.forward_codes.dtype)
     if n_docs:
         _transpose(
-            index.forward_indptr, index.forward_terms, index.forward_codes, vocab, n_tiles, TILE, offsets, docs, codes
+            index.forward_indptr, index.forward_terms, index.forward_codes, vocab, n_tiles, tile, offsets, docs, codes
         )
-    return Tiles(offsets, docs, codes, vocab, n_docs)
+    return Tiles(offsets, docs, codes, vocab, n_docs, tile)

@@ -64,6 +64,32 @@ def rank(out_docs, out_scores, size) -> int:
 
 
 @njit(nogil=True, cache=True)
+def offer_block(scores, first, count, k, out_docs, out_scores, size) -> int:
+    """Offer ``scores[:count]`` (documents ``first`` .. ``first + count - 1``) to the heap in ``out_*``, which holds
+    ``size`` entries; zero those scores, return the heap's new size.
+
+    Documents come in ascending order, so a score can only enter the full heap when it is at least the heap's
+    least: that test, branch-free over 16 scores at a time, skips almost every block once the heap is full.
+    """
+    threshold = out_scores[0] if size == k else np.float32(0.0)
+    block = 16
+    for start in range(0, count, block):
+        stop = min(start + block, count)
+        best = np.float32(0.0)
+        for local in range(start, stop):
+            best = max(best, scores[local])
+        if best > 0.0 and best >= threshold:
+            for local in range(start, stop):
+                score = scores[local]
+                if score > 0.0 and score >= threshold:
+                    size = offer(out_scores, out_docs, size, k, score, first + local)
+                    if size == k:
+                        threshold = out_scores[0]
+    scores[:count] = 0.0
+    return size
+
+
+@njit(nogil=True, cache=True)
 def select_top(scores, touched, n_touched, k, out_docs, out_scores) -> int:
     """Top ``k`` of the touched documents into ``out_*`` (best first); resets their scores to zero."""
     size = 0
