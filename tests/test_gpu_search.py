@@ -129,3 +129,34 @@ def test_tiles_hold_every_posting_in_document_order(tmp_path: Path) -> None:
         (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=opened.to_csr().shape
     )
     assert (rebuilt != opened.to_csr()).nnz == 0
+
+
+def test_pipelined_tiles_kernels_on_long_and_empty_segments(tmp_path: Path) -> None:
+    """Segments of several rounds (1,024 postings each), of exactly one and two rounds, and empty ones
+    between non-empty ones: the pipelined kernels cross rounds and terms where their cursors change."""
+    rng = np.random.default_rng(0)
+    n_docs, vocab = TILE + 1500, 12
+    dense = np.zeros((n_docs, vocab), dtype=np.float32)
+    dense[:, 0:3] = (rng.random((n_docs, 3)) < 0.45) * rng.random((n_docs, 3))  # about 3,700 a tile: 4 rounds
+    dense[rng.choice(TILE, 1024, replace=False), 3] = 0.5  # exactly one round in tile 0
+    dense[rng.choice(TILE, 2048, replace=False), 4] = 0.25  # exactly two
+    dense[:, 5:7] = (rng.random((n_docs, 2)) < 0.002) * rng.random((n_docs, 2))  # a few a tile
+    dense[TILE:, 7] = rng.random(n_docs - TILE)  # only in the last tile; 8 and up: in none
+    matrix = sp.csr_matrix(dense)
+    build_index(lambda: [([f"d{i}" for i in range(n_docs)], matrix)], tmp_path / "idx", "m", "splade")
+    queries = sp.csr_matrix(
+        np.array(
+            [
+                [0.3, 0.0, 1.0, 0.7, 0.2, 0.9, 0.0, 0.4, 0.5, 0.0, 0.0, 0.0],  # rounds, then sparse and empty terms
+                [0.0, 0.0, 0.0, 0.0, 0.0, 0.6, 0.8, 0.0, 0.0, 0.3, 0.0, 0.2],  # short and empty segments only
+                [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.7, 0.0, 0.0, 0.0],  # nothing anywhere
+            ],
+            dtype=np.float32,
+        )
+    )
+    # query terms in a non-ascending order too: the kernels add in the order the query lists them
+    queries = sp.vstack(
+        [queries, sp.csr_matrix((queries.data[:5][::-1], queries.indices[:5][::-1], [0, 5]), (1, vocab))]
+    )
+    sp.save_npz(tmp_path / "q.npz", sp.csr_matrix(queries))
+    _check(tmp_path / "idx", tmp_path / "q.npz", "simulator", cases=0)
