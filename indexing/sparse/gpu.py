@@ -6,6 +6,9 @@ into the tile's scores in shared memory, term by term in query order, then merge
 ``k`` into the tile's best ``k``; only those candidates reach global memory, and one ``topk`` over
 them per query finishes. It reads each query posting once, 4 bytes each, and blocks of the same tile
 for different queries run side by side, so segments of shared terms come from L2.
+``tiles-ahead1`` and ``tiles-ahead2`` are the same blocks with their loads software-pipelined one or two
+rounds (1,024 postings of a segment) ahead, across the barrier that ends each term: being measured against
+``tiles``; same additions in the same order, so the same scores bit for bit.
 ``postings`` (term-at-a-time, and the only one that takes a posting budget): every block of a (query,
 term) pair's postings atomically adds into a dense ``batch x documents`` score matrix, a scattered
 read-modify-write per posting. ``forward`` (document-at-a-time): one warp per document walks the
@@ -226,7 +229,7 @@ def _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2):  # 
     return term + 1, s1, e1, s2, e2, s3, e3
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline=True)
 def _tile_best(local, tid, first, n_docs, k, query, tile, out_scores, out_docs):  # noqa: ANN001, ANN202
     """The tile's best ``k`` from its scores in shared memory into ``out_*[query, tile]`` (as :func:`_tile_top`)."""
     best = cuda.local.array(MAX_TILE_K, dtype=np.float32)
