@@ -19,19 +19,26 @@ from indexing.sparse.tiles import CPU_TILE, MAX_TILE, TILE, build_tiles
 CHECK = """
 import sys, numpy as np, scipy.sparse as sp
 from indexing.sparse.format import SparseIndex
-from indexing.sparse.gpu import GpuSearcher
+from indexing.sparse.gpu import TILE_KERNELS, GpuSearcher
 from indexing.sparse.search import Searcher
 index = SparseIndex.open(sys.argv[1])
 queries = sp.load_npz(sys.argv[2])
-cases = (("tiles", 0), ("postings", 0), ("postings", 7), ("forward", 0))
-for strategy, budget in cases[: int(sys.argv[3])]:
+cases = [(name, 0) for name in TILE_KERNELS]
+cases += [("postings", 0), ("postings", 7), ("forward", 0)][: int(sys.argv[3])]
+tiled = {}
+for strategy, budget in cases:
     cpu = Searcher(index).search(queries, k=10, budget=budget)
     gpu = GpuSearcher(index, batch_size=4, strategy=strategy).search(queries, k=10, budget=budget)
     assert np.array_equal(cpu[2], gpu[2]), (strategy, cpu[2], gpu[2])
     assert np.array_equal(cpu[0], gpu[0]), strategy
     np.testing.assert_allclose(cpu[1], gpu[1], rtol=1e-5)
-if int(sys.argv[3]) > 1:  # beyond what a tile keeps, the tiles searcher hands over to the forward kernel
-    assert np.array_equal(Searcher(index).search(queries, k=20)[0], GpuSearcher(index).search(queries, k=20)[0])
+    if strategy.startswith("tiles"):
+        tiled[strategy] = gpu
+for strategy, gpu in tiled.items():  # every tiles kernel adds the same products in the same order
+    assert np.array_equal(gpu[1], tiled["tiles"][1]), strategy
+for strategy in tiled if int(sys.argv[3]) > 0 else ():  # beyond what a tile keeps: the forward kernel
+    wide = GpuSearcher(index, strategy=strategy).search(queries, k=20)[0]
+    assert np.array_equal(Searcher(index).search(queries, k=20)[0], wide), strategy
 print("agree")
 """
 
@@ -47,7 +54,11 @@ def _index(tmp_path: Path, n_docs: int = 300, density: float = 0.1, weights: str
 
 
 def _check(index: Path, queries: Path, mode: str, cases: int) -> None:
-    """Run CHECK in a subprocess: the simulator is chosen by an environment variable read at import."""
+    """Run CHECK in a subprocess: the simulator is chosen by an environment variable read at import.
+
+    Every tiles kernel is checked (against the CPU kernel, and its scores against ``tiles``'), then the first
+    ``cases`` of the other kernels' cases; with any of those, also ``k = 20`` (handed over to ``forward``).
+    """
     if mode == "gpu":
         from numba import cuda
 
@@ -68,7 +79,7 @@ def _check(index: Path, queries: Path, mode: str, cases: int) -> None:
 @pytest.mark.parametrize("mode", ["simulator", "gpu"])
 def test_gpu_kernel_matches_cpu(tmp_path: Path, mode: str) -> None:
     index, queries = _index(tmp_path)
-    _check(index, queries, mode, cases=4)
+    _check(index, queries, mode, cases=3)
     docs, _, _ = Searcher(SparseIndex.open(index)).search(sp.load_npz(queries), k=2)
     assert list(docs[-1]) == [3, 11]
 
@@ -77,14 +88,14 @@ def test_gpu_kernel_matches_cpu(tmp_path: Path, mode: str) -> None:
 def test_tiles_kernel_on_8_bit_weights(tmp_path: Path, mode: str) -> None:
     """8-bit codes reach the kernel decoded to float32; float16 codes as float16: both exact."""
     index, queries = _index(tmp_path, weights="uint8")
-    _check(index, queries, mode, cases=1)
+    _check(index, queries, mode, cases=0)
 
 
 @pytest.mark.parametrize("mode", ["simulator", "gpu"])
 def test_tiles_kernel_across_tiles(tmp_path: Path, mode: str) -> None:
     """Three tiles, the last one partial: every tile's candidates reach the final selection."""
     index, queries = _index(tmp_path, n_docs=2 * TILE + 500, density=0.02)
-    _check(index, queries, mode, cases=1)
+    _check(index, queries, mode, cases=0)
 
 
 @pytest.mark.parametrize(("tile", "n_tiles"), [(TILE, 3), (CPU_TILE, 1), (5000, 4)])
@@ -128,3 +139,34 @@ def test_tile_size_must_fit_16_bit_offsets(tmp_path: Path) -> None:
     for size in (0, MAX_TILE + 1):
         with pytest.raises(ValueError, match="tile"):
             build_tiles(SparseIndex.open(index), size)
+
+
+def test_pipelined_tiles_kernels_on_long_and_empty_segments(tmp_path: Path) -> None:
+    """Segments of several rounds (1,024 postings each), of exactly one and two rounds, and empty ones
+    between non-empty ones: the pipelined kernels cross rounds and terms where their cursors change."""
+    rng = np.random.default_rng(0)
+    n_docs, vocab = TILE + 1500, 12
+    dense = np.zeros((n_docs, vocab), dtype=np.float32)
+    dense[:, 0:3] = (rng.random((n_docs, 3)) < 0.45) * rng.random((n_docs, 3))  # about 3,700 a tile: 4 rounds
+    dense[rng.choice(TILE, 1024, replace=False), 3] = 0.5  # exactly one round in tile 0
+    dense[rng.choice(TILE, 2048, replace=False), 4] = 0.25  # exactly two
+    dense[:, 5:7] = (rng.random((n_docs, 2)) < 0.002) * rng.random((n_docs, 2))  # a few a tile
+    dense[TILE:, 7] = rng.random(n_docs - TILE)  # only in the last tile; 8 and up: in none
+    matrix = sp.csr_matrix(dense)
+    build_index(lambda: [([f"d{i}" for i in range(n_docs)], matrix)], tmp_path / "idx", "m", "splade")
+    queries = sp.csr_matrix(
+        np.array(
+            [
+                [0.3, 0.0, 1.0, 0.7, 0.2, 0.9, 0.0, 0.4, 0.5, 0.0, 0.0, 0.0],  # rounds, then sparse and empty terms
+                [0.0, 0.0, 0.0, 0.0, 0.0, 0.6, 0.8, 0.0, 0.0, 0.3, 0.0, 0.2],  # short and empty segments only
+                [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.7, 0.0, 0.0, 0.0],  # nothing anywhere
+            ],
+            dtype=np.float32,
+        )
+    )
+    # query terms in a non-ascending order too: the kernels add in the order the query lists them
+    queries = sp.vstack(
+        [queries, sp.csr_matrix((queries.data[:5][::-1], queries.indices[:5][::-1], [0, 5]), (1, vocab))]
+    )
+    sp.save_npz(tmp_path / "q.npz", sp.csr_matrix(queries))
+    _check(tmp_path / "idx", tmp_path / "q.npz", "simulator", cases=0)

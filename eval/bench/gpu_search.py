@@ -41,13 +41,13 @@ def _timed_gpu(gpu, queries, k: int) -> tuple[float, np.ndarray]:  # noqa: ANN00
 def _breakdown(gpu, batch, k: int) -> dict[str, float]:  # noqa: ANN001
     """Milliseconds of scoring and of the final top-k for one (warm) batch, the median of three.
 
-    For ``tiles`` scoring includes each tile's own top-k (the kernel's output is the tiles' candidates).
+    For the tiles kernels scoring includes each tile's own top-k (the kernel's output is the tiles' candidates).
     """
     from numba import cuda
 
     from indexing.sparse.gpu import _select
 
-    tiles = gpu.strategy == "tiles"
+    tiles = gpu.tiled
     score_ms, select_ms = [], []
     for _ in range(3):
         cuda.synchronize()
@@ -102,7 +102,7 @@ def measure(
                     "batch_size": gpu.batch_size,
                     "gpu_ms_per_query": 1000 * gpu_s,
                     "fraction_of_bandwidth_bound": bound_s / gpu_s,
-                    "fraction_of_own_bandwidth_bound": (tile_bound_s if strategy == "tiles" else bound_s) / gpu_s,
+                    "fraction_of_own_bandwidth_bound": (tile_bound_s if gpu.tiled else bound_s) / gpu_s,
                     "gpu_cpu_top10_agreement": float((gpu_docs == cpu_docs).mean()),
                     "setup_s": setup_s,
                     **_breakdown(gpu, queries[: gpu.batch_size], k),

@@ -6,6 +6,9 @@ into the tile's scores in shared memory, term by term in query order, then merge
 ``k`` into the tile's best ``k``; only those candidates reach global memory, and one ``topk`` over
 them per query finishes. It reads each query posting once, 4 bytes each, and blocks of the same tile
 for different queries run side by side, so segments of shared terms come from L2.
+``tiles-ahead1`` and ``tiles-ahead2`` are the same blocks with their loads software-pipelined one or two
+rounds (1,024 postings of a segment) ahead, across the barrier that ends each term: being measured against
+``tiles``; same additions in the same order, so the same scores bit for bit.
 ``postings`` (term-at-a-time, and the only one that takes a posting budget): every block of a (query,
 term) pair's postings atomically adds into a dense ``batch x documents`` score matrix, a scattered
 read-modify-write per posting. ``forward`` (document-at-a-time): one warp per document walks the
@@ -34,6 +37,7 @@ from indexing.sparse.tiles import TILE, build_tiles
 
 THREADS = 256
 POSTINGS_PER_BLOCK = 4 * THREADS
+ROUND = 4 * THREADS  # postings of a segment one pipelined round covers: four per thread
 WARPS = THREADS // 32
 MAX_FORWARD_BATCH = 32
 MAX_TILE_K = 16  # a tile's THREADS lists of this many (score, document) fit in its spent score array
@@ -159,6 +163,183 @@ def _tile_top(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, ou
         out_docs[query, tile, tid] = first + np.int32(local[LISTS + tid])
 
 
+@cuda.jit(device=True, inline=True)
+def _bounds(offsets, row, q_terms, j, stop):  # noqa: ANN001, ANN202
+    """Segment bounds of the block's tile for query term ``j``; an empty segment past the query's last term."""
+    if j < stop:
+        t = row + q_terms[j]
+        return offsets[t], offsets[t + 1]
+    return np.int64(0), np.int64(0)
+
+
+@cuda.jit(device=True, inline=True)
+def _load_round(docs, values, q_weights, term, stop, start, end, tid):  # noqa: ANN001, ANN202
+    """One round of a segment (its postings ``start`` .. ``start + ROUND``, below ``end``): this thread's up to
+    four postings, loaded into registers but not added, with what adding them needs.
+
+    Returns (live: a query term, not past the last; sync: the term's last round of a non-empty segment, so a
+    barrier follows it; the term's weight; how many of the four are real; four documents; four weights).
+    """
+    p = start + tid
+    n = np.int32(0)
+    if p < end:
+        n = np.int32(min(4, (end - p + (THREADS - 1)) // THREADS))
+    d0, d1, d2, d3 = np.int32(0), np.int32(0), np.int32(0), np.int32(0)
+    w0, w1, w2, w3 = np.float32(0.0), np.float32(0.0), np.float32(0.0), np.float32(0.0)
+    if n > 0:
+        d0, w0 = np.int32(docs[p]), np.float32(values[p])
+    if n > 1:
+        d1, w1 = np.int32(docs[p + THREADS]), np.float32(values[p + THREADS])
+    if n > 2:
+        d2, w2 = np.int32(docs[p + 2 * THREADS]), np.float32(values[p + 2 * THREADS])
+    if n > 3:
+        d3, w3 = np.int32(docs[p + 3 * THREADS]), np.float32(values[p + 3 * THREADS])
+    weight = np.float32(0.0)
+    live = term < stop
+    if live:
+        weight = q_weights[term]
+    sync = start < end and start + ROUND >= end
+    return live, sync, weight, n, d0, d1, d2, d3, w0, w1, w2, w3
+
+
+@cuda.jit(device=True, inline=True)
+def _add_round(local, r):  # noqa: ANN001, ANN202
+    """Add a round loaded by :func:`_load_round` into the tile's scores (the same products, the same order)."""
+    weight, n = r[2], r[3]
+    if n > 0:
+        local[r[4]] += weight * r[8]
+    if n > 1:
+        local[r[5]] += weight * r[9]
+    if n > 2:
+        local[r[6]] += weight * r[10]
+    if n > 3:
+        local[r[7]] += weight * r[11]
+
+
+@cuda.jit(device=True, inline=True)
+def _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2):  # noqa: ANN001, ANN202
+    """The round after (term, start, end): the same segment's next ``ROUND`` postings, else the next term's first.
+
+    The cursor carries the next two terms' segment bounds, so the bounds it moves to were loaded at least
+    two term changes earlier (a query term's index, then its bounds: two dependent loads off the critical path).
+    """
+    if start + ROUND < end:
+        return term, start + ROUND, end, s1, e1, s2, e2
+    s3, e3 = _bounds(offsets, row, q_terms, term + 3, stop)
+    return term + 1, s1, e1, s2, e2, s3, e3
+
+
+@cuda.jit(device=True, inline=True)
+def _tile_best(local, tid, first, n_docs, k, query, tile, out_scores, out_docs):  # noqa: ANN001, ANN202
+    """The tile's best ``k`` from its scores in shared memory into ``out_*[query, tile]`` (as :func:`_tile_top`)."""
+    best = cuda.local.array(MAX_TILE_K, dtype=np.float32)
+    best_doc = cuda.local.array(MAX_TILE_K, dtype=np.int32)
+    for j in range(k):
+        best[j] = -1.0
+        best_doc[j] = TILE
+    for d in range(tid, min(TILE, n_docs - first), THREADS):
+        score = local[d]
+        if score > 0.0 and _better(score, d, best[k - 1], best_doc[k - 1]):
+            j = k - 1
+            while j > 0 and _better(score, d, best[j - 1], best_doc[j - 1]):
+                best[j] = best[j - 1]
+                best_doc[j] = best_doc[j - 1]
+                j -= 1
+            best[j] = score
+            best_doc[j] = d
+    cuda.syncthreads()
+    for j in range(k):
+        local[tid * MAX_TILE_K + j] = best[j]
+        local[LISTS + tid * MAX_TILE_K + j] = best_doc[j]
+    cuda.syncthreads()
+    stride = THREADS // 2
+    while stride > 0:
+        if tid < stride:
+            a, b = tid * MAX_TILE_K, (tid + stride) * MAX_TILE_K
+            for j in range(k):
+                if _better(local[b], local[LISTS + b], local[a], local[LISTS + a]):
+                    best[j], best_doc[j] = local[b], np.int32(local[LISTS + b])
+                    b += 1
+                else:
+                    best[j], best_doc[j] = local[a], np.int32(local[LISTS + a])
+                    a += 1
+            for j in range(k):
+                local[tid * MAX_TILE_K + j] = best[j]
+                local[LISTS + tid * MAX_TILE_K + j] = best_doc[j]
+        cuda.syncthreads()
+        stride //= 2
+    if tid < k:
+        out_scores[query, tile, tid] = local[tid]
+        out_docs[query, tile, tid] = first + np.int32(local[LISTS + tid])
+
+
+@cuda.jit
+def _tile_top_ahead1(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
+    """:func:`_tile_top` with its loads software-pipelined one round ahead, across the per-term barriers.
+
+    A round is a segment's next ``ROUND`` postings (four per thread). Loading touches no shared memory, so
+    the next round's loads -- of the same term or the next one -- are issued before the current round is
+    added and before the barrier that ends its term; they arrive while the block waits there. The additions
+    and the barriers are those of :func:`_tile_top`, so every score is the same sum in the same order.
+    """
+    local = cuda.shared.array(TILE, dtype=np.float32)
+    query, tile = cuda.blockIdx.x, cuda.blockIdx.y
+    tid = cuda.threadIdx.x
+    first = tile * TILE
+    for d in range(tid, TILE, THREADS):
+        local[d] = 0.0
+    row = tile * (offsets.shape[0] // cuda.gridDim.y)
+    begin, stop = q_indptr[query], q_indptr[query + 1]
+    term = begin  # the load cursor: a round (term, start, end), and the next two terms' bounds
+    start, end = _bounds(offsets, row, q_terms, term, stop)
+    s1, e1 = _bounds(offsets, row, q_terms, term + 1, stop)
+    s2, e2 = _bounds(offsets, row, q_terms, term + 2, stop)
+    a = _load_round(docs, values, q_weights, term, stop, start, end, tid)
+    term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
+    cuda.syncthreads()
+    while a[0]:
+        b = _load_round(docs, values, q_weights, term, stop, start, end, tid)
+        term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
+        _add_round(local, a)
+        if a[1]:  # the same for every thread, so the barrier is safe
+            cuda.syncthreads()
+        a = b
+    cuda.syncthreads()
+    _tile_best(local, tid, first, n_docs, k, query, tile, out_scores, out_docs)
+
+
+@cuda.jit
+def _tile_top_ahead2(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
+    """:func:`_tile_top_ahead1` two rounds ahead: two rounds' loads in flight while a third is added."""
+    local = cuda.shared.array(TILE, dtype=np.float32)
+    query, tile = cuda.blockIdx.x, cuda.blockIdx.y
+    tid = cuda.threadIdx.x
+    first = tile * TILE
+    for d in range(tid, TILE, THREADS):
+        local[d] = 0.0
+    row = tile * (offsets.shape[0] // cuda.gridDim.y)
+    begin, stop = q_indptr[query], q_indptr[query + 1]
+    term = begin
+    start, end = _bounds(offsets, row, q_terms, term, stop)
+    s1, e1 = _bounds(offsets, row, q_terms, term + 1, stop)
+    s2, e2 = _bounds(offsets, row, q_terms, term + 2, stop)
+    a = _load_round(docs, values, q_weights, term, stop, start, end, tid)
+    term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
+    b = _load_round(docs, values, q_weights, term, stop, start, end, tid)
+    term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
+    cuda.syncthreads()
+    while a[0]:
+        c = _load_round(docs, values, q_weights, term, stop, start, end, tid)
+        term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
+        _add_round(local, a)
+        if a[1]:
+            cuda.syncthreads()
+        a = b
+        b = c
+    cuda.syncthreads()
+    _tile_best(local, tid, first, n_docs, k, query, tile, out_scores, out_docs)
+
+
 @cuda.jit
 def _forward_scores(indptr, terms, codes, table, slot_of_term, slot_ptr, slot_query, slot_weight, scores):  # noqa: ANN001
     # per warp, per query, per lane: lanes are the fastest axis, so accumulation is free of bank conflicts
@@ -242,7 +423,9 @@ def _select(values, docs, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: 
     return _top_k_device(values, docs, k)
 
 
-STRATEGIES = ("tiles", "forward", "postings")
+# the tiles kernels: same blocks, same additions, same results; they differ in how loads are scheduled
+TILE_KERNELS = {"tiles": _tile_top, "tiles-ahead1": _tile_top_ahead1, "tiles-ahead2": _tile_top_ahead2}
+STRATEGIES = (*TILE_KERNELS, "forward", "postings")
 
 
 def _decoded(index: SparseIndex, codes: np.ndarray) -> np.ndarray:
@@ -268,7 +451,8 @@ class GpuSearcher:
         self.strategy = strategy
         self._forward_searcher: GpuSearcher | None = None
         self.batch_size = min(batch_size, MAX_FORWARD_BATCH) if strategy == "forward" else batch_size
-        if strategy == "tiles":
+        self.tiled = strategy in TILE_KERNELS
+        if self.tiled:
             tiles = build_tiles(index)
             self.n_tiles = tiles.n_tiles
             self.tile_offsets = cuda.to_device(tiles.offsets)
@@ -293,7 +477,7 @@ class GpuSearcher:
             raise ValueError("query weights must be non-negative")
         if budget and self.strategy != "postings":
             raise ValueError("a posting budget needs the postings strategy")
-        if self.strategy == "tiles" and k > MAX_TILE_K:
+        if self.tiled and k > MAX_TILE_K:
             return self._wide().search(queries, k)
         parts = [
             self._batch(queries[s : s + self.batch_size], k, budget)
@@ -308,7 +492,7 @@ class GpuSearcher:
         return self._forward_searcher
 
     def _batch(self, queries: sp.csr_matrix, k: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.strategy == "tiles":
+        if self.tiled:
             return _select(*self.candidates(queries, k), k)
         return self.select(self.score(queries, budget), k)
 
@@ -318,7 +502,7 @@ class GpuSearcher:
         scores = cuda.device_array(shape, dtype=np.float32)
         docs = cuda.device_array(shape, dtype=np.int32)
         if queries.shape[0]:
-            _tile_top[(queries.shape[0], self.n_tiles), THREADS](
+            TILE_KERNELS[self.strategy][(queries.shape[0], self.n_tiles), THREADS](
                 cuda.to_device(queries.indptr.astype(np.int64)),
                 cuda.to_device(queries.indices.astype(np.int32)),
                 cuda.to_device(queries.data.astype(np.float32)),
