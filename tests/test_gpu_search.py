@@ -19,26 +19,25 @@ from indexing.sparse.tiles import CPU_TILE, MAX_TILE, TILE, build_tiles
 CHECK = """
 import sys, numpy as np, scipy.sparse as sp
 from indexing.sparse.format import SparseIndex
-from indexing.sparse.gpu import TILE_KERNELS, GpuSearcher
+from indexing.sparse.gpu import GpuSearcher
 from indexing.sparse.search import Searcher
 index = SparseIndex.open(sys.argv[1])
 queries = sp.load_npz(sys.argv[2])
-cases = [(name, 0) for name in TILE_KERNELS]
-cases += [("postings", 0), ("postings", 7), ("forward", 0)][: int(sys.argv[3])]
-tiled = {}
-for strategy, budget in cases:
+cases = [("tiles", 0, None), ("tiles", 0, 32)]  # 32: the kernel compiled with a register cap (GPU only)
+cases += [("postings", 0, None), ("postings", 7, None), ("forward", 0, None)][: int(sys.argv[3])]
+tiled = []
+for strategy, budget, registers in cases:
     cpu = Searcher(index).search(queries, k=10, budget=budget)
-    gpu = GpuSearcher(index, batch_size=4, strategy=strategy).search(queries, k=10, budget=budget)
+    gpu = GpuSearcher(index, batch_size=4, strategy=strategy, registers=registers).search(queries, k=10, budget=budget)
     assert np.array_equal(cpu[2], gpu[2]), (strategy, cpu[2], gpu[2])
     assert np.array_equal(cpu[0], gpu[0]), strategy
     np.testing.assert_allclose(cpu[1], gpu[1], rtol=1e-5)
-    if strategy.startswith("tiles"):
-        tiled[strategy] = gpu
-for strategy, gpu in tiled.items():  # every tiles kernel adds the same products in the same order
-    assert np.array_equal(gpu[1], tiled["tiles"][1]), strategy
-for strategy in tiled if int(sys.argv[3]) > 0 else ():  # beyond what a tile keeps: the forward kernel
-    wide = GpuSearcher(index, strategy=strategy).search(queries, k=20)[0]
-    assert np.array_equal(Searcher(index).search(queries, k=20)[0], wide), strategy
+    if strategy == "tiles":
+        tiled.append(gpu)
+assert np.array_equal(tiled[0][1], tiled[1][1])  # a register cap changes where values live, not the sums
+if int(sys.argv[3]) > 0:  # beyond what a tile keeps: the forward kernel
+    wide = GpuSearcher(index, strategy="tiles").search(queries, k=20)[0]
+    assert np.array_equal(Searcher(index).search(queries, k=20)[0], wide)
 print("agree")
 """
 
@@ -56,7 +55,7 @@ def _index(tmp_path: Path, n_docs: int = 300, density: float = 0.1, weights: str
 def _check(index: Path, queries: Path, mode: str, cases: int) -> None:
     """Run CHECK in a subprocess: the simulator is chosen by an environment variable read at import.
 
-    Every tiles kernel is checked (against the CPU kernel, and its scores against ``tiles``'), then the first
+    The tiles kernel is checked against the CPU kernel, uncapped and with a register cap, then the first
     ``cases`` of the other kernels' cases; with any of those, also ``k = 20`` (handed over to ``forward``).
     """
     if mode == "gpu":
@@ -141,9 +140,9 @@ def test_tile_size_must_fit_16_bit_offsets(tmp_path: Path) -> None:
             build_tiles(SparseIndex.open(index), size)
 
 
-def test_pipelined_tiles_kernels_on_long_and_empty_segments(tmp_path: Path) -> None:
-    """Segments of several rounds (1,024 postings each), of exactly one and two rounds, and empty ones
-    between non-empty ones: the pipelined kernels cross rounds and terms where their cursors change."""
+def test_tiles_kernel_on_long_and_empty_segments(tmp_path: Path) -> None:
+    """Segments of several rounds of four postings per thread (1,024), of exactly one and two rounds, and
+    empty ones between non-empty ones: where the kernel's loop and its remainder path change hands."""
     rng = np.random.default_rng(0)
     n_docs, vocab = TILE + 1500, 12
     dense = np.zeros((n_docs, vocab), dtype=np.float32)
@@ -170,3 +169,11 @@ def test_pipelined_tiles_kernels_on_long_and_empty_segments(tmp_path: Path) -> N
     )
     sp.save_npz(tmp_path / "q.npz", sp.csr_matrix(queries))
     _check(tmp_path / "idx", tmp_path / "q.npz", "simulator", cases=0)
+
+
+def test_register_cap_is_checked(tmp_path: Path) -> None:
+    from indexing.sparse.gpu import GpuSearcher
+
+    index, _ = _index(tmp_path)
+    with pytest.raises(ValueError, match="registers per thread must be in 16..255"):
+        GpuSearcher(SparseIndex.open(index), registers=8)

@@ -41,13 +41,13 @@ def _timed_gpu(gpu, queries, k: int) -> tuple[float, np.ndarray]:  # noqa: ANN00
 def _breakdown(gpu, batch, k: int) -> dict[str, float]:  # noqa: ANN001
     """Milliseconds of scoring and of the final top-k for one (warm) batch, the median of three.
 
-    For the tiles kernels scoring includes each tile's own top-k (the kernel's output is the tiles' candidates).
+    For ``tiles`` scoring includes each tile's own top-k (the kernel's output is the tiles' candidates).
     """
     from numba import cuda
 
     from indexing.sparse.gpu import _select
 
-    tiles = gpu.tiled
+    tiles = gpu.strategy == "tiles"
     score_ms, select_ms = [], []
     for _ in range(3):
         cuda.synchronize()
@@ -69,6 +69,7 @@ def measure(
     batch_sizes: list[int],
     bandwidth_gbs: float,
     strategies: tuple[str, ...] = ("tiles", "forward"),
+    registers: tuple[int, ...] = (0,),
 ) -> dict[str, Any]:
     """GPU time per query for each kernel and batch size against the bandwidth bound; CPU exact on the same queries."""
     import torch
@@ -90,25 +91,32 @@ def measure(
     cpu_docs, _, _ = cpu.search(queries, k=k)
     cpu_s = (time.perf_counter() - started) / queries.shape[0]
     rows = []
-    for strategy in strategies:
-        for size in batch_sizes:
-            started = time.perf_counter()
-            gpu = GpuSearcher(index, batch_size=size, strategy=strategy)
-            setup_s = time.perf_counter() - started
-            gpu_s, gpu_docs = _timed_gpu(gpu, queries, k)
-            rows.append(
-                {
-                    "strategy": strategy,
-                    "batch_size": gpu.batch_size,
-                    "gpu_ms_per_query": 1000 * gpu_s,
-                    "fraction_of_bandwidth_bound": bound_s / gpu_s,
-                    "fraction_of_own_bandwidth_bound": (tile_bound_s if gpu.tiled else bound_s) / gpu_s,
-                    "gpu_cpu_top10_agreement": float((gpu_docs == cpu_docs).mean()),
-                    "setup_s": setup_s,
-                    **_breakdown(gpu, queries[: gpu.batch_size], k),
-                }
-            )
-            del gpu
+    runs = [
+        (s, cap or None, size)
+        for s in strategies
+        for cap in (registers if s == "tiles" else (0,))
+        for size in batch_sizes
+    ]
+    for strategy, cap, size in runs:
+        started = time.perf_counter()
+        gpu = GpuSearcher(index, batch_size=size, strategy=strategy, registers=cap)
+        setup_s = time.perf_counter() - started
+        gpu_s, gpu_docs = _timed_gpu(gpu, queries, k)
+        rows.append(
+            {
+                "strategy": strategy,
+                "registers_cap": cap,
+                "registers_used": gpu.registers_used(),
+                "batch_size": gpu.batch_size,
+                "gpu_ms_per_query": 1000 * gpu_s,
+                "fraction_of_bandwidth_bound": bound_s / gpu_s,
+                "fraction_of_own_bandwidth_bound": (tile_bound_s if strategy == "tiles" else bound_s) / gpu_s,
+                "gpu_cpu_top10_agreement": float((gpu_docs == cpu_docs).mean()),
+                "setup_s": setup_s,
+                **_breakdown(gpu, queries[: gpu.batch_size], k),
+            }
+        )
+        del gpu
     return {
         "documents": index.num_docs,
         "postings": index.meta.nnz,
@@ -135,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--strategies", nargs="+", default=["tiles", "forward"], help="GPU kernels to time")
+    parser.add_argument(
+        "--registers", type=int, nargs="+", default=[0], help="tiles: registers-per-thread caps to time (0: none)"
+    )
     parser.add_argument("--bandwidth-gbs", type=float, help="the card's memory bandwidth, GB/s")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
@@ -157,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         args.batch_sizes,
         args.bandwidth_gbs,
         tuple(args.strategies),
+        tuple(args.registers),
     )
     print(json.dumps(result, indent=2))
     if args.output:

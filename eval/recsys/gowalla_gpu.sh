@@ -20,7 +20,8 @@
 # PARALLEL=1, an equal share for each row otherwise; loading and evaluation take the rest of the 10 minutes.
 # Each row's output is appended to OUT/gowalla-ROW.log; the exit status is non-zero if any row failed.
 # LR and BATCH override the paper's 0.001 and 2048; LR_MIN cosine-anneals the learning rate per epoch down to it
-# (the DSL authors' LightGCN recipe: LR=0.01 LR_MIN=1e-4); UPDATE_EVERY sets DSL's ΔT in steps (default 100).
+# (the DSL authors' LightGCN recipe: LR=0.01 LR_MIN=1e-4); UPDATE_EVERY sets DSL's ΔT in steps (default 100) and
+# REGROW its regrowth rule (gradient, momentum or random; default gradient).
 #
 # Needs: Python 3.10+, torch with CUDA, numpy, scipy, and the CLI's pure-Python wheels typer, click, rich,
 # shellingham, markdown_it_py, mdurl, pygments (tqdm, matplotlib and hnswlib are optional, not used here).
@@ -35,6 +36,7 @@ LR=${LR:-0.001}
 BATCH=${BATCH:-2048}
 LR_MIN=${LR_MIN:-}
 UPDATE_EVERY=${UPDATE_EVERY:-100}
+REGROW=${REGROW:-gradient}
 SAMPLER=${SAMPLER:-users}
 CKPT_EVERY=${CKPT_EVERY:-25}
 EVAL_EVERY=${EVAL_EVERY:-50}
@@ -62,7 +64,7 @@ train_row() {
   [ "$variant" = dense ] || density=${variant#dsl}
   echo "== $row: $epochs epochs, density $density, sampler $SAMPLER, lr $LR${LR_MIN:+ to $LR_MIN}, $(date -u +%FT%TZ)"
   python -m lsr.recommend train --data "$DATA" --model "$model" --density "$density" --epochs "$epochs" \
-    --device cuda --lr "$LR" ${LR_MIN:+--lr-min "$LR_MIN"} --update-every "$UPDATE_EVERY" --batch-size "$BATCH" --sampler "$SAMPLER" --eval-every "$EVAL_EVERY" --time-limit "$LIMIT" \
+    --device cuda --lr "$LR" ${LR_MIN:+--lr-min "$LR_MIN"} --update-every "$UPDATE_EVERY" --regrow "$REGROW" --batch-size "$BATCH" --sampler "$SAMPLER" --eval-every "$EVAL_EVERY" --time-limit "$LIMIT" \
     --checkpoint-every "$CKPT_EVERY" --resume --output-dir "$OUT/gowalla-$row" || status=$?
   echo "$row: $((SECONDS - start)) s wall, exit status $status"
   return "$status"

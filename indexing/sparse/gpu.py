@@ -6,9 +6,6 @@ into the tile's scores in shared memory, term by term in query order, then merge
 ``k`` into the tile's best ``k``; only those candidates reach global memory, and one ``topk`` over
 them per query finishes. It reads each query posting once, 4 bytes each, and blocks of the same tile
 for different queries run side by side, so segments of shared terms come from L2.
-``tiles-ahead1`` and ``tiles-ahead2`` are the same blocks with their loads software-pipelined one or two
-rounds (1,024 postings of a segment) ahead, across the barrier that ends each term: being measured against
-``tiles``; same additions in the same order, so the same scores bit for bit.
 ``postings`` (term-at-a-time, and the only one that takes a posting budget): every block of a (query,
 term) pair's postings atomically adds into a dense ``batch x documents`` score matrix, a scattered
 read-modify-write per posting. ``forward`` (document-at-a-time): one warp per document walks the
@@ -21,6 +18,7 @@ Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the tests chec
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -37,7 +35,6 @@ from indexing.sparse.tiles import TILE, build_tiles
 
 THREADS = 256
 POSTINGS_PER_BLOCK = 4 * THREADS
-ROUND = 4 * THREADS  # postings of a segment one pipelined round covers: four per thread
 WARPS = THREADS // 32
 MAX_FORWARD_BATCH = 32
 MAX_TILE_K = 16  # a tile's THREADS lists of this many (score, document) fit in its spent score array
@@ -96,8 +93,7 @@ def _add_segment(local, docs, values, weight, p, end):  # noqa: ANN001, ANN202
             local[d2] += weight * w2
 
 
-@cuda.jit
-def _tile_top(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
+def _tile_top_py(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
     # block (query, tile): the tile's scores in shared memory, then its top k into out_*[query, tile]
     local = cuda.shared.array(TILE, dtype=np.float32)
     query, tile = cuda.blockIdx.x, cuda.blockIdx.y
@@ -163,181 +159,21 @@ def _tile_top(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, ou
         out_docs[query, tile, tid] = first + np.int32(local[LISTS + tid])
 
 
-@cuda.jit(device=True, inline=True)
-def _bounds(offsets, row, q_terms, j, stop):  # noqa: ANN001, ANN202
-    """Segment bounds of the block's tile for query term ``j``; an empty segment past the query's last term."""
-    if j < stop:
-        t = row + q_terms[j]
-        return offsets[t], offsets[t + 1]
-    return np.int64(0), np.int64(0)
+_tile_top = cuda.jit(_tile_top_py)
 
 
-@cuda.jit(device=True, inline=True)
-def _load_round(docs, values, q_weights, term, stop, start, end, tid):  # noqa: ANN001, ANN202
-    """One round of a segment (its postings ``start`` .. ``start + ROUND``, below ``end``): this thread's up to
-    four postings, loaded into registers but not added, with what adding them needs.
+@functools.cache
+def _tiles_kernel(registers: int | None):  # noqa: ANN202 - a CUDA kernel
+    """The tiles kernel, compiled with at most ``registers`` per thread (None: as many as the compiler wants).
 
-    Returns (live: a query term, not past the last; sync: the term's last round of a non-empty segment, so a
-    barrier follows it; the term's weight; how many of the four are real; four documents; four weights).
+    Occupancy is what a cap buys: a block is 256 threads with 32 KB of shared memory, so an SM holds 7 of
+    them only if each thread uses at most 36 registers; every register above that costs resident blocks,
+    hence loads in flight. Below what the kernel needs, registers spill to local memory. The simulator has
+    no registers, so it runs the uncapped kernel.
     """
-    p = start + tid
-    n = np.int32(0)
-    if p < end:
-        n = np.int32(min(4, (end - p + (THREADS - 1)) // THREADS))
-    d0, d1, d2, d3 = np.int32(0), np.int32(0), np.int32(0), np.int32(0)
-    w0, w1, w2, w3 = np.float32(0.0), np.float32(0.0), np.float32(0.0), np.float32(0.0)
-    if n > 0:
-        d0, w0 = np.int32(docs[p]), np.float32(values[p])
-    if n > 1:
-        d1, w1 = np.int32(docs[p + THREADS]), np.float32(values[p + THREADS])
-    if n > 2:
-        d2, w2 = np.int32(docs[p + 2 * THREADS]), np.float32(values[p + 2 * THREADS])
-    if n > 3:
-        d3, w3 = np.int32(docs[p + 3 * THREADS]), np.float32(values[p + 3 * THREADS])
-    weight = np.float32(0.0)
-    live = term < stop
-    if live:
-        weight = q_weights[term]
-    sync = start < end and start + ROUND >= end
-    return live, sync, weight, n, d0, d1, d2, d3, w0, w1, w2, w3
-
-
-@cuda.jit(device=True, inline=True)
-def _add_round(local, r):  # noqa: ANN001, ANN202
-    """Add a round loaded by :func:`_load_round` into the tile's scores (the same products, the same order)."""
-    weight, n = r[2], r[3]
-    if n > 0:
-        local[r[4]] += weight * r[8]
-    if n > 1:
-        local[r[5]] += weight * r[9]
-    if n > 2:
-        local[r[6]] += weight * r[10]
-    if n > 3:
-        local[r[7]] += weight * r[11]
-
-
-@cuda.jit(device=True, inline=True)
-def _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2):  # noqa: ANN001, ANN202
-    """The round after (term, start, end): the same segment's next ``ROUND`` postings, else the next term's first.
-
-    The cursor carries the next two terms' segment bounds, so the bounds it moves to were loaded at least
-    two term changes earlier (a query term's index, then its bounds: two dependent loads off the critical path).
-    """
-    if start + ROUND < end:
-        return term, start + ROUND, end, s1, e1, s2, e2
-    s3, e3 = _bounds(offsets, row, q_terms, term + 3, stop)
-    return term + 1, s1, e1, s2, e2, s3, e3
-
-
-@cuda.jit(device=True, inline=True)
-def _tile_best(local, tid, first, n_docs, k, query, tile, out_scores, out_docs):  # noqa: ANN001, ANN202
-    """The tile's best ``k`` from its scores in shared memory into ``out_*[query, tile]`` (as :func:`_tile_top`)."""
-    best = cuda.local.array(MAX_TILE_K, dtype=np.float32)
-    best_doc = cuda.local.array(MAX_TILE_K, dtype=np.int32)
-    for j in range(k):
-        best[j] = -1.0
-        best_doc[j] = TILE
-    for d in range(tid, min(TILE, n_docs - first), THREADS):
-        score = local[d]
-        if score > 0.0 and _better(score, d, best[k - 1], best_doc[k - 1]):
-            j = k - 1
-            while j > 0 and _better(score, d, best[j - 1], best_doc[j - 1]):
-                best[j] = best[j - 1]
-                best_doc[j] = best_doc[j - 1]
-                j -= 1
-            best[j] = score
-            best_doc[j] = d
-    cuda.syncthreads()
-    for j in range(k):
-        local[tid * MAX_TILE_K + j] = best[j]
-        local[LISTS + tid * MAX_TILE_K + j] = best_doc[j]
-    cuda.syncthreads()
-    stride = THREADS // 2
-    while stride > 0:
-        if tid < stride:
-            a, b = tid * MAX_TILE_K, (tid + stride) * MAX_TILE_K
-            for j in range(k):
-                if _better(local[b], local[LISTS + b], local[a], local[LISTS + a]):
-                    best[j], best_doc[j] = local[b], np.int32(local[LISTS + b])
-                    b += 1
-                else:
-                    best[j], best_doc[j] = local[a], np.int32(local[LISTS + a])
-                    a += 1
-            for j in range(k):
-                local[tid * MAX_TILE_K + j] = best[j]
-                local[LISTS + tid * MAX_TILE_K + j] = best_doc[j]
-        cuda.syncthreads()
-        stride //= 2
-    if tid < k:
-        out_scores[query, tile, tid] = local[tid]
-        out_docs[query, tile, tid] = first + np.int32(local[LISTS + tid])
-
-
-@cuda.jit
-def _tile_top_ahead1(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
-    """:func:`_tile_top` with its loads software-pipelined one round ahead, across the per-term barriers.
-
-    A round is a segment's next ``ROUND`` postings (four per thread). Loading touches no shared memory, so
-    the next round's loads -- of the same term or the next one -- are issued before the current round is
-    added and before the barrier that ends its term; they arrive while the block waits there. The additions
-    and the barriers are those of :func:`_tile_top`, so every score is the same sum in the same order.
-    """
-    local = cuda.shared.array(TILE, dtype=np.float32)
-    query, tile = cuda.blockIdx.x, cuda.blockIdx.y
-    tid = cuda.threadIdx.x
-    first = tile * TILE
-    for d in range(tid, TILE, THREADS):
-        local[d] = 0.0
-    row = tile * (offsets.shape[0] // cuda.gridDim.y)
-    begin, stop = q_indptr[query], q_indptr[query + 1]
-    term = begin  # the load cursor: a round (term, start, end), and the next two terms' bounds
-    start, end = _bounds(offsets, row, q_terms, term, stop)
-    s1, e1 = _bounds(offsets, row, q_terms, term + 1, stop)
-    s2, e2 = _bounds(offsets, row, q_terms, term + 2, stop)
-    a = _load_round(docs, values, q_weights, term, stop, start, end, tid)
-    term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
-    cuda.syncthreads()
-    while a[0]:
-        b = _load_round(docs, values, q_weights, term, stop, start, end, tid)
-        term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
-        _add_round(local, a)
-        if a[1]:  # the same for every thread, so the barrier is safe
-            cuda.syncthreads()
-        a = b
-    cuda.syncthreads()
-    _tile_best(local, tid, first, n_docs, k, query, tile, out_scores, out_docs)
-
-
-@cuda.jit
-def _tile_top_ahead2(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
-    """:func:`_tile_top_ahead1` two rounds ahead: two rounds' loads in flight while a third is added."""
-    local = cuda.shared.array(TILE, dtype=np.float32)
-    query, tile = cuda.blockIdx.x, cuda.blockIdx.y
-    tid = cuda.threadIdx.x
-    first = tile * TILE
-    for d in range(tid, TILE, THREADS):
-        local[d] = 0.0
-    row = tile * (offsets.shape[0] // cuda.gridDim.y)
-    begin, stop = q_indptr[query], q_indptr[query + 1]
-    term = begin
-    start, end = _bounds(offsets, row, q_terms, term, stop)
-    s1, e1 = _bounds(offsets, row, q_terms, term + 1, stop)
-    s2, e2 = _bounds(offsets, row, q_terms, term + 2, stop)
-    a = _load_round(docs, values, q_weights, term, stop, start, end, tid)
-    term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
-    b = _load_round(docs, values, q_weights, term, stop, start, end, tid)
-    term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
-    cuda.syncthreads()
-    while a[0]:
-        c = _load_round(docs, values, q_weights, term, stop, start, end, tid)
-        term, start, end, s1, e1, s2, e2 = _advance(offsets, row, q_terms, stop, term, start, end, s1, e1, s2, e2)
-        _add_round(local, a)
-        if a[1]:
-            cuda.syncthreads()
-        a = b
-        b = c
-    cuda.syncthreads()
-    _tile_best(local, tid, first, n_docs, k, query, tile, out_scores, out_docs)
+    if registers is None or config.ENABLE_CUDASIM:
+        return _tile_top
+    return cuda.jit(max_registers=registers)(_tile_top_py)
 
 
 @cuda.jit
@@ -423,9 +259,7 @@ def _select(values, docs, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: 
     return _top_k_device(values, docs, k)
 
 
-# the tiles kernels: same blocks, same additions, same results; they differ in how loads are scheduled
-TILE_KERNELS = {"tiles": _tile_top, "tiles-ahead1": _tile_top_ahead1, "tiles-ahead2": _tile_top_ahead2}
-STRATEGIES = (*TILE_KERNELS, "forward", "postings")
+STRATEGIES = ("tiles", "forward", "postings")
 
 
 def _decoded(index: SparseIndex, codes: np.ndarray) -> np.ndarray:
@@ -444,15 +278,19 @@ class GpuSearcher:
     (uploaded then). ``postings`` alone takes a posting budget (pruned search).
     """
 
-    def __init__(self, index: SparseIndex, batch_size: int = 64, strategy: str = "tiles") -> None:
+    def __init__(
+        self, index: SparseIndex, batch_size: int = 64, strategy: str = "tiles", registers: int | None = None
+    ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        if registers is not None and not 16 <= registers <= 255:
+            raise ValueError(f"registers per thread must be in 16..255, not {registers}")
         self.index = index
         self.strategy = strategy
+        self.registers = registers
         self._forward_searcher: GpuSearcher | None = None
         self.batch_size = min(batch_size, MAX_FORWARD_BATCH) if strategy == "forward" else batch_size
-        self.tiled = strategy in TILE_KERNELS
-        if self.tiled:
+        if strategy == "tiles":
             tiles = build_tiles(index)
             self.n_tiles = tiles.n_tiles
             self.tile_offsets = cuda.to_device(tiles.offsets)
@@ -477,7 +315,7 @@ class GpuSearcher:
             raise ValueError("query weights must be non-negative")
         if budget and self.strategy != "postings":
             raise ValueError("a posting budget needs the postings strategy")
-        if self.tiled and k > MAX_TILE_K:
+        if self.strategy == "tiles" and k > MAX_TILE_K:
             return self._wide().search(queries, k)
         parts = [
             self._batch(queries[s : s + self.batch_size], k, budget)
@@ -492,7 +330,7 @@ class GpuSearcher:
         return self._forward_searcher
 
     def _batch(self, queries: sp.csr_matrix, k: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self.tiled:
+        if self.strategy == "tiles":
             return _select(*self.candidates(queries, k), k)
         return self.select(self.score(queries, budget), k)
 
@@ -502,7 +340,7 @@ class GpuSearcher:
         scores = cuda.device_array(shape, dtype=np.float32)
         docs = cuda.device_array(shape, dtype=np.int32)
         if queries.shape[0]:
-            TILE_KERNELS[self.strategy][(queries.shape[0], self.n_tiles), THREADS](
+            _tiles_kernel(self.registers)[(queries.shape[0], self.n_tiles), THREADS](
                 cuda.to_device(queries.indptr.astype(np.int64)),
                 cuda.to_device(queries.indices.astype(np.int32)),
                 cuda.to_device(queries.data.astype(np.float32)),
@@ -515,6 +353,13 @@ class GpuSearcher:
                 docs,
             )
         return scores.reshape(shape[0], self.n_tiles * k), docs.reshape(shape[0], self.n_tiles * k)
+
+    def registers_used(self) -> int | None:
+        """Registers per thread of the compiled tiles kernel (None before its first launch, or simulated)."""
+        kernel = _tiles_kernel(self.registers)
+        if self.strategy != "tiles" or config.ENABLE_CUDASIM or not kernel.overloads:
+            return None
+        return max(kernel.get_regs_per_thread(signature) for signature in kernel.overloads)
 
     def score(self, queries: sp.csr_matrix, budget: int = 0):  # noqa: ANN201 - a device array
         """The dense ``batch x documents`` score matrix of one batch of queries, on the device."""
