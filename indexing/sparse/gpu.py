@@ -359,7 +359,7 @@ class GpuSearcher:
         kernel = _tiles_kernel(self.registers)
         if self.strategy != "tiles" or config.ENABLE_CUDASIM or not kernel.overloads:
             return None
-        return max(kernel.get_regs_per_thread(signature) for signature in kernel.overloads)
+        return max(compiled.regs_per_thread for compiled in kernel.overloads.values())
 
     def score(self, queries: sp.csr_matrix, budget: int = 0):  # noqa: ANN201 - a device array
         """The dense ``batch x documents`` score matrix of one batch of queries, on the device."""
