@@ -168,8 +168,10 @@ def _tiles_kernel(registers: int | None):  # noqa: ANN202 - a CUDA kernel
 
     Occupancy is what a cap buys: a block is 256 threads with 32 KB of shared memory, so an SM holds 7 of
     them only if each thread uses at most 36 registers; every register above that costs resident blocks,
-    hence loads in flight. Below what the kernel needs, registers spill to local memory. The simulator has
-    no registers, so it runs the uncapped kernel.
+    hence loads in flight. Below what the kernel needs, registers spill to local memory. Measured on an H100
+    (eval/RESULTS.md): uncapped it uses 32, so shared memory, not registers, bounds its occupancy, and no cap
+    made it faster; the option stays for timing that on other cards. The simulator has no registers, so it
+    runs the uncapped kernel.
     """
     if registers is None or config.ENABLE_CUDASIM:
         return _tile_top
