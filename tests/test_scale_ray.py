@@ -43,15 +43,15 @@ try:
     if args.get("cli"):
         from lsr.cli import app
         app(args["cli"], standalone_mode=False)
-        print(json.dumps({"ok": True}))
+        print("RESULT", json.dumps({"ok": True}))
     else:
         m = encode_corpus_ray(
             args["model"], corpus_source(demo_dataset()), args["out"], shard_size=7,
             max_retries=args.get("retries", 3), task_options=args.get("options"),
         )
-        print(json.dumps({"documents": m.documents, "shards": len(m.shards)}))
+        print("RESULT", json.dumps({"documents": m.documents, "shards": len(m.shards)}))
 except LsrError as exc:
-    print(json.dumps({"error": str(exc)}))
+    print("RESULT", json.dumps({"error": str(exc)}))
 finally:
     ray.shutdown()
 """
@@ -63,7 +63,10 @@ def _driver(**args: object) -> dict:
         [sys.executable, "-c", DRIVER, json.dumps(args)], capture_output=True, text=True, env=env, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    # Ray's raylet may print its own warnings to stdout (a killed worker's, here on purpose): take the marked line
+    results = [line.removeprefix("RESULT ") for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert len(results) == 1, done.stdout[-3000:]
+    return json.loads(results[0])
 
 
 @pytest.fixture(scope="module")
