@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from typer.testing import CliRunner
 
 from eval.bench.synthetic import Profile, fit_profile, generate_documents, generate_queries
+from indexing.sparse.format import SparseIndex
+from lsr.cli import app
 
 
-def test_generated_vectors_follow_the_fitted_profile(tmp_path: Path) -> None:
+def _real_vectors() -> sp.csr_matrix:
     rng = np.random.default_rng(0)
     vocab = 300
     popularity = 1.0 / np.arange(1, vocab + 1)  # Zipf-like term frequencies
@@ -22,7 +25,12 @@ def test_generated_vectors_follow_the_fitted_profile(tmp_path: Path) -> None:
                 (rng.gamma(2.0, 0.5, len(terms)).astype(np.float32), (np.zeros(len(terms)), terms)), shape=(1, vocab)
             )
         )
-    real = sp.vstack(rows, format="csr")
+    return sp.vstack(rows, format="csr")
+
+
+def test_generated_vectors_follow_the_fitted_profile(tmp_path: Path) -> None:
+    real = _real_vectors()
+    vocab = real.shape[1]
     profile = fit_profile(real, real[:300])
     profile.save(tmp_path / "p.json")
     profile = Profile.load(tmp_path / "p.json")
@@ -45,3 +53,17 @@ def test_parallel_generation_makes_the_same_shards(tmp_path: Path) -> None:
     parallel = list(generate_documents(profile, 900, shard_size=300, workers=2))
     assert [ids for ids, _ in serial] == [ids for ids, _ in parallel]
     assert all((a != b).nnz == 0 for (_, a), (_, b) in zip(serial, parallel, strict=True))
+
+
+def test_gpu_bench_builds_its_generated_index_from_the_cli(tmp_path: Path) -> None:
+    """`lsr bench gpu` forwards to the GPU bench, whose build step runs anywhere (the timing needs a GPU)."""
+    real = _real_vectors()
+    fit_profile(real, real[:300]).save(tmp_path / "p.json")
+    args = ["--profile", str(tmp_path / "p.json"), "--documents", "1500", "--index", str(tmp_path / "idx")]
+    result = CliRunner().invoke(app, ["bench", "gpu", *args, "--build-only"])
+    assert result.exit_code == 0, result.output
+    assert SparseIndex.open(tmp_path / "idx").num_docs == 1500
+    result = CliRunner().invoke(app, ["bench", "gpu", *args])  # built: measuring needs the card's bandwidth
+    assert result.exit_code != 0 and "--bandwidth-gbs is needed" in result.output
+    result = CliRunner().invoke(app, ["bench", "gpu", "--help"])
+    assert result.exit_code == 0 and "usage: lsr bench gpu" in result.output and "--registers" in result.output

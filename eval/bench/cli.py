@@ -255,3 +255,17 @@ def serve_bench(
     finally:
         result["server_exit_status"] = stop_server(process)
     _report(result, output)
+
+
+@app.command(
+    "gpu",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def gpu_bench(ctx: typer.Context) -> None:
+    """GPU search kernels on a generated corpus against the card's bandwidth bound, and lsr's CPU kernel on the same
+    queries. Takes the arguments of `python -m eval.bench.gpu_search` (which runs on bare GPU machines without
+    typer): `lsr bench gpu --help` lists them."""
+    from eval.bench.gpu_search import main
+
+    main(ctx.args, prog="lsr bench gpu")

@@ -133,8 +133,8 @@ def measure(
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--profile", type=Path, required=True, help="profile.json from `lsr bench synthetic`")
     parser.add_argument("--documents", type=int, required=True)
     parser.add_argument("--index", type=Path, required=True, help="index folder: built here unless it exists")
