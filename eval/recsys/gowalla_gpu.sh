@@ -64,7 +64,8 @@ train_row() {
   [ "$variant" = dense ] || density=${variant#dsl}
   echo "== $row: $epochs epochs, density $density, sampler $SAMPLER, lr $LR${LR_MIN:+ to $LR_MIN}, $(date -u +%FT%TZ)"
   python -m lsr.recommend train --data "$DATA" --model "$model" --density "$density" --epochs "$epochs" \
-    --device cuda --lr "$LR" ${LR_MIN:+--lr-min "$LR_MIN"} --update-every "$UPDATE_EVERY" --regrow "$REGROW" --batch-size "$BATCH" --sampler "$SAMPLER" --eval-every "$EVAL_EVERY" --time-limit "$LIMIT" \
+    --device cuda --lr "$LR" ${LR_MIN:+--lr-min "$LR_MIN"} --update-every "$UPDATE_EVERY" --regrow "$REGROW" \
+    --batch-size "$BATCH" --sampler "$SAMPLER" --eval-every "$EVAL_EVERY" --time-limit "$LIMIT" \
     --checkpoint-every "$CKPT_EVERY" --resume --output-dir "$OUT/gowalla-$row" || status=$?
   echo "$row: $((SECONDS - start)) s wall, exit status $status"
   return "$status"
