@@ -171,6 +171,26 @@ def test_tiles_kernel_on_long_and_empty_segments(tmp_path: Path) -> None:
     _check(tmp_path / "idx", tmp_path / "q.npz", "simulator", cases=0)
 
 
+@pytest.mark.parametrize("mode", ["simulator", "gpu"])
+def test_tiles_kernel_on_tied_scores(tmp_path: Path, mode: str) -> None:
+    """A tile whose documents all tie has more candidates at its threshold than the kernel ranks directly:
+    its per-thread lists are merged instead. Partly tied and untied tiles take the direct path. Every tile's
+    best k must still order by score, then document number."""
+    rng = np.random.default_rng(0)
+    n_docs, vocab = TILE + 700, 4
+    dense = np.zeros((n_docs, vocab), dtype=np.float32)
+    dense[:, 0] = 0.5  # in every document, the same weight
+    dense[:, 1] = (rng.random(n_docs) < 0.01) * 0.25  # a few ties broken upwards
+    dense[:, 2] = rng.random(n_docs) * (rng.random(n_docs) < 0.3)
+    matrix = sp.csr_matrix(dense)
+    build_index(lambda: [([f"d{i}" for i in range(n_docs)], matrix)], tmp_path / "idx", "m", "splade")
+    queries = sp.csr_matrix(np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [1, 0, 1, 0]], dtype=np.float32))
+    sp.save_npz(tmp_path / "q.npz", queries)
+    _check(tmp_path / "idx", tmp_path / "q.npz", mode, cases=0)
+    docs, _, _ = Searcher(SparseIndex.open(tmp_path / "idx")).search(queries[:1], k=10)
+    assert list(docs[0]) == list(range(10))
+
+
 def test_register_cap_is_checked(tmp_path: Path) -> None:
     from indexing.sparse.gpu import GpuSearcher
 

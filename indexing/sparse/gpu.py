@@ -2,9 +2,9 @@
 
 Three strategies, same results. ``tiles`` (the default, exact search): one block per (query, tile of
 8,192 documents) of the tiled postings (:mod:`indexing.sparse.tiles`) adds the query's terms' segments
-into the tile's scores in shared memory, term by term in query order, then merges its threads' best
-``k`` into the tile's best ``k``; only those candidates reach global memory, and one ``topk`` over
-them per query finishes. It reads each query posting once, 4 bytes each, and blocks of the same tile
+into the tile's scores in shared memory, term by term in query order, then keeps the tile's best ``k``
+(a threshold that ``k`` documents reach, then an exact ranking of the few above it); only those
+candidates reach global memory, and one ``topk`` over them per query finishes. It reads each query posting once, 4 bytes each, and blocks of the same tile
 for different queries run side by side, so segments of shared terms come from L2.
 ``postings`` (term-at-a-time, and the only one that takes a posting budget): every block of a (query,
 term) pair's postings atomically adds into a dense ``batch x documents`` score matrix, a scattered
@@ -39,6 +39,7 @@ WARPS = THREADS // 32
 MAX_FORWARD_BATCH = 32
 MAX_TILE_K = 16  # a tile's THREADS lists of this many (score, document) fit in its spent score array
 LISTS = THREADS * MAX_TILE_K  # shared-array sizes must be module constants, not expressions
+CANDIDATES = 2 * THREADS  # a tile's documents ranked exactly at the end (above it: merge per-thread lists)
 
 
 @cuda.jit
@@ -93,35 +94,17 @@ def _add_segment(local, docs, values, weight, p, end):  # noqa: ANN001, ANN202
             local[d2] += weight * w2
 
 
-def _tile_top_py(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
-    # block (query, tile): the tile's scores in shared memory, then its top k into out_*[query, tile]
-    local = cuda.shared.array(TILE, dtype=np.float32)
-    query, tile = cuda.blockIdx.x, cuda.blockIdx.y
-    tid = cuda.threadIdx.x
-    first = tile * TILE
-    for d in range(tid, TILE, THREADS):
-        local[d] = 0.0
-    cuda.syncthreads()
-    row = tile * (offsets.shape[0] // cuda.gridDim.y)
-    begin, stop = q_indptr[query], q_indptr[query + 1]
-    next_start, next_end = np.int64(0), np.int64(0)
-    if begin < stop:
-        next_start, next_end = offsets[row + q_terms[begin]], offsets[row + q_terms[begin] + 1]
-    for i in range(begin, stop):  # terms in query order, the order the CPU kernel adds in
-        start, end = next_start, next_end
-        if i + 1 < stop:  # the next term's segment bounds, loaded while this term's postings are added
-            next_start, next_end = offsets[row + q_terms[i + 1]], offsets[row + q_terms[i + 1] + 1]
-        if end > start:  # the same for every thread, so the barrier inside is safe
-            _add_segment(local, docs, values, q_weights[i], start + tid, end)
-            cuda.syncthreads()
-    cuda.syncthreads()
-    # each thread's best k of its documents, best first (insertion into a sorted list)
+@cuda.jit(device=True, inline=True)
+def _merge_lists(local, tid, size, k, query, tile, first, out_scores, out_docs):  # noqa: ANN001, ANN202
+    """The tile's best ``k`` by merging every thread's own best ``k``: exact whatever the scores, but its lists
+    live in local memory and half its threads idle at each merge round, so it only serves tiles whose ties
+    put more than ``CANDIDATES`` documents at or above the threshold of :func:`_tile_top_py`."""
     best = cuda.local.array(MAX_TILE_K, dtype=np.float32)
     best_doc = cuda.local.array(MAX_TILE_K, dtype=np.int32)
     for j in range(k):
         best[j] = -1.0
         best_doc[j] = TILE  # past the tile: an empty slot sorts last
-    for d in range(tid, min(TILE, n_docs - first), THREADS):
+    for d in range(tid, size, THREADS):  # each thread's best k of its documents, best first
         score = local[d]
         if score > 0.0 and _better(score, d, best[k - 1], best_doc[k - 1]):
             j = k - 1
@@ -157,6 +140,81 @@ def _tile_top_py(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k,
     if tid < k:
         out_scores[query, tile, tid] = local[tid]
         out_docs[query, tile, tid] = first + np.int32(local[LISTS + tid])
+
+
+def _tile_top_py(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
+    # block (query, tile): the tile's scores in shared memory, then its top k into out_*[query, tile]
+    local = cuda.shared.array(TILE, dtype=np.float32)
+    found_scores = cuda.shared.array(CANDIDATES, dtype=np.float32)
+    found_docs = cuda.shared.array(CANDIDATES, dtype=np.int32)
+    warp_floor = cuda.shared.array(WARPS, dtype=np.float32)
+    found = cuda.shared.array(1, dtype=np.int32)
+    query, tile = cuda.blockIdx.x, cuda.blockIdx.y
+    tid = cuda.threadIdx.x
+    first = tile * TILE
+    for d in range(tid, TILE, THREADS):
+        local[d] = 0.0
+    cuda.syncthreads()
+    row = tile * (offsets.shape[0] // cuda.gridDim.y)
+    begin, stop = q_indptr[query], q_indptr[query + 1]
+    next_start, next_end = np.int64(0), np.int64(0)
+    if begin < stop:
+        next_start, next_end = offsets[row + q_terms[begin]], offsets[row + q_terms[begin] + 1]
+    for i in range(begin, stop):  # terms in query order, the order the CPU kernel adds in
+        start, end = next_start, next_end
+        if i + 1 < stop:  # the next term's segment bounds, loaded while this term's postings are added
+            next_start, next_end = offsets[row + q_terms[i + 1]], offsets[row + q_terms[i + 1] + 1]
+        if end > start:  # the same for every thread, so the barrier inside is safe
+            _add_segment(local, docs, values, q_weights[i], start + tid, end)
+            cuda.syncthreads()
+    cuda.syncthreads()
+    # Selection by threshold: each thread's best document; the k-th best of a warp's 32 is a score that k
+    # documents of the tile reach, so no document below the highest such floor is in the tile's top k.
+    # The few at or above it are ranked exactly; registers and shared memory only, where merging per-thread
+    # lists (local memory) took two thirds of the kernel's time (H100, 8.8M documents, eval/RESULTS.md).
+    size = min(TILE, n_docs - first)
+    top, top_doc = np.float32(-1.0), np.int32(TILE + tid)  # none: below any score, past the tile, unique
+    for d in range(tid, size, THREADS):  # ascending, so the lowest document keeps a tied best
+        if local[d] > top and local[d] > 0.0:
+            top, top_doc = local[d], d
+    found_scores[tid], found_docs[tid] = top, top_doc
+    if tid == 0:
+        found[0] = 0
+    cuda.syncthreads()
+    lane0 = tid - tid % 32
+    rank = 0
+    for j in range(lane0, lane0 + 32):
+        if _better(found_scores[j], found_docs[j], top, top_doc):
+            rank += 1
+    if rank == k - 1:  # the 32 are distinct, so exactly one thread of each warp has this rank
+        warp_floor[tid // 32] = top
+    cuda.syncthreads()
+    floor = warp_floor[0]
+    for w in range(1, WARPS):
+        floor = max(floor, warp_floor[w])
+    for d in range(tid, size, THREADS):
+        score = local[d]
+        if score > 0.0 and score >= floor:
+            slot = cuda.atomic.add(found, 0, 1)
+            if slot < CANDIDATES:
+                found_scores[slot], found_docs[slot] = score, d
+    cuda.syncthreads()
+    n_found = found[0]
+    if n_found > CANDIDATES:  # the same for every thread: the merge's barriers are safe
+        _merge_lists(local, tid, size, k, query, tile, first, out_scores, out_docs)
+        return
+    for i in range(tid, n_found, THREADS):  # a candidate's place is the number of candidates better than it
+        score, d = found_scores[i], found_docs[i]
+        place = 0
+        for j in range(n_found):
+            if _better(found_scores[j], found_docs[j], score, d):
+                place += 1
+        if place < k:
+            out_scores[query, tile, place] = score
+            out_docs[query, tile, place] = first + d
+    if n_found <= tid < k:  # fewer candidates than k: empty slots sort last
+        out_scores[query, tile, tid] = -1.0
+        out_docs[query, tile, tid] = first + TILE
 
 
 _tile_top = cuda.jit(_tile_top_py)
