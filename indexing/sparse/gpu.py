@@ -224,11 +224,11 @@ _tile_top = cuda.jit(_tile_top_py)
 def _tiles_kernel(registers: int | None):  # noqa: ANN202 - a CUDA kernel
     """The tiles kernel, compiled with at most ``registers`` per thread (None: as many as the compiler wants).
 
-    Occupancy is what a cap buys: a block is 256 threads with 32 KB of shared memory, so an SM holds 7 of
-    them only if each thread uses at most 36 registers; every register above that costs resident blocks,
-    hence loads in flight. Below what the kernel needs, registers spill to local memory. Measured on an H100
-    (eval/RESULTS.md): uncapped it uses 32, so shared memory, not registers, bounds its occupancy, and no cap
-    made it faster; the option stays for timing that on other cards. The simulator has no registers, so it
+    Occupancy is what a cap buys: a block is 256 threads with about 37 KB of shared memory, so an H100 SM
+    holds 6 of them, and 40 registers per thread still allow 6; every register above that costs resident
+    blocks, hence loads in flight. Below what the kernel needs, registers spill to local memory. Measured on
+    an H100 (eval/RESULTS.md): uncapped it uses 40 (32 before its threshold selection, when no cap made it
+    faster either), so shared memory bounds its occupancy; the option stays for timing that on other cards. The simulator has no registers, so it
     runs the uncapped kernel.
     """
     if registers is None or config.ENABLE_CUDASIM:
