@@ -23,31 +23,42 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from indexing.sparse.topk import rerank_top, select_top
+from indexing.sparse.accumulate import add_segment, add_segment_touched
+from indexing.sparse.topk import best_of, rerank_top
 
 
-@njit(nogil=True, cache=True)
-def _kth_score(scores, touched, n_touched, k, heap) -> float:
-    """The k-th largest score among the touched documents (a min-heap of size k over the scores)."""
-    for j in range(k):
-        heap[j] = scores[touched[j]]
-    heap[:k].sort()
-    for j in range(k, n_touched):
-        score = scores[touched[j]]
-        if score > heap[0]:
-            heap[0] = score
-            i = 0
-            while True:  # sift down the new root
-                child = 2 * i + 1
-                if child >= k:
-                    break
-                if child + 1 < k and heap[child + 1] < heap[child]:
-                    child += 1
-                if heap[child] >= heap[i]:
-                    break
-                heap[i], heap[child] = heap[child], heap[i]
-                i = child
-    return heap[0]
+@njit(inline="always")
+def _cut(codes, table, weight, start, end, level):  # noqa: ANN001, ANN202
+    """The first position in ``[start, end)`` whose contribution ``weight x table[code]`` is below ``level``.
+
+    A term's postings are in impact order, so its contributions never increase along the list: a binary
+    search finds where a round stops reading, and the posting loop itself runs without a test per posting.
+    """
+    low, high = start, end
+    while low < high:
+        middle = (low + high) >> 1
+        if weight * table[codes[middle]] < level:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+@njit(inline="always")
+def _above(scores, touched, n_touched, dense, threshold) -> int:  # noqa: ANN001
+    """How many documents score above ``threshold``: of those in ``touched``, or (``dense``) of the whole array.
+
+    The k-th best score is above the threshold exactly when at least k documents are: counting, branch-free,
+    decides the stopping test without selecting the k-th score.
+    """
+    count = 0
+    if dense:
+        for doc in range(len(scores)):
+            count += scores[doc] > threshold
+    else:
+        for j in range(n_touched):
+            count += scores[np.uint32(touched[j])] > threshold
+    return count
 
 
 @njit(nogil=True, cache=True)
@@ -62,12 +73,13 @@ def _search_dynamic_one(
     out_docs,
     out_scores,
     forward,
-    heap,
     candidates,
 ) -> int:
     """Top ``k`` of one query by round-wise reading, early termination and exact rescoring; returns the hit count.
 
-    The arguments are :func:`indexing.sparse.search._search_one`'s, with ``alpha`` and a ``k``-sized ``heap``.
+    The arguments are :func:`indexing.sparse.search._search_one`'s, with ``alpha``. As there, a query whose
+    terms hold many postings for the corpus size (a quarter of it or more) keeps no list of touched documents:
+    the counts and the candidates then come from scans of the score array.
     """
     offsets, docs, codes, table = postings
     scores, touched, _ = work
@@ -80,35 +92,28 @@ def _search_dynamic_one(
         end[i] = offsets[terms[i] + 1]
         if cursor[i] < end[i]:
             level = max(level, weights[i] * table[codes[cursor[i]]])
+    dense = 4 * np.sum(end - cursor) >= len(scores)
     n_touched = 0
-    remaining = np.float32(0.0)
-    theta = np.float32(0.0)
     while True:
         level = level * np.float32(0.5)
         remaining = np.float32(0.0)
         for i in range(n):
-            weight = weights[i]
-            p = cursor[i]
-            stop = end[i]
-            while p < stop:
-                contribution = weight * table[codes[p]]
-                if contribution < level:
-                    remaining += contribution
-                    break
-                doc = docs[p]
-                if scores[doc] == 0.0:
-                    touched[n_touched] = doc
-                    n_touched += 1
-                scores[doc] += contribution
-                p += 1
-            cursor[i] = p
+            start = cursor[i]
+            stop = _cut(codes, table, weights[i], start, end[i], level)
+            if stop < end[i]:
+                remaining += weights[i] * table[codes[stop]]
+            if dense:
+                add_segment(scores, weights[i], docs, codes, table, start, stop)
+            else:
+                n_touched = add_segment_touched(scores, touched, n_touched, weights[i], docs, codes, table, start, stop)
+            cursor[i] = stop
         if remaining == 0.0:  # every posting read: the scores are final
-            return select_top(scores, touched, n_touched, k, out_docs, out_scores)
-        if n_touched >= k:
-            theta = _kth_score(scores, touched, n_touched, k, heap)
-            if alpha * remaining < theta:
-                break
-    return rerank_top(terms, weights, work, n_touched, rerank, k, out_docs, out_scores, table, forward, candidates)
+            return best_of(scores, touched, n_touched, dense, k, out_docs, out_scores)
+        if _above(scores, touched, n_touched, dense, alpha * remaining) >= k:
+            break
+    return rerank_top(
+        terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates
+    )
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -148,6 +153,5 @@ def search_dynamic_batch(
             out_docs[q],
             out_scores[q],
             forward,
-            np.empty(k, dtype=np.float32),
             candidates,
         )
