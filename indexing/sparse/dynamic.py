@@ -15,6 +15,21 @@ whose small contributions were not read.
 ``alpha`` in (0, 1] is the knob (as in block-max pruning): smaller values stop
 earlier and read fewer postings, at some cost in recall; a larger ``rerank``
 recovers recall for a little more work.
+
+The kernel follows the exact one's loop discipline (:mod:`indexing.sparse.accumulate`): where a round
+stops in each list is found by binary search (contributions never increase along a list), so the posting
+loop runs from 0 over a slice, with unsigned document numbers and no test per posting; and the stopping
+test counts the scores above ``alpha x R`` (the k-th best is above it exactly when k of them are) instead
+of selecting the k-th. A query whose terms hold a quarter of the corpus size in postings or more keeps no
+list of touched documents, and scans the score array instead (as exact search does). Results are
+bit-identical to the earlier kernel, which tested every posting in a ``range(start, end)`` loop over signed
+indices; that was 6-10x slower (1M synthetic documents, 1,000 queries, 2 threads: alpha 0.3, rerank 300
+from 15.7 to 1.4 ms per query, against 2.4-2.5 ms for exact search). On that corpus almost all the time
+goes to the postings' scattered additions (at alpha 0.3 about a fifth of a query's postings are read):
+doubling the stopping scans or prefetching the scores changed nothing measurable; multiplying the level
+by 0.7 per round instead of 0.5 read fewer postings but lost as much recall at the same ``alpha`` (no better
+trade-off); and reading an impact-ordered tiled copy (scores in L2, as the exact kernel does) saved 14% at
+alpha 1.0, 6% at 0.5 and nothing at 0.3, for another 4 bytes per posting of memory, so it was left out.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Top-k selection shared by the search kernels: a bounded heap over the touched documents, and exact rescoring
-of the best candidates of a pruned accumulation from the forward index.
+"""Top-k selection shared by the search kernels: a bounded heap over the touched documents or over the whole
+score array (:func:`best_of`), and exact rescoring of the best candidates of a pruned accumulation from the
+forward index (:func:`rerank_top`).
 
 Ties are broken by the lower document number, the rule :func:`indexing.sparse.search.brute_force` uses,
 so every kernel returns the same list for the same scores.
