@@ -152,6 +152,76 @@ def test_dynamic_pruning_is_exact_at_alpha_one_and_trades_recall_below(index: Sp
         searcher.search(queries, k=10, alpha=0.5, budget=10)
 
 
+def _dynamic_reference(
+    index: SparseIndex, queries: sp.csr_matrix, k: int, alpha: float, rerank: int
+) -> tuple[np.ndarray, ...]:
+    """Dynamic pruning as :mod:`indexing.sparse.dynamic` describes it, in NumPy with the kernel's float32 order:
+    rounds read every contribution of at least ``level`` (halved each round, term by term); reading stops once
+    at least ``k`` partial scores exceed ``alpha x`` the unread terms' bound; the ``rerank`` best partial scores
+    are rescored in the forward index's order."""
+    queries = sp.csr_matrix(queries, dtype=np.float32)
+    offsets, docs, codes, table = (np.asarray(a) for a in (index.offsets, index.docs, index.codes, index.codebook))
+    fwd_indptr, fwd_terms, fwd_codes = (
+        np.asarray(a) for a in (index.forward_indptr, index.forward_terms, index.forward_codes)
+    )
+    out = (np.zeros((queries.shape[0], k), np.int32), np.zeros((queries.shape[0], k), np.float32))
+    sizes = np.zeros(queries.shape[0], dtype=np.int64)
+    for row in range(queries.shape[0]):
+        terms = queries.indices[queries.indptr[row] : queries.indptr[row + 1]]
+        weights = queries.data[queries.indptr[row] : queries.indptr[row + 1]]
+        lists = [docs[offsets[t] : offsets[t + 1]] for t in terms]
+        contributions = [w * table[codes[offsets[t] : offsets[t + 1]]] for w, t in zip(weights, terms, strict=True)]
+        level = max((c[0] for c in contributions if len(c)), default=np.float32(0.0))
+        cursor = [0] * len(terms)
+        scores = np.zeros(index.num_docs, dtype=np.float32)
+        while True:
+            level = level * np.float32(0.5)
+            remaining = np.float32(0.0)
+            for i, contribution in enumerate(contributions):
+                stop = int(np.searchsorted(-contribution, -level, side="right"))  # the first one below level
+                if stop < len(contribution):
+                    remaining += contribution[stop]
+                scores[lists[i][cursor[i] : stop]] += contribution[cursor[i] : stop]
+                cursor[i] = stop
+            if remaining == 0.0 or np.count_nonzero(scores > np.float32(alpha) * remaining) >= k:
+                break
+        hits = np.flatnonzero(scores > 0)
+        best = hits[np.lexsort((hits, -scores[hits]))]
+        if remaining > 0.0:  # stopped early: rescore the best partial scores exactly
+            best = best[:rerank]
+            dense_query = np.zeros(index.meta.vocab_size, dtype=np.float32)
+            dense_query[terms] = weights
+            for doc in best:
+                exact = np.float32(0.0)
+                for p in range(fwd_indptr[doc], fwd_indptr[doc + 1]):
+                    exact += dense_query[fwd_terms[p]] * table[fwd_codes[p]]
+                scores[doc] = exact
+            best = best[np.lexsort((best, -scores[best]))]
+        sizes[row] = min(k, len(best))
+        out[0][row, : sizes[row]] = best[:k]
+        out[1][row, : sizes[row]] = scores[best[:k]]
+    return *out, sizes
+
+
+@pytest.mark.parametrize(
+    ("alpha", "rerank", "k"),
+    [(1.0, 10, 10), (1.0, 50, 10), (0.5, 20, 10), (0.2, 10, 10), (0.2, 100, 10), (1.0, 3000, 3000)],
+)
+def test_dynamic_pruning_is_bit_identical_to_its_reference(
+    index: SparseIndex, alpha: float, rerank: int, k: int
+) -> None:
+    """Dense queries (no touched list, scans of the score array) and short ones (touched list) alike; with k as
+    large as the corpus, every posting is read."""
+    long_queries, short_queries = random_vectors(30, 400, 0.05, 4), random_vectors(30, 400, 0.004, 8)
+    lengths = np.diff(np.asarray(index.offsets))
+    dense = [4 * lengths[q.indices].sum() >= index.num_docs for q in (long_queries, short_queries[0])]
+    assert dense == [True, False]  # both of the kernel's paths are taken
+    queries = sp.vstack([long_queries, short_queries, sp.csr_matrix(index.to_csr()[5])], format="csr")
+    got = Searcher(index).search(queries, k=k, alpha=alpha, rerank=rerank)
+    for found, expected in zip(got, _dynamic_reference(index, queries, k, alpha, rerank), strict=True):
+        assert np.array_equal(found, expected)
+
+
 def test_uint8_weights(corpus: sp.csr_matrix, tmp_path: Path) -> None:
     build_index(shards_of(corpus, 1000), tmp_path / "q", "m", "splade", weights="uint8")
     quantised = SparseIndex.open(tmp_path / "q")

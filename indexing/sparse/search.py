@@ -35,11 +35,12 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from eval.runs import Run
+from indexing.sparse.accumulate import add_segment, add_segment_touched
 from indexing.sparse.dynamic import search_dynamic_batch
 from indexing.sparse.format import SparseIndex
 from indexing.sparse.prefetch import prefetch
 from indexing.sparse.tiles import CPU_TILE, MAX_TILE, Tiles, build_tiles
-from indexing.sparse.topk import offer_block, rank, rerank_top, select_top
+from indexing.sparse.topk import best_of, offer_block, rank, rerank_top
 
 
 @njit(nogil=True, cache=True)
@@ -75,33 +76,19 @@ def _search_one(
     dense = 4 * reads >= len(scores)
     if dense and budget <= 0 and rerank <= 0 and len(tiles[0]):
         return _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores)
-    if dense and rerank <= 0:  # most documents are touched: offer the whole score array, 16 scores at a time
-        for i in range(len(terms)):
-            _add_segment(scores, weights[i], docs, codes, table, offsets[terms[i]], _end(offsets, terms[i], budget))
-        return rank(out_docs, out_scores, offer_block(scores, 0, len(scores), k, out_docs, out_scores, 0))
     n_touched = 0
     for i in range(len(terms)):
         start = offsets[terms[i]]
         end = _end(offsets, terms[i], budget)
         if dense:
-            _add_segment(scores, weights[i], docs, codes, table, start, end)
+            add_segment(scores, weights[i], docs, codes, table, start, end)
         else:
-            weight = weights[i]
-            segment_docs, segment_codes = docs[start:end], codes[start:end]
-            for j in range(end - start):
-                doc = np.uint32(segment_docs[j])  # unsigned: no negative-index wraparound per posting
-                if scores[doc] == 0.0:
-                    touched[n_touched] = doc
-                    n_touched += 1
-                scores[doc] += weight * table[segment_codes[j]]
-    if dense:
-        for doc in range(len(scores)):
-            if scores[doc] != 0.0:
-                touched[n_touched] = doc
-                n_touched += 1
+            n_touched = add_segment_touched(scores, touched, n_touched, weights[i], docs, codes, table, start, end)
     if rerank <= 0:
-        return select_top(scores, touched, n_touched, k, out_docs, out_scores)
-    return rerank_top(terms, weights, work, n_touched, rerank, k, out_docs, out_scores, table, forward, candidates)
+        return best_of(scores, touched, n_touched, dense, k, out_docs, out_scores)
+    return rerank_top(
+        terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates
+    )
 
 
 @njit(inline="always")
@@ -109,18 +96,6 @@ def _end(offsets, term, budget):  # noqa: ANN001, ANN202
     """Where the term's postings stop: all of them, or the first ``budget`` (> 0)."""
     start, end = offsets[term], offsets[term + 1]
     return start + budget if 0 < budget < end - start else end
-
-
-@njit(inline="always")
-def _add_segment(scores, weight, docs, codes, table, start, end) -> None:  # noqa: ANN001
-    """``scores[docs[p]] += weight * table[codes[p]]`` for ``p`` in ``[start, end)``.
-
-    Indexing from 0 over slices, with document numbers read as unsigned, lets the compiler drop the
-    negative-index wraparound test that a ``range(start, end)`` loop pays on every posting.
-    """
-    segment_docs, segment_codes = docs[start:end], codes[start:end]
-    for j in range(end - start):
-        scores[np.uint32(segment_docs[j])] += weight * table[segment_codes[j]]
 
 
 PREFETCH_LINES = 8  # cache lines hinted at the start of the next segment (of its documents, and of its codes)
@@ -153,7 +128,7 @@ def _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores)
                         prefetch(docs, start + line * docs_step)
                     if start + line * codes_step < len(codes):
                         prefetch(codes, start + line * codes_step)
-            _add_segment(scores, weights[i], docs, codes, table, offsets[row + terms[i]], offsets[row + terms[i] + 1])
+            add_segment(scores, weights[i], docs, codes, table, offsets[row + terms[i]], offsets[row + terms[i] + 1])
         first = t * tile
         size = offer_block(scores, first, min(tile, n_docs - first), k, out_docs, out_scores, size)
     return rank(out_docs, out_scores, size)

@@ -1,5 +1,6 @@
-"""Top-k selection shared by the search kernels: a bounded heap over the touched documents, and exact rescoring
-of the best candidates of a pruned accumulation from the forward index.
+"""Top-k selection shared by the search kernels: a bounded heap over the touched documents or over the whole
+score array (:func:`best_of`), and exact rescoring of the best candidates of a pruned accumulation from the
+forward index (:func:`rerank_top`).
 
 Ties are broken by the lower document number, the rule :func:`indexing.sparse.search.brute_force` uses,
 so every kernel returns the same list for the same scores.
@@ -94,34 +95,49 @@ def select_top(scores, touched, n_touched, k, out_docs, out_scores) -> int:
     """Top ``k`` of the touched documents into ``out_*`` (best first); resets their scores to zero."""
     size = 0
     for j in range(n_touched):
-        doc = touched[j]
+        doc = np.uint32(touched[j])  # unsigned: no negative-index wraparound test on the scores
         size = offer(out_scores, out_docs, size, k, scores[doc], doc)
         scores[doc] = 0.0
     return rank(out_docs, out_scores, size)
 
 
 @njit(nogil=True, cache=True)
-def rerank_top(terms, weights, work, n_touched, rerank, k, out_docs, out_scores, table, forward, candidates) -> int:
-    """Rescore the ``rerank`` best touched documents exactly (forward index), write the top ``k`` to ``out_*``.
+def best_of(scores, touched, n_touched, dense, k, out_docs, out_scores) -> int:
+    """Top ``k`` of an accumulation into ``out_*`` (best first), resetting the scores to zero: of the ``n_touched``
+    documents listed in ``touched``, or, when ``dense`` (most documents touched, so no list was kept), of the
+    whole score array, offered 16 scores at a time."""
+    if dense:
+        return rank(out_docs, out_scores, offer_block(scores, 0, len(scores), k, out_docs, out_scores, 0))
+    return select_top(scores, touched, n_touched, k, out_docs, out_scores)
+
+
+@njit(nogil=True, cache=True)
+def rerank_top(
+    terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates
+) -> int:
+    """Rescore the ``rerank`` best accumulated documents exactly (forward index), write the top ``k`` to ``out_*``.
 
     Pruned accumulations miss small contributions; the documents they rank highest still contain the
     true top k with high probability, and rescoring a few hundred of them costs little.
-    ``work`` is ``(scores, touched, dense query)``, ``forward`` the index's document-major copy
+    ``work`` is ``(scores, touched, dense query)``; the candidates are found by :func:`best_of` (which resets
+    the scores). ``forward`` is the index's document-major copy
     ``(indptr, terms, codes)``, ``candidates`` two ``rerank``-sized buffers (documents, scores).
     """
     scores, touched, dense_query = work
     cand_docs, cand_scores = candidates
+    size = best_of(scores, touched, n_touched, dense, rerank, cand_docs, cand_scores)
     fwd_indptr, fwd_terms, fwd_codes = forward
-    size = select_top(scores, touched, n_touched, rerank, cand_docs, cand_scores)
     for i in range(len(terms)):
         dense_query[terms[i]] = weights[i]
+    found = 0
     for c in range(size):
-        doc = cand_docs[c]
+        doc = np.uint32(cand_docs[c])
+        start, end = fwd_indptr[doc], fwd_indptr[doc + 1]
+        doc_terms, doc_codes = fwd_terms[start:end], fwd_codes[start:end]
         exact = np.float32(0.0)
-        for p in range(fwd_indptr[doc], fwd_indptr[doc + 1]):
-            exact += dense_query[fwd_terms[p]] * table[fwd_codes[p]]
-        scores[doc] = exact
-        touched[c] = doc
+        for j in range(end - start):  # from 0 over slices, unsigned terms: no wraparound test (accumulate.py)
+            exact += dense_query[np.uint32(doc_terms[j])] * table[doc_codes[j]]
+        found = offer(out_scores, out_docs, found, k, exact, doc)
     for i in range(len(terms)):
         dense_query[terms[i]] = 0.0
-    return select_top(scores, touched, size, k, out_docs, out_scores)
+    return rank(out_docs, out_scores, found)
