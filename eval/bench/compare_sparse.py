@@ -77,7 +77,7 @@ def compare(
     queries: sp.csr_matrix,
     k: int = 10,
     lsr_settings: tuple[tuple[int, int], ...] = ((400, 50),),
-    dynamic_settings: tuple[tuple[float, int], ...] = ((1.0, 100), (0.5, 100), (0.3, 300)),
+    dynamic_settings: tuple[tuple[float, int], ...] = ((1.0, 100), (0.5, 100), (0.4, 100), (0.3, 300)),
     seismic_settings: tuple[tuple[int, float], ...] = ((10, 0.9), (20, 0.9), (40, 1.0)),
     lucene: bool = True,
     threads: int | None = None,
