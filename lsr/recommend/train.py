@@ -6,18 +6,17 @@ Negatives are sampled for a whole epoch at once on the training device, so the l
 
 Leased GPUs cap each command (10 minutes), shorter than LightGCN's 1000 Gowalla epochs, so a run can stop
 early (``time_limit``, ``stop_after``) and continue bit for bit in a later command (``resume``) from a
-training checkpoint: see :func:`train`.
+training checkpoint (:mod:`lsr.recommend.checkpoint`): see :func:`train`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,66 +25,22 @@ import torch
 
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
+from lsr.recommend.checkpoint import (
+    CHECKPOINT_FILE,
+    TrainingState,
+    checkpoint_dir,
+    fingerprint,
+    finished_run,
+    refuse_changes,
+    save_checkpoint,
+)
+from lsr.recommend.config import TrainConfig
 from lsr.recommend.data import Interactions
 from lsr.recommend.dsl import SparseMasks
 from lsr.recommend.metrics import evaluate
 from lsr.recommend.models import MODELS, Recommender
 from lsr.recommend.samplers import TRIPLET_SAMPLERS, UserSampler
-from lsr.recommend.store import CONFIG_FILE, save_interactions, save_model
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; written to ``config.json`` beside the model."""
-
-    model: str
-    epochs: int = 20
-    batch_size: int | None = None  # None: 2048 for BPR-style models (LightGCN's), 500 users for MultVAE (Liang's)
-    lr: float = 1e-3
-    lr_min: float | None = None  # None: constant lr; else cosine-annealed per epoch from lr to lr_min (lr_at)
-    density: float = 1.0
-    device: str = "cpu"
-    seed: int = 0
-    update_every: int = 100
-    prune_fraction: float = 0.5
-    regrow: str = "gradient"
-    static_mask: bool = False
-    sampler: str | None = None  # triplet models: "pairs" or "users" (TRIPLET_SAMPLERS); None: the model's default
-    eval_every: int = 0
-    time_limit: float = 0.0  # seconds of training after which no new epoch starts (0: none); for leased GPUs
-    stop_after: int = 0  # train at most this many epochs in this command, then checkpoint (0: no limit)
-    checkpoint_every: int = 0  # also checkpoint every N epochs, so a killed command loses at most N (0: never)
-    hparams: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def dsl(self) -> bool:
-        return self.density < 1.0
-
-
-#: Fields a resumed run may change: they steer one command (when it stops, what it logs), not what is learned.
-#: ``device`` may change its index but not its type, whose generator states differ.
-PER_COMMAND = frozenset({"time_limit", "stop_after", "checkpoint_every", "eval_every"})
-CHECKPOINT_FILE = "state.pt"
-
-
-def checkpoint_dir(output_dir: str | Path) -> Path:
-    """Where a run that stopped early keeps its training state: ``OUT.checkpoint`` beside ``OUT``.
-
-    Beside rather than inside, because ``OUT`` is written whole by :func:`~lsr.fsutil.atomic_dir` and is either
-    a complete model folder or absent: periodic checkpoints are written without evaluating or storing a model,
-    so inside ``OUT`` they would leave a folder holding only a checkpoint, and each model write would have to
-    carry the checkpoint over into its new folder. Beside it, each is replaced atomically on its own.
-    """
-    output_dir = Path(output_dir)
-    return output_dir.with_name(f"{output_dir.name}.checkpoint")
-
-
-def _fingerprint(data: Interactions) -> str:
-    """SHA-256 of the training matrix's structure, so a run never resumes or skips on other data."""
-    digest = hashlib.sha256()
-    for array in (np.asarray(data.train.shape), data.train.indptr, data.train.indices):
-        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
-    return digest.hexdigest()
+from lsr.recommend.store import save_interactions, save_model
 
 
 def lr_at(config: TrainConfig, epoch: int) -> float:
@@ -119,43 +74,6 @@ def _with_sampler(config: TrainConfig) -> TrainConfig:
     if config.sampler not in TRIPLET_SAMPLERS:
         raise LsrError(f"sampler must be one of {', '.join(TRIPLET_SAMPLERS)}, got {config.sampler!r}")
     return config
-
-
-def _refuse_changes(saved: dict[str, Any], saved_data: str | None, config: TrainConfig, data: str, where: Path) -> None:
-    """Raise unless ``saved`` (a TrainConfig as a dict) and its data match this run's, per-command fields aside.
-
-    Runs saved before ``sampler`` existed drew every training pair once per epoch ("pairs"; MultVAE: None).
-    """
-    if "sampler" not in saved:
-        saved = {**saved, "sampler": "pairs" if MODELS[saved["model"]].sampler == "triplets" else None}
-    current = asdict(config)
-    changed = [k for k in current if k not in PER_COMMAND | {"device"} and saved.get(k) != current[k]]
-    if torch.device(saved["device"]).type != torch.device(config.device).type:
-        changed.append("device")
-    reasons = [f"{k}: {saved.get(k)!r} there, {current[k]!r} now" for k in changed]
-    if saved_data != data:
-        reasons.append("other training data")  # or a model folder from before fingerprints: it cannot tell
-    if reasons:
-        raise LsrError(
-            f"{where} holds a different run ({'; '.join(reasons)}): --resume continues only the same run "
-            "(train without --resume to start over)"
-        )
-
-
-def _finished(output_dir: Path, config: TrainConfig, data: str) -> dict[str, Any] | None:
-    """``metrics.json`` of a run of this config that already trained all its epochs into ``output_dir``.
-
-    A finished run of another config or data raises instead: resuming never overwrites finished work.
-    """
-    try:
-        metrics = json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
-        saved = json.loads((output_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    if metrics["epochs"] < metrics.get("planned_epochs", math.inf):  # folders from before time limits lack it
-        return None
-    _refuse_changes(saved["train"], saved.get("train_sha256"), config, data, output_dir)
-    return metrics
 
 
 def _progress(iterable: Iterable, **kwargs: Any) -> Iterable:
@@ -197,47 +115,6 @@ def build(data: Interactions, config: TrainConfig) -> Recommender:
     return _model_class(config.model)(data.train, **config.hparams)
 
 
-@dataclass
-class _Trainer:
-    """What one run moves forward, and its state as a checkpoint: resuming from it continues bit for bit."""
-
-    model: Recommender
-    optimizer: torch.optim.Optimizer
-    masks: SparseMasks | None
-    generator: torch.Generator  # the sampler's, on the training device
-    device: torch.device
-
-    def state(self) -> dict[str, Any]:
-        cuda = self.device.type == "cuda"
-        return {
-            "model": self.model.state_dict(),
-            "model_attributes": {name: getattr(self.model, name) for name in self.model.train_attributes},
-            "optimizer": self.optimizer.state_dict(),
-            "masks": self.masks.state_dict() if self.masks else None,
-            "sampler_generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),  # MultVAE's dropout and reparameterisation noise
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
-        }
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state`, loaded to the CPU (generator states must be CPU byte tensors)."""
-        self.model.load_state_dict(state["model"])
-        for name, value in state["model_attributes"].items():
-            setattr(self.model, name, value)
-        self.optimizer.load_state_dict(state["optimizer"])  # moves Adam's moments to the parameters' device
-        if self.masks:
-            self.masks.load_state_dict(state["masks"])
-        self.generator.set_state(state["sampler_generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-
-
-def _save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
-    with atomic_dir(folder) as tmp:
-        torch.save(state, tmp / CHECKPOINT_FILE)
-
-
 def train(
     data: Interactions,
     config: TrainConfig,
@@ -261,9 +138,9 @@ def train(
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LsrError("--device cuda but torch sees no CUDA device")
-    data_sha = _fingerprint(data)
+    data_sha = fingerprint(data)
     checkpoint = checkpoint_dir(output_dir)
-    if resume and (finished := _finished(output_dir, config, data_sha)) is not None:
+    if resume and (finished := finished_run(output_dir, config, data_sha)) is not None:
         shutil.rmtree(checkpoint, ignore_errors=True)  # left when a command ends between the two writes
         say(f"{output_dir} already holds all {config.epochs} epochs of this run: nothing to train")
         return finished
@@ -287,12 +164,12 @@ def train(
             static=config.static_mask,
             seed=config.seed,
         )
-    trainer = _Trainer(model, optimizer, masks, generator, device)
+    trainer = TrainingState(model, optimizer, masks, generator, device)
     log: list[dict[str, Any]] = []
     epoch_seconds: list[float] = []
     if resume and (checkpoint / CHECKPOINT_FILE).is_file():
         state = torch.load(checkpoint / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-        _refuse_changes(state["config"], state["train_sha256"], config, data_sha, checkpoint)
+        refuse_changes(state["config"], state["train_sha256"], config, data_sha, checkpoint)
         trainer.restore(state)
         log, epoch_seconds = state["log"], state["epoch_seconds"]
         say(f"resuming from {checkpoint} after epoch {len(epoch_seconds)} of {config.epochs}")
@@ -333,7 +210,7 @@ def train(
         if stop or (config.checkpoint_every and epoch % config.checkpoint_every == 0):
             # before the final evaluation below adds the partial model's metrics to the last row
             state = {"config": asdict(config), "train_sha256": data_sha, "log": log, "epoch_seconds": epoch_seconds}
-            _save_checkpoint(checkpoint, {**state, **trainer.state()})
+            save_checkpoint(checkpoint, {**state, **trainer.state()})
         if stop:
             break
     metrics = {**_evaluate(model, data, device), "epochs": len(epoch_seconds), "planned_epochs": config.epochs}
