@@ -4,8 +4,9 @@ Three strategies, same results. ``tiles`` (the default, exact search): one block
 8,192 documents) of the tiled postings (:mod:`indexing.sparse.tiles`) adds the query's terms' segments
 into the tile's scores in shared memory, term by term in query order, then keeps the tile's best ``k``
 (a threshold that ``k`` documents reach, then an exact ranking of the few above it); only those
-candidates reach global memory, and one ``topk`` over them per query finishes. It reads each query posting once, 4 bytes each, and blocks of the same tile
-for different queries run side by side, so segments of shared terms come from L2.
+candidates reach global memory, and one ``topk`` over them per query finishes. It reads each query
+posting once, 4 bytes each, and blocks of the same tile for different queries run side by side, so
+segments of shared terms come from L2.
 ``postings`` (term-at-a-time, and the only one that takes a posting budget): every block of a (query,
 term) pair's postings atomically adds into a dense ``batch x documents`` score matrix, a scattered
 read-modify-write per posting. ``forward`` (document-at-a-time): one warp per document walks the
@@ -228,8 +229,8 @@ def _tiles_kernel(registers: int | None):  # noqa: ANN202 - a CUDA kernel
     holds 6 of them, and 40 registers per thread still allow 6; every register above that costs resident
     blocks, hence loads in flight. Below what the kernel needs, registers spill to local memory. Measured on
     an H100 (eval/RESULTS.md): uncapped it uses 40 (32 before its threshold selection, when no cap made it
-    faster either), so shared memory bounds its occupancy; the option stays for timing that on other cards. The simulator has no registers, so it
-    runs the uncapped kernel.
+    faster either), so shared memory bounds its occupancy; the option stays for timing that on other cards.
+    The simulator has no registers, so it runs the uncapped kernel.
     """
     if registers is None or config.ENABLE_CUDASIM:
         return _tile_top
