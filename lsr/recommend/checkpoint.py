@@ -128,3 +128,14 @@ def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
     """Replace the checkpoint in ``folder`` atomically: a command killed while writing leaves the previous one."""
     with atomic_dir(folder) as tmp:
         torch.save(state, tmp / CHECKPOINT_FILE)
+
+
+def load_checkpoint(folder: Path, config: TrainConfig, data: str) -> dict[str, Any] | None:
+    """The training state saved in ``folder`` (on the CPU), None without one; a checkpoint of another
+    configuration or other training data raises (:func:`refuse_changes`) rather than being continued."""
+    path = folder / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    refuse_changes(state["config"], state["train_sha256"], config, data, folder)
+    return state

@@ -26,12 +26,11 @@ import torch
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 from lsr.recommend.checkpoint import (
-    CHECKPOINT_FILE,
     TrainingState,
     checkpoint_dir,
     fingerprint,
     finished_run,
-    refuse_changes,
+    load_checkpoint,
     save_checkpoint,
 )
 from lsr.recommend.config import TrainConfig
@@ -167,9 +166,8 @@ def train(
     trainer = TrainingState(model, optimizer, masks, generator, device)
     log: list[dict[str, Any]] = []
     epoch_seconds: list[float] = []
-    if resume and (checkpoint / CHECKPOINT_FILE).is_file():
-        state = torch.load(checkpoint / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-        refuse_changes(state["config"], state["train_sha256"], config, data_sha, checkpoint)
+    state = load_checkpoint(checkpoint, config, data_sha) if resume else None
+    if state is not None:
         trainer.restore(state)
         log, epoch_seconds = state["log"], state["epoch_seconds"]
         say(f"resuming from {checkpoint} after epoch {len(epoch_seconds)} of {config.epochs}")
