@@ -26,7 +26,7 @@ def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, masks: Spars
     masks.step()
 
 
-@pytest.mark.parametrize("regrow", ["gradient", "momentum", "random"])
+@pytest.mark.parametrize("regrow", ["gradient", "momentum", "accumulated", "random"])
 def test_budget_is_exact_after_every_prune_and_regrow(regrow: str) -> None:
     model, optimizer, masks = _setup(regrow)
     budget = masks.active()
@@ -82,6 +82,26 @@ def test_gradient_regrowth_picks_the_largest_gradients() -> None:
     masks.step()  # fraction ≈ 0.4 of three active weights → one: the smallest (0.1) goes, |grad| 9.0 grows
     assert masks.masks["weight"].tolist() == [[True, False, True, False, True, False]]
     assert model.weight.tolist() == [[5.0, 0.0, 3.0, 0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize(("regrow", "grown"), [("gradient", 5), ("accumulated", 3)])
+def test_accumulated_regrowth_scores_by_the_gradient_summed_over_the_interval(regrow: str, grown: int) -> None:
+    """Position 3 is pulled the same way at every step, position 4 back and forth, position 5 hard once at the
+    update: the sum over the interval picks 3, where the last batch's gradient alone would pick 5."""
+    model = nn.Module()
+    model.weight = nn.Parameter(torch.zeros(1, 6))
+    optimizer = torch.optim.SGD([model.weight], lr=0.0)
+    masks = SparseMasks(model, optimizer, 0.5, total_steps=100, update_every=3, fraction=0.4, regrow=regrow)
+    masks.masks["weight"].copy_(torch.tensor([[True, True, True, False, False, False]]))
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[5.0, 0.1, 3.0, 0.0, 0.0, 0.0]]))
+    for grad in ([0, 0, 0, 1.0, 2.0, 0], [0, 0, 0, 1.0, -2.0, 0], [0, 0, 0, 0, 0, 1.5]):
+        model.weight.grad = torch.tensor([grad])
+        optimizer.step()
+        masks.step()
+    assert masks.masks["weight"][0].nonzero().squeeze(1).tolist() == [0, 2, grown]
+    if regrow == "accumulated":  # the next interval sums from zero
+        assert not masks.grad_momentum["weight"].any()
 
 
 def test_regrowth_beyond_the_gradient_is_random_not_a_block_of_rows() -> None:

@@ -236,7 +236,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
     ("name", "regrow", "sampler", "lr_min"),
     [
         ("mf", "momentum", None, None),
-        ("lightgcn", "gradient", "pairs", 1e-4),  # the learning-rate schedule goes on where it stopped
+        ("lightgcn", "accumulated", "pairs", 1e-4),  # the lr schedule and the regrowth sums go on where they stopped
         ("neumf", "random", "users", None),
         ("multvae", "random", None, None),
     ],

@@ -8,7 +8,9 @@
 #
 #   OUT=/some/dir bash eval/recsys/gowalla_gpu.sh [ROW ...]
 #
-# ROWs: lightgcn-dense lightgcn-dsl0.5 lightgcn-dsl0.2 mf-dense mf-dsl0.5 mf-dsl0.2 (default: all six).
+# ROWs: lightgcn-dense lightgcn-dsl0.5 lightgcn-dsl0.2 mf-dense mf-dsl0.5 mf-dsl0.2 (default: all six), each
+# optionally followed by +OPTION=VALUE pairs passed on as `--OPTION VALUE`, overriding the defaults below (for
+# ablations: lightgcn-dsl0.2+regrow=accumulated+update-every=500 trains in OUT/gowalla-THAT-NAME).
 # Resumable, for device commands capped at 10 minutes: each row plans LGCN_EPOCHS or MF_EPOCHS (default 1000,
 # ~21 minutes of LightGCN on an H100) and starts no new epoch after LIMIT seconds of training; it then writes
 # its partial model (metrics.json: "epochs" run of "planned_epochs") and OUT/gowalla-ROW.checkpoint, also
@@ -21,7 +23,7 @@
 # Each row's output is appended to OUT/gowalla-ROW.log; the exit status is non-zero if any row failed.
 # LR and BATCH override the paper's 0.001 and 2048; LR_MIN cosine-anneals the learning rate per epoch down to it
 # (the DSL authors' LightGCN recipe: LR=0.01 LR_MIN=1e-4); UPDATE_EVERY sets DSL's ΔT in steps (default 100) and
-# REGROW its regrowth rule (gradient, momentum or random; default gradient).
+# REGROW its regrowth rule (gradient, momentum, accumulated or random; default gradient).
 #
 # Needs: Python 3.10+, torch with CUDA, numpy, scipy, and the CLI's pure-Python wheels typer, click, rich,
 # shellingham, markdown_it_py, mdurl, pygments (tqdm, matplotlib and hnswlib are optional, not used here).
@@ -58,15 +60,20 @@ mkdir -p "$OUT"
 # One command's share of a row: train (or continue) it, say how long the command took, return its status
 # (explicitly: called after `||`, a function runs without set -e).
 train_row() {
-  local row=$1 model=${1%%-*} variant=${1#*-} start=$SECONDS status=0
-  local epochs density=1.0
+  local row=$1 base=${1%%+*} start=$SECONDS status=0
+  local model=${base%%-*} variant=${base#*-} epochs density=1.0 pair pairs extra=()
+  if [ "$base" != "$row" ]; then
+    IFS=+ read -ra pairs <<< "${row#*+}"
+    for pair in "${pairs[@]}"; do extra+=("--${pair%%=*}" "${pair#*=}"); done
+  fi
   epochs=$([ "$model" = lightgcn ] && echo "$LGCN_EPOCHS" || echo "$MF_EPOCHS")
   [ "$variant" = dense ] || density=${variant#dsl}
-  echo "== $row: $epochs epochs, density $density, sampler $SAMPLER, lr $LR${LR_MIN:+ to $LR_MIN}, $(date -u +%FT%TZ)"
+  echo "== $row: $epochs epochs, density $density, sampler $SAMPLER, lr $LR${LR_MIN:+ to $LR_MIN}," \
+    "${extra[*]:-no other options}, $(date -u +%FT%TZ)"
   python -m lsr.recommend train --data "$DATA" --model "$model" --density "$density" --epochs "$epochs" \
     --device cuda --lr "$LR" ${LR_MIN:+--lr-min "$LR_MIN"} --update-every "$UPDATE_EVERY" --regrow "$REGROW" \
     --batch-size "$BATCH" --sampler "$SAMPLER" --eval-every "$EVAL_EVERY" --time-limit "$LIMIT" \
-    --checkpoint-every "$CKPT_EVERY" --resume --output-dir "$OUT/gowalla-$row" || status=$?
+    --checkpoint-every "$CKPT_EVERY" --resume "${extra[@]}" --output-dir "$OUT/gowalla-$row" || status=$?
   echo "$row: $((SECONDS - start)) s wall, exit status $status"
   return "$status"
 }

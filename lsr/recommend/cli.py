@@ -36,7 +36,9 @@ def train_cmd(
     reg: Annotated[float | None, typer.Option(help="L2 weight on the batch's embeddings (default 1e-4).")] = None,
     update_every: Annotated[int, typer.Option(help="DSL: steps between prune-and-regrow (ΔT).")] = 100,
     prune_fraction: Annotated[float, typer.Option(help="DSL: initial prune fraction, cosine-decayed to 0.")] = 0.5,
-    regrow: Annotated[str, typer.Option(help="DSL regrowth: gradient, momentum or random.")] = "gradient",
+    regrow: Annotated[
+        str, typer.Option(help="DSL regrowth: gradient, momentum, accumulated (summed over ΔT) or random.")
+    ] = "gradient",
     static_mask: Annotated[bool, typer.Option(help="DSL ablation: keep the initial random mask.")] = False,
     sampler: Annotated[
         str | None,

@@ -4,10 +4,17 @@ Every weight tensor (embedding tables included; biases stay dense, they are a ro
 random mask holding exactly ``round(density × size)`` ones. Weights outside the mask are zero, and so is
 the optimiser's state there, after every step. Every ``update_every`` steps each tensor drops the
 ``fraction`` of its active weights with the smallest magnitude and activates as many inactive positions,
-chosen by the largest dense-gradient magnitude (or a momentum of it, or at random; positions the gradient
-does not reach, such as embedding rows outside the batch, in random order); regrown weights start at
-zero. The number of ones never changes, so the parameter budget is the same at every step, and ``fraction``
-decays to zero on a cosine schedule so the mask settles as training converges.
+chosen by the largest dense-gradient magnitude (or a momentum of it, or the gradient summed over the
+interval, or at random; positions the gradient does not reach, such as embedding rows outside the batch, in
+random order); regrown weights start at zero. The number of ones never changes, so the parameter budget is
+the same at every step, and ``fraction`` decays to zero on a cosine schedule so the mask settles as training
+converges.
+
+Regrowth by the gradient summed over the interval (``accumulated``) beat the paper's last-batch gradient on
+every run measured (eval/RESULTS.md): Gowalla LightGCN at density 0.2, recall@20 +3.2% after 200 epochs of
+the DSL authors' schedule and −7.9% from dense after 1000 (last-batch gradient: −11.6% after 400); MF at 0.2,
+0.080 after 400 epochs where last-batch gradient had reached 0.027 after 318; MovieLens-100k LightGCN +5%.
+It stays an option so the default is the paper's rule.
 
 Matrix factorisation suffers most (measured on 8,000 Gowalla users, lr 0.001, density 0.2): element masks on
 both tables leave a user and an item about ``64 × 0.2²`` ≈ 2.6 shared dimensions, so a static mask learns
@@ -26,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-REGROW = ("gradient", "momentum", "random")
+REGROW = ("gradient", "momentum", "accumulated", "random")
 
 
 def cosine_fraction(initial: float, step: int, total_steps: int) -> float:
@@ -70,7 +77,9 @@ class SparseMasks:
         # bool on the fly, ~3× slower on a CPU (2.8 ms against 0.8 ms for Gowalla MF's 4.5M weights a step).
         self._scales: dict[str, torch.Tensor] = {}
         self._refresh_scales()
-        self.grad_momentum = {n: torch.zeros_like(p) for n, p in self.params.items()} if regrow == "momentum" else {}
+        # "momentum": an exponential average of the dense gradient; "accumulated": its sum since the last update
+        tracked = regrow in ("momentum", "accumulated")
+        self.grad_momentum = {n: torch.zeros_like(p) for n, p in self.params.items()} if tracked else {}
         self._generator = torch.Generator(device=next(iter(self.params.values())).device).manual_seed(seed)
         self.apply()
         optimizer.register_step_pre_hook(self._mask_gradients)
@@ -124,10 +133,11 @@ class SparseMasks:
         Before a step that regrows, the dense gradient is left for :meth:`step` to score regrowth by, and
         :meth:`step` zeroes what that optimiser step wrote outside the masks.
         """
+        decay, weight = (1.0, 1.0) if self.regrow == "accumulated" else (self.momentum, 1 - self.momentum)
         for name, buffer in self.grad_momentum.items():
             grad = self.params[name].grad
             if grad is not None:
-                buffer.mul_(self.momentum).add_(grad, alpha=1 - self.momentum)
+                buffer.mul_(decay).add_(grad, alpha=weight)
         if self._updates_at(self.steps + 1):
             return
         for name, param in self.params.items():
@@ -148,9 +158,18 @@ class SparseMasks:
             for name in self.params:
                 self._prune_and_regrow(name, fraction)
             self._refresh_scales()
+            if self.regrow == "accumulated":
+                for buffer in self.grad_momentum.values():
+                    buffer.zero_()
 
     def _regrow_score(self, name: str) -> torch.Tensor:
-        """Regrowth priority of every position: |gradient| (or its momentum), else uniform noise.
+        """Regrowth priority of every position: |gradient| (or its momentum, or its sum over the interval), else
+        uniform noise.
+
+        The sum over the ΔT steps since the last update is the gradient of the loss over all those batches:
+        every row the sampler reached in the interval has a score, not only the last batch's rows (which is
+        what favours the last batch's users and items under plain gradient regrowth, the flaw SparseRec, Qu et
+        al. 2024, points out), and noise that changes sign from batch to batch cancels.
 
         An embedding table's gradient reaches only the batch's rows, far fewer positions than a table regrows,
         so most candidates score exactly 0. topk would break those ties by memory order, regrowing one block of
@@ -161,7 +180,7 @@ class SparseMasks:
         noise = torch.rand(param.shape, device=param.device, generator=self._generator)
         if self.regrow == "random" or param.grad is None:
             return noise
-        source = self.grad_momentum[name] if self.regrow == "momentum" else param.grad
+        source = self.grad_momentum[name] if self.grad_momentum else param.grad
         score = source.abs()
         return torch.where(score > 0, score, -noise)
 
