@@ -18,6 +18,8 @@ def row(folder: Path) -> str:
     dsl = "dense" if train["density"] >= 1 else f"DSL {train['density']:g}"
     if train["density"] < 1 and (train["static_mask"] or train["regrow"] != "gradient"):
         dsl += " static" if train["static_mask"] else f" {train['regrow']}"
+    if train["density"] < 1 and train["prune_fraction"] != 0.5:
+        dsl += f", prune fraction {train['prune_fraction']:g}"
     dsl += "".join(f", {key} {value}" for key, value in sorted(train["hparams"].items()))  # e.g. ", dim 80"
     cells = [
         train["model"],
