@@ -122,3 +122,24 @@ def test_regrowth_beyond_the_gradient_is_random_not_a_block_of_rows() -> None:
     rows = grown[1:].any(1).nonzero().squeeze(1)
     assert len(rows) > 300  # 800 - 8 regrown positions over most of the 399 other rows, not ~100 adjacent ones
     assert (rows < 200).sum() > 100 and (rows >= 200).sum() > 100
+
+
+def test_pooled_budget_moves_between_tensors_and_keeps_the_total() -> None:
+    """Pooled, the update compares magnitudes across tensors: a tensor of small weights gives its budget to one
+    of large gradients, the total stays exact, and weights and Adam's moments stay zero off the masks."""
+    model = nn.Module()
+    model.small = nn.Parameter(torch.zeros(10, 4))
+    model.large = nn.Parameter(torch.zeros(10, 4))
+    optimizer = torch.optim.Adam([model.small, model.large], lr=0.01)
+    masks = SparseMasks(model, optimizer, 0.5, total_steps=100, update_every=1, fraction=0.5, pooled=True)
+    with torch.no_grad():
+        model.small.copy_(masks.masks["small"] * 0.01)
+        model.large.copy_(masks.masks["large"] * 5.0)
+    model.small.grad = torch.zeros(10, 4)
+    model.large.grad = torch.ones(10, 4)
+    optimizer.step()
+    masks.step()  # one step into the cosine the fraction is just under 0.5: 19 of the 40 active weights move
+    assert masks.active() == {"small": 1, "large": 39}  # all 19 from the small tensor's, regrown in the large
+    for name, param in masks.params.items():
+        off = ~masks.masks[name]
+        assert (param[off] == 0).all() and (optimizer.state[param]["exp_avg"][off] == 0).all()

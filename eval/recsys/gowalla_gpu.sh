@@ -9,8 +9,8 @@
 #   OUT=/some/dir bash eval/recsys/gowalla_gpu.sh [ROW ...]
 #
 # ROWs: lightgcn-dense lightgcn-dsl0.5 lightgcn-dsl0.2 mf-dense mf-dsl0.5 mf-dsl0.2 (default: all six), each
-# optionally followed by +OPTION=VALUE pairs passed on as `--OPTION VALUE`, overriding the defaults below (for
-# ablations: lightgcn-dsl0.2+regrow=accumulated+update-every=500 trains in OUT/gowalla-THAT-NAME).
+# optionally followed by +OPTION=VALUE pairs passed on as `--OPTION VALUE` (+FLAG as `--FLAG`), overriding the
+# defaults below (for ablations: lightgcn-dsl0.2+regrow=accumulated+pooled-budget trains in OUT/gowalla-THAT-NAME).
 # Resumable, for device commands capped at 10 minutes: each row plans LGCN_EPOCHS or MF_EPOCHS (default 1000,
 # ~21 minutes of LightGCN on an H100) and starts no new epoch after LIMIT seconds of training; it then writes
 # its partial model (metrics.json: "epochs" run of "planned_epochs") and OUT/gowalla-ROW.checkpoint, also
@@ -64,7 +64,9 @@ train_row() {
   local model=${base%%-*} variant=${base#*-} epochs density=1.0 pair pairs extra=()
   if [ "$base" != "$row" ]; then
     IFS=+ read -ra pairs <<< "${row#*+}"
-    for pair in "${pairs[@]}"; do extra+=("--${pair%%=*}" "${pair#*=}"); done
+    for pair in "${pairs[@]}"; do
+      if [[ $pair == *=* ]]; then extra+=("--${pair%%=*}" "${pair#*=}"); else extra+=("--$pair"); fi
+    done
   fi
   epochs=$([ "$model" = lightgcn ] && echo "$LGCN_EPOCHS" || echo "$MF_EPOCHS")
   [ "$variant" = dense ] || density=${variant#dsl}

@@ -20,6 +20,8 @@ def row(folder: Path) -> str:
         dsl += " static" if train["static_mask"] else f" {train['regrow']}"
     if train["density"] < 1 and train["prune_fraction"] != 0.5:
         dsl += f", prune fraction {train['prune_fraction']:g}"
+    if train["density"] < 1 and train.get("pooled_budget"):  # absent from runs older than the option
+        dsl += ", pooled budget"
     dsl += "".join(f", {key} {value}" for key, value in sorted(train["hparams"].items()))  # e.g. ", dim 80"
     cells = [
         train["model"],

@@ -54,10 +54,12 @@ def fingerprint(data: Interactions) -> str:
 def refuse_changes(saved: dict[str, Any], saved_data: str | None, config: TrainConfig, data: str, where: Path) -> None:
     """Raise unless ``saved`` (a TrainConfig as a dict) and its data match this run's, per-command fields aside.
 
-    Runs saved before ``sampler`` existed drew every training pair once per epoch ("pairs"; MultVAE: None).
+    Runs saved before ``sampler`` existed drew every training pair once per epoch ("pairs"; MultVAE: None);
+    any other setting added since a run was saved had its default value then.
     """
     if "sampler" not in saved:
         saved = {**saved, "sampler": "pairs" if MODELS[saved["model"]].sampler == "triplets" else None}
+    saved = {**asdict(TrainConfig(model=saved["model"])), **saved}
     current = asdict(config)
     changed = [k for k in current if k not in PER_COMMAND | {"device"} and saved.get(k) != current[k]]
     if torch.device(saved["device"]).type != torch.device(config.device).type:

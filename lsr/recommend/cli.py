@@ -40,6 +40,10 @@ def train_cmd(
         str, typer.Option(help="DSL regrowth: gradient, momentum, accumulated (summed over ΔT) or random.")
     ] = "gradient",
     static_mask: Annotated[bool, typer.Option(help="DSL ablation: keep the initial random mask.")] = False,
+    pooled_budget: Annotated[
+        bool,
+        typer.Option(help="DSL: prune and regrow across all weight tensors at once; a tensor's share may move."),
+    ] = False,
     sampler: Annotated[
         str | None,
         typer.Option(
@@ -107,6 +111,7 @@ def train_cmd(
         prune_fraction=prune_fraction,
         regrow=regrow,
         static_mask=static_mask,
+        pooled_budget=pooled_budget,
         sampler=sampler,
         eval_every=eval_every,
         time_limit=time_limit,

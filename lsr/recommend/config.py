@@ -22,6 +22,7 @@ class TrainConfig:
     prune_fraction: float = 0.5
     regrow: str = "gradient"
     static_mask: bool = False
+    pooled_budget: bool = False  # DSL: prune and regrow across all weight tensors together (SparseMasks pooled)
     sampler: str | None = None  # triplet models: "pairs" or "users" (TRIPLET_SAMPLERS); None: the model's default
     eval_every: int = 0
     time_limit: float = 0.0  # seconds of training after which no new epoch starts (0: none); for leased GPUs

@@ -161,6 +161,7 @@ def train(
             fraction=config.prune_fraction,
             regrow=config.regrow,
             static=config.static_mask,
+            pooled=config.pooled_budget,
             seed=config.seed,
         )
     trainer = TrainingState(model, optimizer, masks, generator, device)
