@@ -286,6 +286,7 @@ def test_resume_refuses_a_different_run(clusters: Interactions, tmp_path: Path) 
         ({"epochs": 10}, "epochs"),  # the DSL schedule spans the planned epochs: more is another run
         ({"hparams": {"dim": 16}}, "hparams"),
         ({"sampler": "pairs"}, "sampler: 'users' there, 'pairs' now"),  # MF's default is LightGCN's sampling
+        ({"pooled_budget": True}, "pooled_budget: False there, True now"),
     ]:
         with pytest.raises(LsrError, match="holds a different run") as error:
             train(clusters, _small("mf", **changes), out, progress=False, resume=True)
@@ -306,6 +307,7 @@ def test_checkpoints_from_before_the_sampler_option_resume_as_pairs(clusters: In
     saved = checkpoint_dir(out) / "state.pt"
     state = torch.load(saved, weights_only=True)
     del state["config"]["sampler"]  # as written before the option: those runs drew every pair once per epoch
+    del state["config"]["pooled_budget"]  # a setting added later resumes as its default
     torch.save(state, saved)
     with pytest.raises(LsrError, match="sampler: 'pairs' there, 'users' now"):
         train(clusters, _small("mf"), out, progress=False, resume=True)
