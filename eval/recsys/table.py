@@ -10,11 +10,8 @@ import sys
 from pathlib import Path
 
 
-def row(folder: Path) -> str:
-    """One table row: model, density (regrowth), epochs, metrics, stored size and speed of one run."""
-    metrics = json.loads((folder / "metrics.json").read_text())
-    size = json.loads((folder / "size.json").read_text())
-    train = json.loads((folder / "config.json").read_text())["train"]
+def label(train: dict) -> str:
+    """How a run was trained, in words: "dense", "DSL 0.2 accumulated, dim 80", ... (``train``: config.json's)."""
     dsl = "dense" if train["density"] >= 1 else f"DSL {train['density']:g}"
     if train["density"] < 1 and (train["static_mask"] or train["regrow"] != "gradient"):
         dsl += " static" if train["static_mask"] else f" {train['regrow']}"
@@ -22,10 +19,17 @@ def row(folder: Path) -> str:
         dsl += f", prune fraction {train['prune_fraction']:g}"
     if train["density"] < 1 and train.get("pooled_budget"):  # absent from runs older than the option
         dsl += ", pooled budget"
-    dsl += "".join(f", {key} {value}" for key, value in sorted(train["hparams"].items()))  # e.g. ", dim 80"
+    return dsl + "".join(f", {key} {value}" for key, value in sorted(train["hparams"].items()))  # ", dim 80"
+
+
+def row(folder: Path) -> str:
+    """One table row: model, density (regrowth), epochs, metrics, stored size and speed of one run."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    size = json.loads((folder / "size.json").read_text())
+    train = json.loads((folder / "config.json").read_text())["train"]
     cells = [
         train["model"],
-        dsl,
+        label(train),
         str(metrics["epochs"]),
         *(f"{metrics[f'{m}@{k}']:.4f}" for k in (20, 10, 50) for m in ("recall", "ndcg")),
         f"{size['stored_parameters']:,}",
