@@ -18,7 +18,7 @@ from lsr.cli import app
 from lsr.errors import LsrError
 from lsr.recommend.data import Interactions, load_dataset
 from lsr.recommend.models import MODELS
-from lsr.recommend.samplers import TripletSampler, UserTripletSampler
+from lsr.recommend.samplers import TripletSampler, UserSampler, UserTripletSampler
 from lsr.recommend.serve import Server
 from lsr.recommend.store import load_model
 from lsr.recommend.train import TrainConfig, build, checkpoint_dir, lr_at, train
@@ -320,7 +320,7 @@ def test_sampler_is_checked_and_recorded(clusters: Interactions, tmp_path: Path)
     with pytest.raises(LsrError, match="pairs, users"):
         train(clusters, _small("mf", sampler="items"), tmp_path / "mf", progress=False)
     for name, expected in [("mf", "users"), ("lightgcn", "users"), ("neumf", "pairs"), ("multvae", None)]:
-        train(clusters, _small(name, epochs=1, eval_every=0), tmp_path / name, progress=False)
+        train(clusters, _small(name, epochs=1, eval_every=0, density=1.0), tmp_path / name, progress=False)
         assert json.loads((tmp_path / name / "config.json").read_text())["train"]["sampler"] == expected
 
 
@@ -376,3 +376,12 @@ def test_cli_resume_continues_where_the_last_command_stopped(tmp_path: Path) -> 
     _assert_same_run(tmp_path / "whole", out)
     changed = CliRunner().invoke(app, [*base, "--output-dir", str(out), "--resume", "--lr", "0.05"])
     assert changed.exit_code != 0 and "lr: 0.02 there, 0.05 now" in str(changed.exception)
+
+
+def test_a_dsl_run_too_short_for_one_mask_update_is_refused(clusters: Interactions, tmp_path: Path) -> None:
+    steps = len(UserSampler(clusters.train, 500, torch.device("cpu"), torch.Generator()))
+    short = TrainConfig(model="multvae", epochs=2, density=0.5, update_every=2 * steps)
+    with pytest.raises(LsrError, match=f"no mask update in the {2 * steps} planned steps"):
+        train(clusters, short, tmp_path / "short", progress=False)
+    static = train(clusters, replace(short, static_mask=True), tmp_path / "static", progress=False)
+    assert static["epochs"] == 2  # a fixed mask, asked for, trains

@@ -105,6 +105,19 @@ def _plot(log: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
+def _check_mask_updates(config: TrainConfig, steps_per_epoch: int) -> None:
+    """Refuse a DSL run whose mask would never move: a schedule shorter than ΔT is a static mask in disguise
+    (MovieLens-100k MultVAE, 2 steps an epoch, trained 100 steps with ΔT 100 before this check existed)."""
+    steps = config.epochs * steps_per_epoch
+    if not config.static_mask and steps <= config.update_every:  # updates come after steps ΔT, 2ΔT, ... < steps
+        remedy = f"set --update-every to at most {steps - 1}" if steps > 1 else "train more epochs"
+        raise LsrError(
+            f"--update-every {config.update_every} leaves DSL no mask update in the {steps} planned steps "
+            f"({config.epochs} epochs × {steps_per_epoch} steps): {remedy}, or pass --static-mask if a fixed "
+            "random mask is meant"
+        )
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -152,6 +165,7 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=device.type == "cuda")  # fewer kernels
     masks = None
     if config.dsl:
+        _check_mask_updates(config, len(sampler))
         masks = SparseMasks(
             model,
             optimizer,
