@@ -200,16 +200,16 @@ class SparseMasks:
         flat_mask[dropped] = False
         score = torch.cat([self._regrow_score(name).reshape(-1) for name in names])
         score.masked_fill_(flat_mask, -math.inf)  # candidates: every position inactive now, the just-dropped too
-        flat_mask[torch.topk(score, count).indices] = True
+        grown = torch.topk(score, count).indices
+        flat_mask[grown] = True
         changed = torch.zeros_like(flat_mask)
-        changed[dropped] = True
-        changed |= flat_mask & ~torch.cat([self.masks[name].view(-1) for name in names])  # the regrown ones
+        changed[torch.cat([dropped, grown])] = True  # dropped weights leave, regrown ones start from zero
         start = 0
         for name in names:
             param, end = self.params[name], start + self.params[name].numel()
             self.masks[name].view(-1).copy_(flat_mask[start:end])
             moved = changed[start:end].view_as(param)
-            param.data[moved] = 0.0  # dropped weights leave, regrown ones start from zero
+            param.data[moved] = 0.0
             for value in self.optimizer.state.get(param, {}).values():
                 if torch.is_tensor(value) and value.shape == param.shape:
                     value[moved] = 0.0
