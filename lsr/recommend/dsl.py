@@ -11,10 +11,11 @@ the same at every step, and ``fraction`` decays to zero on a cosine schedule so 
 converges. With ``pooled`` the update ranks all tensors' weights together instead, so the budget can move
 between tensors (the paper's "sparsity distribution"); its total still never changes.
 
-Regrowth by the gradient summed over the interval (``accumulated``) beat the paper's last-batch gradient on
-every run measured (eval/RESULTS.md): Gowalla LightGCN at density 0.2, recall@20 +3.2% after 200 epochs of
-the DSL authors' schedule and −7.9% from dense after 1000 (last-batch gradient: −11.6% after 400); on
-MovieLens-100k at 0.2, LightGCN +5% and MF +18%. It stays an option so the default is the paper's rule.
+Regrowth by the gradient summed over the interval (``accumulated``) beat the paper's last-batch gradient in
+every LightGCN, MF and MultVAE run measured (eval/RESULTS.md; NeuMF at 0.2 tied): Gowalla LightGCN at density
+0.2, recall@20 +3.2% after 200 epochs of the DSL authors' schedule and −7.9% from dense after 1000 (last-batch
+gradient: −11.6% after 400); on MovieLens-100k at 0.2, LightGCN +5% and MF +18%. It stays an option so the
+default is the paper's rule.
 
 Matrix factorisation suffers most (measured on 8,000 Gowalla users, lr 0.001, density 0.2): element masks on
 both tables leave a user and an item about ``64 × 0.2²`` ≈ 2.6 shared dimensions, so a static mask learns
