@@ -381,7 +381,28 @@ def test_cli_resume_continues_where_the_last_command_stopped(tmp_path: Path) -> 
 def test_a_dsl_run_too_short_for_one_mask_update_is_refused(clusters: Interactions, tmp_path: Path) -> None:
     steps = len(UserSampler(clusters.train, 500, torch.device("cpu"), torch.Generator()))
     short = TrainConfig(model="multvae", epochs=2, density=0.5, update_every=2 * steps)
-    with pytest.raises(LsrError, match=f"no mask update in the {2 * steps} planned steps"):
+    with pytest.raises(LsrError, match=f"no mask update in the {2 * steps} steps it may move"):
         train(clusters, short, tmp_path / "short", progress=False)
     static = train(clusters, replace(short, static_mask=True), tmp_path / "static", progress=False)
     assert static["epochs"] == 2  # a fixed mask, asked for, trains
+
+
+@pytest.mark.parametrize(("until", "moves_late"), [(0.5, False), (1.0, True)])
+def test_update_until_freezes_the_mask_for_the_rest_of_training(
+    clusters: Interactions, tmp_path: Path, until: float, moves_late: bool
+) -> None:
+    """The mask moves in the first ``until`` of the planned steps only (RigL's end), however the run is split."""
+    out, saved = tmp_path / "out", []
+    for epochs in (1, 2, 2):  # stop after epochs 1, 3 and 5 of 6
+        config = _small("lightgcn", update_until=until, update_every=1, stop_after=epochs)
+        train(clusters, config, out, progress=False, resume=True)
+        saved.append(torch.load(checkpoint_dir(out) / "state.pt", weights_only=False)["masks"]["masks"])
+    first, middle, late = saved
+    assert any(not torch.equal(first[n], middle[n]) for n in first)  # it moves in the first half either way
+    assert any(not torch.equal(middle[n], late[n]) for n in middle) == moves_late
+    assert {n: int(m.sum()) for n, m in late.items()} == {n: int(m.sum()) for n, m in first.items()}
+
+
+def test_update_until_must_be_a_fraction_of_training(clusters: Interactions, tmp_path: Path) -> None:
+    with pytest.raises(LsrError, match="--update-until must be in \\(0, 1\\], got 1.5"):
+        train(clusters, _small("mf", update_until=1.5), tmp_path / "out", progress=False)

@@ -19,6 +19,8 @@ def label(train: dict) -> str:
         dsl += f", prune fraction {train['prune_fraction']:g}"
     if train["density"] < 1 and train.get("pooled_budget"):  # absent from runs older than the option
         dsl += ", pooled budget"
+    if train["density"] < 1 and train.get("update_until", 1.0) < 1:
+        dsl += f", mask moves in the first {train['update_until']:.0%}"
     return dsl + "".join(f", {key} {value}" for key, value in sorted(train["hparams"].items()))  # ", dim 80"
 
 

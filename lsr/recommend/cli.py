@@ -36,6 +36,10 @@ def train_cmd(
     reg: Annotated[float | None, typer.Option(help="L2 weight on the batch's embeddings (default 1e-4).")] = None,
     update_every: Annotated[int, typer.Option(help="DSL: steps between prune-and-regrow (ΔT).")] = 100,
     prune_fraction: Annotated[float, typer.Option(help="DSL: initial prune fraction, cosine-decayed to 0.")] = 0.5,
+    update_until: Annotated[
+        float,
+        typer.Option(help="DSL: move the mask only in this first fraction of training (RigL stops at 0.75)."),
+    ] = 1.0,
     regrow: Annotated[
         str, typer.Option(help="DSL regrowth: gradient, momentum, accumulated (summed over ΔT) or random.")
     ] = "gradient",
@@ -108,6 +112,7 @@ def train_cmd(
         device=device,
         seed=seed,
         update_every=update_every,
+        update_until=update_until,
         prune_fraction=prune_fraction,
         regrow=regrow,
         static_mask=static_mask,

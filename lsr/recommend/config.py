@@ -20,6 +20,7 @@ class TrainConfig:
     seed: int = 0
     update_every: int = 100
     prune_fraction: float = 0.5
+    update_until: float = 1.0  # DSL: the mask moves in this first fraction of the planned steps (RigL's end)
     regrow: str = "gradient"
     static_mask: bool = False
     pooled_budget: bool = False  # DSL: prune and regrow across all weight tensors together (SparseMasks pooled)

@@ -105,16 +105,24 @@ def _plot(log: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
+def _update_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """The steps in which DSL's mask moves, counted over the planned epochs however many commands they take:
+    all of them, or the first ``update_until`` of them; the prune fraction's cosine decays to 0 over these."""
+    return round(config.update_until * config.epochs * steps_per_epoch)
+
+
 def _check_mask_updates(config: TrainConfig, steps_per_epoch: int) -> None:
     """Refuse a DSL run whose mask would never move: a schedule shorter than ΔT is a static mask in disguise
     (MovieLens-100k MultVAE, 2 steps an epoch, trained 100 steps with ΔT 100 before this check existed)."""
-    steps = config.epochs * steps_per_epoch
+    if not 0 < config.update_until <= 1:
+        raise LsrError(f"--update-until must be in (0, 1], got {config.update_until}")
+    steps = _update_steps(config, steps_per_epoch)
     if not config.static_mask and steps <= config.update_every:  # updates come after steps ΔT, 2ΔT, ... < steps
         remedy = f"set --update-every to at most {steps - 1}" if steps > 1 else "train more epochs"
         raise LsrError(
-            f"--update-every {config.update_every} leaves DSL no mask update in the {steps} planned steps "
-            f"({config.epochs} epochs × {steps_per_epoch} steps): {remedy}, or pass --static-mask if a fixed "
-            "random mask is meant"
+            f"--update-every {config.update_every} leaves DSL no mask update in the {steps} steps it may move "
+            f"({config.update_until:g} of {config.epochs} epochs × {steps_per_epoch} steps): {remedy}, or "
+            "pass --static-mask if a fixed random mask is meant"
         )
 
 
@@ -170,7 +178,7 @@ def train(
             model,
             optimizer,
             config.density,
-            total_steps=config.epochs * len(sampler),  # the planned epochs, however many commands they take
+            total_steps=_update_steps(config, len(sampler)),
             update_every=config.update_every,
             fraction=config.prune_fraction,
             regrow=config.regrow,
