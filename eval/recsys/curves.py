@@ -1,6 +1,7 @@
 """Plot the test recall@20 curves of recommender runs kept in eval/recsys/results-*.json, against the target.
 
 python -m eval.recsys.curves eval/recsys/results-gowalla-s6.json eval/recsys/results-gowalla-s7.json \
+    eval/recsys/results-gowalla-s8.json \
     --epochs 1000 --output eval/recsys/gowalla-dsl-curves.png
 
 Rows are those that trained ``--epochs`` planned epochs to the end (``--model`` picks the backbone). Each dense
