@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from lsr.cli_force import writes
+
 app = typer.Typer(help="Evaluate retrievers on BEIR datasets and score TREC run files.", no_args_is_help=True)
 console = Console()
 
@@ -16,6 +18,7 @@ SplitOption = Annotated[str, typer.Option(help="Qrels split: test, dev, train ..
 
 
 @app.command("bm25")
+@writes("output_dir", in_place=True)
 def bm25_cmd(
     dataset: DatasetOption,
     output_dir: Annotated[Path, typer.Option(help="Where run.trec, metrics.json, per_query.tsv and the index go.")],
@@ -95,6 +98,7 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 
 
 @app.command("run")
+@writes("output_dir", in_place=True)
 def run_cmd(
     dataset: Annotated[
         list[str], typer.Option(help="BEIR folder or zip (or beir/<name>); repeat for a multi-dataset run.")

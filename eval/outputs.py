@@ -17,12 +17,12 @@ from rich.table import Table
 
 from eval.metrics import Evaluation
 from eval.runs import Run, write_run
-from lsr.fsutil import atomic_file
+from lsr.fsutil import atomic_file, claim_dir
 
 
 def write_outputs(output_dir: str | Path, run: Run, evaluation: Evaluation, config: dict[str, Any], tag: str) -> None:
     """Write the run, the aggregate and per-query metrics, and the configuration."""
-    out = Path(output_dir)
+    out = claim_dir(output_dir)
     write_run(run, out / "run.trec", tag=tag)
     with atomic_file(out / "metrics.json") as handle:
         json.dump(evaluation.aggregate, handle, indent=2)

@@ -8,9 +8,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from lsr.cli_force import writes
+
 console = Console()
 
 
+@writes("output")
 def index(
     output: Annotated[Path, typer.Option(help="Index folder to write (replaced atomically).")],
     model: Annotated[str | None, typer.Option(help="Encoder folder or Hugging Face id (sparse, or dense).")] = None,
@@ -36,6 +39,7 @@ def index(
 
     encoder = None
     folders = list(vectors or [])
+    scratch = output.with_name(output.name + ".vectors")
     if not folders:
         if model is None or corpus is None:
             raise typer.BadParameter("give --model and --corpus, or --vectors", param_hint="lsr index")
@@ -44,9 +48,10 @@ def index(
         from lsr.models import load_encoder
 
         model = str(Path(model).resolve()) if Path(model).is_dir() else model
-        folders = [output.with_name(output.name + ".vectors")]
+        folders = [scratch]
         encoder = load_encoder(model, device=device)
-        encode_corpus(encoder, model, corpus_source(corpus), folders[0], batch_size=batch_size)
+        # the scratch folder is this index's own: vectors of an earlier corpus or model there are restarted
+        encode_corpus(encoder, model, corpus_source(corpus), scratch, batch_size=batch_size, restart_stale=True)
     manifest = merged_manifest(folders)
     if manifest.dense:
         from indexing.dense import build_dense_index
@@ -58,8 +63,8 @@ def index(
     else:
         meta = build_index(lambda: iter_merged(folders), output, manifest.model, manifest.kind, weights)
         summary = f"indexed {meta.num_docs:,} documents, {meta.nnz:,} postings"
-    if not keep_vectors and folders == [output.with_name(output.name + ".vectors")]:
-        shutil.rmtree(folders[0])
+    if not keep_vectors and folders == [scratch]:
+        shutil.rmtree(scratch)
     console.print(f"{summary}, at {output}")
 
 
@@ -148,6 +153,7 @@ export_app = typer.Typer(help="Export vectors to other engines.", no_args_is_hel
 
 
 @export_app.command("lucene")
+@writes("output")
 def export_lucene(
     vectors: Annotated[Path, typer.Option(help="Sparse vectors folder from `lsr encode`.")],
     output: Annotated[Path, typer.Option(help="JsonVectorCollection folder to write.")],
@@ -162,7 +168,7 @@ def export_lucene(
     from lsr.models.hub import resolve_model
 
     manifest = Manifest.load(vectors)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(manifest.model))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(manifest.model), trust_remote_code=False)
     tokens = token_names(tokenizer.convert_ids_to_tokens(list(range(manifest.dimension))), manifest.dimension)
     count = write_json_vectors(iter_shards(vectors), output, tokens)
     console.print(f"{count:,} documents written to {output}")

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from lsr.cli_force import writes
+
 app = typer.Typer(help="Benchmarks against the real competitors, in the same run.", no_args_is_help=True)
 console = Console()
 
@@ -125,6 +127,7 @@ def compare_bench(
 
 
 @app.command("synthetic")
+@writes("output")
 def synthetic(
     fit_vectors: Annotated[Path, typer.Option(help="Real document vectors (a folder from `lsr encode`) to fit.")],
     fit_queries: Annotated[Path, typer.Option(help="BEIR folder whose queries, encoded, are fitted.")],

@@ -4,11 +4,18 @@ Two passes over the shards: the first counts each term's postings (so every
 term's region in the output files is known), the second copies each shard's
 postings into place through memory-mapped output arrays. Each term's postings
 are then put in impact order. Everything is written in a temporary folder that
-is renamed into place at the end, so an interrupted build leaves no index.
+is renamed into place at the end (:func:`lsr.fsutil.atomic_dir`), so an
+interrupted build leaves the previous index, or none.
+
+The memory-mapped outputs get their disk blocks reserved before the first write
+(:func:`_reserved_npy`): a store through a map onto a full disk is a SIGBUS that
+kills the process with no message, a failed reservation is a clear error.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -43,6 +50,24 @@ def encode_weights(weights: np.ndarray, kind: str, max_weight: float) -> np.ndar
         half[half == 0] = np.float16(2.0**-24)  # below float16's range: the smallest positive value instead
         return half.view(np.uint16)
     return np.clip(np.rint(weights / (max_weight / 255)), 1, 255).astype(np.uint8)
+
+
+def _reserved_npy(path: Path, dtype: type, shape: tuple[int]) -> np.memmap:
+    """A writable ``.npy`` memory map whose every disk block is allocated now, so later stores cannot fail."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            # no fallocate on this file system: allocate by writing zeros, so ENOSPC is an error, not a SIGBUS
+            header = size - array.nbytes
+            handle.seek(header)
+            for start in range(header, size, 1 << 24):
+                handle.write(bytes(min(1 << 24, size - start)))
+    return array
 
 
 def _without_zeros(vectors: sp.csr_matrix) -> sp.csr_matrix:
@@ -99,10 +124,10 @@ def build_index(shards: Shards, output: str | Path, model: str, model_kind: str,
     with atomic_dir(output) as tmp:
         np.save(tmp / "offsets.npy", offsets)
         np.save(tmp / "codebook.npy", table)
-        docs = np.lib.format.open_memmap(tmp / "postings_docs.npy", mode="w+", dtype=np.int32, shape=(nnz,))
-        codes = np.lib.format.open_memmap(tmp / "postings_codes.npy", mode="w+", dtype=code_dtype, shape=(nnz,))
-        forward_terms = np.lib.format.open_memmap(tmp / "forward_terms.npy", mode="w+", dtype=np.int32, shape=(nnz,))
-        forward_codes = np.lib.format.open_memmap(tmp / "forward_codes.npy", mode="w+", dtype=code_dtype, shape=(nnz,))
+        docs = _reserved_npy(tmp / "postings_docs.npy", np.int32, (nnz,))
+        codes = _reserved_npy(tmp / "postings_codes.npy", code_dtype, (nnz,))
+        forward_terms = _reserved_npy(tmp / "forward_terms.npy", np.int32, (nnz,))
+        forward_codes = _reserved_npy(tmp / "forward_codes.npy", code_dtype, (nnz,))
         forward_indptr = np.zeros(num_docs + 1, dtype=np.int64)
         cursor = offsets[:-1].copy()
         base = 0

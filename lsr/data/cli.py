@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lsr.cli_force import writes
+
 app = typer.Typer(help="Download, convert and check datasets (BEIR format).", no_args_is_help=True)
 console = Console()
 
@@ -31,6 +33,7 @@ def download(
 
 
 @app.command("convert-smart")
+@writes("output")
 def convert_smart_cmd(
     source: Annotated[
         Path,

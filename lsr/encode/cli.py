@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from lsr.cli_force import writes
+
 app = typer.Typer(help="Encode a corpus into vector shards (resumable), or compute an IDF table.")
 console = Console()
 
@@ -17,6 +19,7 @@ DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 
 
 @app.callback(invoke_without_command=True)
+@writes("output")
 def encode(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option(help="Encoder folder or Hugging Face id.")] = None,
@@ -61,6 +64,7 @@ def encode(
 
 
 @app.command("idf")
+@writes("output")
 def idf(
     model: ModelOption,
     corpus: CorpusOption,

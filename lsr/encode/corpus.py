@@ -12,8 +12,9 @@ from tqdm.auto import tqdm
 
 from lsr.data.beir import Document, read_corpus
 from lsr.data.textio import TextSource
-from lsr.encode.shards import Manifest, write_shard
+from lsr.encode.shards import MANIFEST, Manifest, write_shard
 from lsr.errors import LsrError
+from lsr.fsutil import claim_dir, forcing_enabled
 from lsr.models import DenseEncoder, SparseEncoder
 
 
@@ -53,13 +54,22 @@ def encode_texts(
 
 
 def open_output(
-    output: str | Path, model_name: str, kind: str, dense: bool, dimension: int, shard_size: int, src: TextSource
+    output: str | Path,
+    model_name: str,
+    kind: str,
+    dense: bool,
+    dimension: int,
+    shard_size: int,
+    src: TextSource,
+    restart_stale: bool = False,
 ) -> Manifest:
     """The manifest of a vectors folder: a fresh one, or the one of an earlier run with the same model, corpus and
-    shard size (to resume); anything else there is an error rather than silently mixed. Shared by the
+    shard size (to resume); anything else there is an error rather than silently mixed, unless ``restart_stale``
+    (or ``--force``) says the folder's vectors may be dropped and encoding started afresh. Shared by the
     single-process and the Ray encoder so that both write, and resume, the same folders."""
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    earlier = Manifest.load(output) if (output / MANIFEST).is_file() else None
+    claim_dir(output, force=True if earlier else None)  # a valid lsr manifest proves the folder is lsr's
     fresh = Manifest(
         model=model_name,
         kind=kind,
@@ -68,18 +78,17 @@ def open_output(
         shard_size=shard_size,
         corpus=corpus_fingerprint(src),
     )
-    if (output / "manifest.json").is_file():
-        manifest = Manifest.load(output)
-        same = (manifest.model, manifest.kind, manifest.shard_size, manifest.corpus, manifest.dimension) == (
-            fresh.model,
-            fresh.kind,
-            fresh.shard_size,
-            fresh.corpus,
-            fresh.dimension,
-        )
-        if not same:
-            raise LsrError(f"{output} holds vectors of another model, corpus or shard size; choose a new folder")
-        return manifest
+    if earlier is not None:
+        settings = ("model", "kind", "shard_size", "corpus", "dimension")
+        if all(getattr(earlier, name) == getattr(fresh, name) for name in settings):
+            return earlier
+        if not (restart_stale or forcing_enabled()):
+            raise LsrError(
+                f"{output} holds vectors of another model, corpus or shard size; choose a new folder, "
+                "or pass --force to drop them and encode afresh"
+            )
+        for stale in output.glob("shard-*.npz"):  # by pattern: file names read from the manifest are not trusted
+            stale.unlink()
     fresh.save(output)
     return fresh
 
@@ -91,12 +100,13 @@ def encode_corpus(
     output: str | Path,
     shard_size: int = 10_000,
     batch_size: int = 32,
+    restart_stale: bool = False,
 ) -> Manifest:
     """Encode every document of ``src`` into ``output``; a folder from an interrupted run with the same
     model, corpus and shard size is resumed, anything else there is an error rather than silently mixed."""
     dense = isinstance(encoder, DenseEncoder)
     dimension = encoder.dimension if dense else len(encoder.vocabulary)
-    manifest = open_output(output, model_name, encoder.kind, dense, dimension, shard_size, src)
+    manifest = open_output(output, model_name, encoder.kind, dense, dimension, shard_size, src, restart_stale)
     output = Path(output)
     if manifest.complete:
         return manifest

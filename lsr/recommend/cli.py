@@ -9,11 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lsr.cli_force import writes
+
 app = typer.Typer(help="Recommenders: train (dense or Dynamic Sparse Learning), evaluate, serve.", no_args_is_help=True)
 console = Console()
 
 
 @app.command("train")
+@writes("output_dir")
 def train_cmd(
     data: Annotated[Path, typer.Option(help="Folder: LightGCN train/test.txt, MovieLens, Last.fm or CSV.")],
     model: Annotated[str, typer.Option(help="mf, neumf, multvae or lightgcn.")],

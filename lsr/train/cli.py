@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from lsr.cli_force import writes
+
 if TYPE_CHECKING:
     from lsr.train.trainer import TrainConfig
 
@@ -23,6 +25,7 @@ DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 
 
 @app.command("prepare")
+@writes("output")
 def prepare_command(
     dataset: Annotated[Path, typer.Option(help="BEIR folder or zip.", exists=True)],
     output: Annotated[Path, typer.Option(help="Training folder to write.")],
@@ -61,6 +64,7 @@ def prepare_command(
 
 
 @app.command("mlm")
+@writes("output")
 def mlm_command(
     model: Annotated[str, typer.Option(help="Backbone folder, Hub id or all-minilm-l6-v2.")],
     corpus: Annotated[list[Path], typer.Option(help="BEIR folder(s) whose texts to train on.", exists=True)],
@@ -110,6 +114,7 @@ def _train(
 
 
 @app.command("run")
+@writes("output", in_place=True)
 def run_command(
     model: Annotated[str, typer.Option(help="Starting model: encoder folder, *ForMaskedLM/*ForCausalLM, Hub id.")],
     data: Annotated[list[Path], typer.Option(help="Training folder(s) from `lsr train prepare`.", exists=True)],
@@ -206,6 +211,7 @@ def evaluate_command(
 
 
 @app.command("adapt")
+@writes("output", in_place=True)
 def adapt_command(
     corpus: Annotated[Path, typer.Option(help="BEIR folder or zip of the target corpus (no labels).", exists=True)],
     model: Annotated[str, typer.Option(help="Starting sparse model (folder or Hub id).")],
