@@ -186,15 +186,14 @@ def run_cmd(
 
 
 @app.command("compare")
+@writes("plot", file_kind="image")
 def compare_cmd(
     runs: Annotated[list[Path], typer.Argument(help="Evaluation folders (the first is the baseline).")],
     measure: Annotated[
         list[str] | None, typer.Option(help="Measure to compare; repeat for several (default: all five).")
     ] = None,
     name: Annotated[list[str] | None, typer.Option(help="Display name per run, in order (default: folder).")] = None,
-    plot: Annotated[Path, typer.Option(help="Image to save the bar chart to (.png, .svg, .pdf).")] = Path(
-        "compare.png"
-    ),
+    plot: Annotated[Path | None, typer.Option(help="Save a bar chart to this image (.png, .svg, .pdf).")] = None,
 ) -> None:
     """Runs side by side with a paired t-test of each against the first, and a bar chart."""
     from rich.table import Table
@@ -226,4 +225,5 @@ def compare_cmd(
             cells.append(cell)
         table.add_row(run.name, *cells)
     console.print(table)
-    console.print(f"plot saved to {save_plot(scores, measures, plot)}")
+    if plot is not None:
+        console.print(f"plot saved to {save_plot(scores, measures, plot)}")

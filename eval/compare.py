@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsr.errors import LsrError
+from lsr.fsutil import atomic_file
 
 SIGNIFICANCE = 0.05
 
@@ -108,7 +109,7 @@ def plot(runs: list[RunScores], measures: list[str], path: str | Path) -> Path:
     axes.legend(fontsize="small")
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    with atomic_file(path, "wb") as handle:
+        figure.savefig(handle, dpi=120, format=path.suffix.lstrip(".") or "png")
     plt.close(figure)
     return path

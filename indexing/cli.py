@@ -68,6 +68,7 @@ def index(
     console.print(f"{summary}, at {output}")
 
 
+@writes("output", file_kind="trec")
 def search(
     index_dir: Annotated[Path, typer.Option("--index", help="Index folder from `lsr index`.")],
     queries: Annotated[Path, typer.Option(help="BEIR queries.jsonl (or .gz).", exists=True, dir_okay=False)],

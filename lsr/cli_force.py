@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from lsr.fsutil import check_replaceable, claim_dir, forcing, writing
+from lsr.fsutil import check_file_replaceable, check_replaceable, claim_dir, forcing, writing
 
 ForceOption = Annotated[
     bool,
@@ -26,11 +26,12 @@ ForceOption = Annotated[
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-def writes(output: str, in_place: bool = False) -> Callable[[Command], Command]:
+def writes(output: str, in_place: bool = False, file_kind: str | None = None) -> Callable[[Command], Command]:
     """Give a typer command ``--force``, and check and lock its parameter ``output`` before running it.
 
     ``in_place``: the command fills the folder file by file (an evaluation, a training run) rather than replacing
     it whole, so the folder is claimed (created and marked as lsr's) at once, and a rerun may write into it.
+    ``file_kind``: the output is a file of this kind (:data:`lsr.fsutil.FILE_KINDS`), not a folder.
     """
 
     def decorate(command: Command) -> Command:
@@ -40,7 +41,10 @@ def writes(output: str, in_place: bool = False) -> Callable[[Command], Command]:
             with forcing(force):
                 if target is None:  # optional outputs (``lsr encode``'s group callback without a command)
                     return command(*args, **kwargs)
-                (claim_dir if in_place else check_replaceable)(target)
+                if file_kind is not None:
+                    check_file_replaceable(target, file_kind)
+                else:
+                    (claim_dir if in_place else check_replaceable)(target)
                 with writing(target):
                     return command(*args, **kwargs)
 

@@ -32,7 +32,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -95,6 +95,34 @@ def check_replaceable(path: str | Path, force: bool | None = None) -> None:
         f"{target}: exists and was not written by lsr (no {MARKER} in it), so replacing it would lose its files; "
         "choose another output or pass --force"
     )
+
+
+def _trec_run(head: bytes) -> bool:
+    lines = head.decode("utf-8", "replace").splitlines()[:5]
+    return all(len(line.split()) == 6 for line in lines if line.strip())
+
+
+FILE_KINDS: dict[str, Callable[[bytes], bool]] = {
+    "trec": _trec_run,
+    "json": lambda head: head.lstrip()[:1] in (b"{", b"["),
+    "image": lambda head: head.startswith((b"\x89PNG", b"%PDF", b"<?xml", b"<svg")),
+}
+"""How a file lsr writes at a user's path starts: an existing file that does not look like one is refused."""
+
+
+def check_file_replaceable(path: str | Path, kind: str, force: bool | None = None) -> None:
+    """Refuse to overwrite a file that is not what lsr writes there (a TREC run, a JSON result, a plot)."""
+    target = _absolute(path)
+    if target.is_dir() and not target.is_symlink():
+        raise OutputError(f"{target}: is a folder; give a file name")
+    if (force if force is not None else _force.get()) or not target.is_file():
+        return
+    with open(target, "rb") as handle:
+        head = handle.read(4096)
+    if head and not FILE_KINDS[kind](head):
+        raise OutputError(
+            f"{target}: exists and does not look like a {kind} file lsr writes; choose another output or pass --force"
+        )
 
 
 def claim_dir(path: str | Path, force: bool | None = None) -> Path:

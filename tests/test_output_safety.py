@@ -270,3 +270,34 @@ def test_a_read_only_output_is_one_line(tmp_path: Path, vectors: list[Path]) -> 
     child = subprocess.run([*UNSHARE, "sh", "-c", command], capture_output=True, text=True, timeout=300, check=False)
     assert child.returncode == 2, child.stderr
     assert "read-only" in child.stderr and "Traceback" not in child.stderr
+
+
+def test_named_output_files_are_checked_before_they_are_overwritten(tmp_path: Path) -> None:
+    from lsr.fsutil import check_file_replaceable
+
+    essay = tmp_path / "essay.txt"
+    essay.write_text("Four score and seven years ago our fathers brought forth\n")
+    for kind in ("trec", "json", "image"):
+        with pytest.raises(OutputError, match=f"does not look like a {kind} file"):
+            check_file_replaceable(essay, kind)
+    run = tmp_path / "run.trec"
+    run.write_text("q1 Q0 d1 1 2.5 lsr\nq1 Q0 d2 2 1.5 lsr\n")
+    check_file_replaceable(run, "trec")  # an earlier run: replaced
+    check_file_replaceable(tmp_path / "new.json", "json")
+    with forcing():
+        check_file_replaceable(essay, "trec")
+
+
+def test_search_and_compare_refuse_to_overwrite_a_users_file(tmp_path: Path, vectors: list[Path]) -> None:
+    essay = tmp_path / "essay.txt"
+    essay.write_text("not a run\n")
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"_id": "q1", "text": "x"}\n')
+    assert _index(vectors, tmp_path / "idx").exit_code == 0
+    result = runner.invoke(
+        app, ["search", "--index", str(tmp_path / "idx"), "--queries", str(queries), "--output", str(essay)]
+    )
+    assert isinstance(result.exception, OutputError) and "trec" in str(result.exception)
+    result = runner.invoke(app, ["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(essay)])
+    assert isinstance(result.exception, OutputError) and "image" in str(result.exception)
+    assert essay.read_text() == "not a run\n"

@@ -32,12 +32,16 @@ def _query_vectors(queries: Path, model: str):  # noqa: ANN202 - a scipy CSR mat
 
 def _report(result: dict, output: Path | None) -> None:
     """Print a benchmark's result, and keep it as JSON when asked."""
+    from lsr.fsutil import atomic_file
+
     console.print_json(json.dumps(result))
     if output:
-        output.write_text(json.dumps(result, indent=2))
+        with atomic_file(output) as handle:
+            json.dump(result, handle, indent=2)
 
 
 @app.command("encode")
+@writes("output", file_kind="json")
 def encode_bench(
     corpus: Annotated[Path, typer.Option(help="BEIR folder or corpus file whose first documents are encoded.")],
     model: Annotated[
@@ -65,6 +69,7 @@ def encode_bench(
 
 
 @app.command("idf-query")
+@writes("output", file_kind="json")
 def idf_query_bench(
     model: Annotated[Path, typer.Option(help="Inference-free encoder folder (with idf.json).")],
     queries: Annotated[Path, typer.Option(help="BEIR folder whose queries are encoded.")],
@@ -81,6 +86,7 @@ def idf_query_bench(
 
 
 @app.command("search")
+@writes("output", file_kind="json")
 def search_bench(
     index: Annotated[Path, typer.Option(help="Index folder from `lsr index`.")],
     queries: Annotated[
@@ -102,6 +108,7 @@ def search_bench(
 
 
 @app.command("compare")
+@writes("output", file_kind="json")
 def compare_bench(
     vectors: Annotated[Path, typer.Option(help="Vectors folder from `lsr encode` (a sparse model's).")],
     queries: Annotated[
@@ -172,6 +179,7 @@ def synthetic(
 
 
 @app.command("train-step")
+@writes("output", file_kind="json")
 def train_step_bench(
     preset: Annotated[str, typer.Option(help="Model shape: tiny (CPU tests) or 7b (Mistral-7B's).")] = "tiny",
     batch_size: Annotated[int, typer.Option(min=1, help="Query-document pairs per step.")] = 8,
@@ -212,6 +220,7 @@ def train_step_bench(
 
 
 @app.command("serve")
+@writes("output", file_kind="json")
 def serve_bench(
     index: Annotated[Path, typer.Option(help="Sparse index folder (`lsr index`) the server searches.")],
     queries: Annotated[Path, typer.Option(help="BEIR folder or queries.jsonl whose query texts are sent.")],
