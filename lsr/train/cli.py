@@ -186,6 +186,7 @@ def run_command(
 
 
 @app.command("evaluate")
+@writes("output", file_kind="json")
 def evaluate_command(
     model: Annotated[str, typer.Option(help="Sparse encoder folder.")],
     dataset: Annotated[list[str], typer.Option(help="BEIR DIR[:SPLIT] (default split: dev); repeatable.")],
@@ -197,6 +198,7 @@ def evaluate_command(
     import json
     from dataclasses import asdict
 
+    from lsr.fsutil import atomic_file
     from lsr.models import load_encoder
     from lsr.train.evaluate import dev_evaluation
     from lsr.train.trainer import check_dev, dev_split
@@ -207,7 +209,8 @@ def evaluate_command(
     for result in results:
         console.print(result)
     if output:
-        output.write_text(json.dumps({"model": model, "max_length": max_length, "results": results}, indent=2))
+        with atomic_file(output) as handle:
+            json.dump({"model": model, "max_length": max_length, "results": results}, handle, indent=2)
 
 
 @app.command("adapt")
