@@ -122,3 +122,44 @@ def test_encode_and_idf_commands(bert_dir: Path, beir_dir: Path, tmp_path: Path)
     assert isinstance(encoder, InferenceFreeEncoder)
     query = encoder.encode_query(["inverted index"])
     assert query.nnz >= 2 and (query.data > 0).all()
+
+
+def test_ctrl_c_inside_a_shard_keeps_the_finished_pieces(bert_dir: Path, tmp_path: Path) -> None:
+    """A corpus smaller than one shard, interrupted after two of its pieces: the rerun encodes only the rest and
+    writes exactly what an uninterrupted run writes."""
+    from conftest import make_beir
+
+    from lsr.encode.corpus import piece_size
+
+    piece = piece_size(batch_size=1)
+    docs = [{"_id": f"d{i}", "title": "", "text": f"document number {i} about index {i % 7}"} for i in range(3 * piece)]
+    src = corpus_source(make_beir(tmp_path / "beir", docs=docs))
+    encoder = SpladeEncoder.from_pretrained(bert_dir, device="cpu")
+    encode_corpus(encoder, "m", src, tmp_path / "whole", batch_size=1)
+    seen: list[int] = []
+    original = encoder.encode_document
+
+    def interrupted_at_third(texts: list[str], batch_size: int = 32, show_progress: bool = False) -> sp.csr_matrix:
+        seen.append(len(texts))
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+        return original(texts, batch_size, show_progress)
+
+    encoder.encode_document = interrupted_at_third  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus(encoder, "m", src, tmp_path / "vec", batch_size=1)
+    assert Manifest.load(tmp_path / "vec").shards == [] and (tmp_path / "vec" / "partial.npz").is_file()
+    seen.clear()
+    encoder.encode_document = original  # type: ignore[method-assign]
+    counting = encoder.encode_document
+
+    def count(texts: list[str], batch_size: int = 32, show_progress: bool = False) -> sp.csr_matrix:
+        seen.append(len(texts))
+        return counting(texts, batch_size, show_progress)
+
+    encoder.encode_document = count  # type: ignore[method-assign]
+    encode_corpus(encoder, "m", src, tmp_path / "vec", batch_size=1)
+    assert seen == [piece]  # only the third piece was encoded again
+    assert not (tmp_path / "vec" / "partial.npz").exists()
+    whole, resumed = read_all(tmp_path / "whole"), read_all(tmp_path / "vec")
+    assert whole[0] == resumed[0] and (whole[1] != resumed[1]).nnz == 0

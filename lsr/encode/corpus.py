@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from lsr.data.beir import Document, read_corpus
 from lsr.data.textio import TextSource
-from lsr.encode.shards import MANIFEST, Manifest, write_shard
+from lsr.encode.shards import MANIFEST, PARTIAL, Manifest, load_partial, save_partial, stack, write_shard
 from lsr.errors import LsrError
 from lsr.fsutil import claim_dir, forcing_enabled
 from lsr.models import DenseEncoder, SparseEncoder
@@ -33,24 +33,29 @@ def _blocks(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
         yield block
 
 
+def piece_size(batch_size: int) -> int:
+    """Texts encoded per call: enough to sort by length within, few enough to show progress every few seconds."""
+    return max(16 * batch_size, 256)
+
+
 def encode_texts(
     encoder: SparseEncoder | DenseEncoder,
     texts: list[str],
     batch_size: int,
     progress: Callable[[int], object] | None = None,
+    parts: list[sp.csr_matrix | np.ndarray] | None = None,
 ) -> sp.csr_matrix | np.ndarray:
-    """One shard's vectors, encoded in pieces (texts sorted by length within a piece, and the progress step);
-    the single-process and the Ray encoder both call this, so their shards agree."""
-    piece = max(16 * batch_size, 256)
-    parts = []
-    for start in range(0, len(texts), piece):
+    """One shard's vectors, encoded in pieces of :func:`piece_size` (texts sorted by length within a piece);
+    the single-process and the Ray encoder both call this, so their shards agree. ``parts`` collects the
+    finished pieces as they come, so an interrupted caller keeps them; pieces already in it are not redone."""
+    piece = piece_size(batch_size)
+    parts = [] if parts is None else parts
+    for start in range(sum(p.shape[0] for p in parts), len(texts), piece):
         chunk = texts[start : start + piece]
         parts.append(encoder.encode_document(chunk, batch_size=batch_size))
         if progress is not None:
             progress(len(chunk))
-    if isinstance(encoder, DenseEncoder):
-        return np.vstack(parts)
-    return sp.vstack(parts, format="csr")
+    return stack(parts)
 
 
 def open_output(
@@ -111,14 +116,25 @@ def encode_corpus(
     if manifest.complete:
         return manifest
     done = len(manifest.shards)
+    total = sum(1 for _ in read_corpus(src))  # validates every line before any encoding, and sizes the bar
     docs = read_corpus(src)
-    for _ in islice(docs, done * shard_size):  # documents already encoded: read (and validated) only
+    for _ in islice(docs, done * shard_size):  # documents already encoded
         pass
-    with tqdm(initial=done * shard_size, desc=f"encode {src.path.name}", unit=" docs") as bar:
+    bar = tqdm(total=total, initial=manifest.documents, desc=f"encode {src.path.name}", unit=" docs", mininterval=2)
+    with bar:
         for number, block in enumerate(_blocks(docs, shard_size), start=done):
-            vectors = encode_texts(encoder, [document_text(d) for d in block], batch_size, bar.update)
-            manifest.shards.append(write_shard(output, number, [d.id for d in block], vectors))
+            ids = [d.id for d in block]
+            parts = load_partial(output, number, ids)
+            bar.update(sum(p.shape[0] for p in parts))
+            try:
+                vectors = encode_texts(encoder, [document_text(d) for d in block], batch_size, bar.update, parts)
+            except KeyboardInterrupt:
+                kept = save_partial(output, number, ids, parts)
+                bar.write(f"interrupted: {manifest.documents + kept:,} documents kept in {output}; rerun to resume")
+                raise
+            manifest.shards.append(write_shard(output, number, ids, vectors))
             manifest.save(output)
+            (output / PARTIAL).unlink(missing_ok=True)
     manifest.complete = True
     manifest.save(output)
     return manifest

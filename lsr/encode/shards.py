@@ -24,6 +24,8 @@ from lsr.errors import DataFormatError, LsrError
 from lsr.fsutil import atomic_file
 
 MANIFEST = "manifest.json"
+PARTIAL = "partial.npz"
+"""The finished pieces of a shard whose encoding was interrupted (Ctrl-C): a rerun continues inside the shard."""
 FORMAT = "lsr-vectors/1"
 
 
@@ -66,24 +68,60 @@ def shard_name(number: int) -> str:
     return f"shard-{number:05d}.npz"
 
 
-def write_shard(folder: Path, number: int, ids: list[str], vectors: sp.csr_matrix | np.ndarray) -> dict[str, Any]:
-    """Write one shard atomically and return its manifest entry."""
+def stack(parts: list[sp.csr_matrix | np.ndarray]) -> sp.csr_matrix | np.ndarray:
+    """Pieces of vectors, in order, as one matrix."""
+    return np.vstack(parts) if isinstance(parts[0], np.ndarray) else sp.vstack(parts, format="csr")
+
+
+def _arrays(ids: list[str], vectors: sp.csr_matrix | np.ndarray) -> dict[str, np.ndarray]:
+    """A shard's arrays: ``ids``, and the CSR parts of sparse vectors or the ``embeddings`` of dense ones."""
     arrays: dict[str, np.ndarray] = {"ids": np.asarray(ids, dtype=str)}
     if sp.issparse(vectors):
         csr = sp.csr_matrix(vectors)
-        arrays |= {
+        return arrays | {
             "data": csr.data.astype(np.float32),
             "indices": csr.indices.astype(np.int32),
             "indptr": csr.indptr.astype(np.int64),
             "shape": np.asarray(csr.shape, dtype=np.int64),
         }
-        nnz = int(csr.nnz)
-    else:
-        arrays["embeddings"] = np.asarray(vectors, dtype=np.float32)
-        nnz = int(arrays["embeddings"].size)
+    return arrays | {"embeddings": np.asarray(vectors, dtype=np.float32)}
+
+
+def write_shard(folder: Path, number: int, ids: list[str], vectors: sp.csr_matrix | np.ndarray) -> dict[str, Any]:
+    """Write one shard atomically and return its manifest entry."""
+    arrays = _arrays(ids, vectors)
+    nnz = int(arrays["data"].size if "data" in arrays else arrays["embeddings"].size)
     with atomic_file(folder / shard_name(number), "wb") as out:
         np.savez(out, **arrays)
     return {"file": shard_name(number), "documents": len(ids), "nnz": nnz}
+
+
+def save_partial(folder: Path, number: int, ids: list[str], parts: list[sp.csr_matrix | np.ndarray]) -> int:
+    """Keep the finished pieces of shard ``number``; returns how many documents they hold."""
+    if not parts:
+        return 0
+    vectors = stack(parts)
+    count = vectors.shape[0]
+    with atomic_file(folder / PARTIAL, "wb") as out:
+        np.savez(out, shard=np.int64(number), **_arrays(ids[:count], vectors))
+    return count
+
+
+def load_partial(folder: Path, number: int, ids: list[str]) -> list[sp.csr_matrix | np.ndarray]:
+    """The kept pieces of shard ``number`` as one part, if ``partial.npz`` holds the first ids of this very block
+    (anything else, e.g. from a corpus since edited, is dropped and encoded again)."""
+    path = folder / PARTIAL
+    if not path.is_file():
+        return []
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            same = int(npz["shard"]) == number
+        kept_ids, vectors = read_shard(path)
+    except (OSError, ValueError, KeyError, DataFormatError):
+        return []
+    if not same or kept_ids != ids[: len(kept_ids)]:
+        return []
+    return [vectors]
 
 
 def read_shard(path: Path) -> tuple[list[str], sp.csr_matrix | np.ndarray]:
