@@ -47,7 +47,7 @@ def random_splade(
     """
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -81,7 +81,9 @@ def bench_splade(
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
     ours = SpladeEncoder.from_pretrained(model_dir, device=dev, dtype=torch_dtype, max_length=max_length)
-    theirs = SparseEncoder(str(model_dir), device=str(dev), model_kwargs={"dtype": torch_dtype})
+    theirs = SparseEncoder(
+        str(model_dir), device=str(dev), model_kwargs={"dtype": torch_dtype}, trust_remote_code=False
+    )
     theirs.max_seq_length = max_length
 
     def run_theirs(batch: list[str]) -> Any:
@@ -136,7 +138,7 @@ def bench_mistral_7b(
     """Mistral-SPLADE document throughput at 7B scale (Mistral-7B's shape, random weights, bf16, SDPA, echo)."""
     from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     config = MistralConfig(num_hidden_layers=layers, vocab_size=32000)  # Mistral-7B-v0.1's dimensions
     torch.set_default_dtype(torch.bfloat16)
     try:

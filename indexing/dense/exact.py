@@ -38,7 +38,7 @@ class ExactIndex(DenseIndex):
 
     def __init__(self, folder: Path, meta: DenseMeta) -> None:
         super().__init__(folder, meta)
-        self.matrix = np.load(folder / VECTORS, mmap_mode="r")
+        self.matrix = np.load(folder / VECTORS, mmap_mode="r", allow_pickle=False)
 
     @classmethod
     def build(cls, shards: VectorShards, folder: Path, dimension: int, count: int, params: dict[str, int]) -> None:

@@ -74,7 +74,7 @@ def crc32_file(path: Path, chunk: int = 1 << 24) -> int:
 
 def _load(folder: Path, name: str) -> np.ndarray:
     try:
-        return np.load(folder / name, mmap_mode="r")
+        return np.load(folder / name, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise IndexFormatError(f"{folder / name}: unreadable ({exc})") from exc
 

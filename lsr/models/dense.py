@@ -19,6 +19,7 @@ from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 from lsr.models.base import pick_device
 from lsr.models.hub import resolve_model
+from lsr.safeload import refusing_code
 
 DEFAULT_DENSE = "all-minilm-l6-v2"
 
@@ -49,7 +50,8 @@ class DenseEncoder:
         from sentence_transformers import SentenceTransformer
 
         folder = default_dense_path() if str(name_or_path) == DEFAULT_DENSE else resolve_model(name_or_path)
-        model = SentenceTransformer(str(folder), device=str(pick_device(device)))
+        with refusing_code(folder):
+            model = SentenceTransformer(str(folder), device=str(pick_device(device)), trust_remote_code=False)
         if max_length:
             model.max_seq_length = max_length
         if model.device.type == "cuda":

@@ -21,6 +21,7 @@ from lsr.fsutil import atomic_dir
 from lsr.models.base import EncoderConfig
 from lsr.models.hub import resolve_model
 from lsr.models.splade import SpladeEncoder
+from lsr.safeload import refusing_code
 
 DEFAULT_ECHO = {"prefix": "Passage: ", "separator": "\nPassage again: "}
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -65,13 +66,17 @@ class MistralSpladeEncoder(SpladeEncoder):
         import transformers
         from peft import PeftModel
 
-        base = transformers.AutoModelForCausalLM.from_pretrained(
-            resolve_model(config.extra["base_model"]), attn_implementation="sdpa"
-        )
+        base_folder = resolve_model(config.extra["base_model"])
+        with refusing_code(base_folder):
+            base = transformers.AutoModelForCausalLM.from_pretrained(
+                base_folder, attn_implementation="sdpa", trust_remote_code=False
+            )
         for key, value in overrides.items():
             setattr(config, key, value)
-        encoder = cls(base, transformers.AutoTokenizer.from_pretrained(folder), config, device, dtype)
-        encoder.module.backbone = PeftModel.from_pretrained(encoder.module.backbone, folder, is_trainable=False)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        encoder = cls(base, tokenizer, config, device, dtype)
+        with refusing_code(folder):
+            encoder.module.backbone = PeftModel.from_pretrained(encoder.module.backbone, folder, is_trainable=False)
         encoder.module.to(encoder.device, next(encoder.module.projection.parameters()).dtype)
         return encoder
 

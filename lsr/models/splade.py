@@ -25,6 +25,7 @@ from lsr.fsutil import atomic_dir
 from lsr.models.base import EncoderConfig, SparseEncoder, pick_device, pick_dtype
 from lsr.models.hub import resolve_model
 from lsr.models.sparse import keep_top_k, splade_pool, to_csr
+from lsr.safeload import refusing_code
 
 
 class _Passthrough(nn.Module):
@@ -124,8 +125,11 @@ class SpladeEncoder(SparseEncoder):
         config = EncoderConfig.load(folder) if (folder / "lsr_config.json").is_file() else EncoderConfig(kind=cls.kind)
         for key, value in overrides.items():
             setattr(config, key, value)
-        backbone = getattr(transformers, cls.auto_class).from_pretrained(folder, attn_implementation="sdpa")
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        with refusing_code(folder):
+            backbone = getattr(transformers, cls.auto_class).from_pretrained(
+                folder, attn_implementation="sdpa", trust_remote_code=False
+            )
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         return cls(backbone, tokenizer, config, device, dtype)
 
     def save_pretrained(self, path: str | Path) -> None:

@@ -24,6 +24,7 @@ from lsr.recommend.data import Interactions
 from lsr.recommend.dsl import SparseMasks
 from lsr.recommend.models import MODELS, Recommender
 from lsr.recommend.store import CONFIG_FILE
+from lsr.safeload import load_weights
 
 #: Fields a resumed run may change: they steer one command (when it stops, what it logs), not what is learned.
 #: ``device`` may change its index but not its type, whose generator states differ.
@@ -133,11 +134,14 @@ def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(folder: Path, config: TrainConfig, data: str) -> dict[str, Any] | None:
-    """The training state saved in ``folder`` (on the CPU), None without one; a checkpoint of another
-    configuration or other training data raises (:func:`refuse_changes`) rather than being continued."""
+    """The training state saved in ``folder`` (on the CPU, read weights-only: a crafted file runs no code), None
+    without one; a checkpoint of another configuration or other training data raises (:func:`refuse_changes`)
+    rather than being continued."""
     path = folder / CHECKPOINT_FILE
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights(path, "train without --resume to start over")
+    if not isinstance(state, dict) or not {"config", "train_sha256"} <= state.keys():
+        raise LsrError(f"{path}: not an lsr recommender checkpoint; train without --resume to start over")
     refuse_changes(state["config"], state["train_sha256"], config, data, folder)
     return state

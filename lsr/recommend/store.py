@@ -78,12 +78,21 @@ def save_interactions(folder: Path, train: sp.csr_matrix, users: np.ndarray, ite
         )
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; object arrays are refused, since reading them unpickles (may run code)."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    except (OSError, ValueError) as exc:
+        raise LsrError(f"{path}: not a readable array file ({exc})") from exc
+
+
 def load_interactions(folder: Path) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """The training matrix and the raw user and item ids of its rows and columns."""
-    with np.load(folder / INTERACTIONS_FILE) as data:
-        indices = data["indices"]
-        train = sp.csr_matrix((np.ones(len(indices), np.float32), indices, data["indptr"]), shape=tuple(data["shape"]))
-        return train, data["users"], data["items"]
+    data = _read_npz(folder / INTERACTIONS_FILE)
+    indices = data["indices"]
+    train = sp.csr_matrix((np.ones(len(indices), np.float32), indices, data["indptr"]), shape=tuple(data["shape"]))
+    return train, data["users"], data["items"]
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[Recommender, dict[str, Any]]:
@@ -97,17 +106,17 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> tuple[
     train, _, _ = load_interactions(folder)
     model = MODELS[config["model"]](train, **config["hparams"])
     state: dict[str, torch.Tensor] = {}
-    with np.load(folder / MODEL_FILE) as arrays:
-        for name, shape in config["sparse_shapes"].items():
-            csr = sp.csr_matrix(
-                (
-                    arrays[f"{name}/values"],
-                    arrays[f"{name}/indices"].astype(np.int64),
-                    arrays[f"{name}/indptr"].astype(np.int64),
-                ),
-                shape=tuple(shape),
-            )
-            state[name] = torch.from_numpy(csr.toarray())
-        state.update({name: torch.from_numpy(arrays[name]) for name in arrays.files if "/" not in name})
+    arrays = _read_npz(folder / MODEL_FILE)
+    for name, shape in config["sparse_shapes"].items():
+        csr = sp.csr_matrix(
+            (
+                arrays[f"{name}/values"],
+                arrays[f"{name}/indices"].astype(np.int64),
+                arrays[f"{name}/indptr"].astype(np.int64),
+            ),
+            shape=tuple(shape),
+        )
+        state[name] = torch.from_numpy(csr.toarray())
+    state.update({name: torch.from_numpy(array) for name, array in arrays.items() if "/" not in name})
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -26,6 +26,7 @@ from lsr.fsutil import atomic_dir
 from lsr.models.base import pick_device
 from lsr.models.dense import DEFAULT_DENSE, default_dense_path
 from lsr.models.hub import resolve_model
+from lsr.safeload import refusing_code
 
 
 def mlm_warmup(
@@ -47,9 +48,13 @@ def mlm_warmup(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     target = pick_device(device)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     # float32 master weights whatever the checkpoint holds (an fp16 checkpoint would load as fp16 and overflow)
-    network = transformers.AutoModelForMaskedLM.from_pretrained(folder, dtype=torch.float32).to(target).train()
+    with refusing_code(folder):
+        network = transformers.AutoModelForMaskedLM.from_pretrained(
+            folder, dtype=torch.float32, trust_remote_code=False
+        )
+    network = network.to(target).train()
     collator = transformers.DataCollatorForLanguageModeling(tokenizer, mlm_probability=mask_probability)
     texts = [document_text(doc) for path in corpora for doc in BeirDataset(path).corpus()]
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=0.01)

@@ -14,7 +14,8 @@ in-batch negatives) and combines:
 
 bf16 autocast on the GPU, gradient accumulation, gradient clipping, linear warm-up
 and decay. Checkpoints (``OUT/checkpoints/step-N``) are encoder folders in Hugging
-Face layout plus ``trainer_state.pt``; ``resume`` continues from the latest, so a
+Face layout plus ``trainer_state.pt`` (tensors and plain containers, read back weights-only, so a crafted
+checkpoint cannot run code); ``resume`` continues from the latest, so a
 run can be split over several time-limited jobs (``max_minutes`` saves and stops
 cleanly). With dev splits the best checkpoint by mean nDCG@10 is kept as
 ``OUT/model``; without, ``OUT/model`` is the last. ``OUT/log.jsonl`` has the losses,
@@ -37,6 +38,7 @@ from rich.console import Console
 from tqdm.auto import tqdm
 
 from lsr.errors import LsrError
+from lsr.safeload import load_weights
 from lsr.train.data import Batch, TrainingSet
 from lsr.train.evaluate import DevResult, dev_evaluation
 from lsr.train.losses import RegularizerSchedule, flops, idf_aware_flops, infonce, kl_distillation, l1, margin_mse
@@ -176,6 +178,8 @@ class Trainer:
             return [dev_evaluation(self.student.encoder, *dev_split(spec)) for spec in self.config.dev]
 
     def save_checkpoint(self) -> Path:
+        """Write ``step-N``: the encoder (safetensors) and a trainer state of tensors and plain containers only,
+        which :meth:`load_state` reads weights-only."""
         folder = self.output / "checkpoints" / f"step-{self.step}"
         self.student.save_pretrained(folder)
         state = {
@@ -190,7 +194,11 @@ class Trainer:
         return folder
 
     def load_state(self, folder: Path) -> None:
-        state = torch.load(folder / STATE_FILE, map_location=self.student.device, weights_only=False)
+        """Continue from a checkpoint's optimiser and schedule, read weights-only so a crafted file runs no code."""
+        path, remedy = folder / STATE_FILE, f"remove {folder.parent} and train without --resume to start over"
+        state = load_weights(path, remedy, self.student.device)
+        if not isinstance(state, dict) or not {"step", "best", "optimizer", "scheduler"} <= state.keys():
+            raise LsrError(f"{path}: not an lsr trainer state; {remedy}")
         self.step, self.best = state["step"], state["best"]
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
