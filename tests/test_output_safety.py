@@ -243,7 +243,7 @@ def test_a_full_disk_is_a_clear_error_that_keeps_the_old_index(tmp_path: Path, d
     saved after them); the old index stays, nothing is left, and no SIGBUS."""
     mount = tmp_path / "small"
     mount.mkdir()
-    script = f"mount -t tmpfs -o size=1m tmpfs {mount} && exec {sys.executable} -c \"$0\" {mount} {docs}"
+    script = f'mount -t tmpfs -o size=1m tmpfs {mount} && exec {sys.executable} -c "$0" {mount} {docs}'
     child = subprocess.run(
         [*UNSHARE, "sh", "-c", script, FULL_DISK],
         capture_output=True,
