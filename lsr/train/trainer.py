@@ -38,6 +38,7 @@ from rich.console import Console
 from tqdm.auto import tqdm
 
 from lsr.errors import LsrError
+from lsr.fsutil import claim_dir
 from lsr.safeload import load_weights
 from lsr.train.data import Batch, TrainingSet
 from lsr.train.evaluate import DevResult, dev_evaluation
@@ -221,7 +222,7 @@ class Trainer:
     def train(self) -> Path:
         """Run to ``config.steps`` (or until ``max_minutes``); returns the folder of the kept model."""
         config = self.config
-        self.output.mkdir(parents=True, exist_ok=True)
+        claim_dir(self.output)
         (self.output / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
         torch.manual_seed(config.seed + self.step)
         batches = self.data.batches(config.batch_size, config.seed + self.step)
