@@ -38,7 +38,7 @@ from rich.console import Console
 from tqdm.auto import tqdm
 
 from lsr.errors import LsrError
-from lsr.fsutil import claim_dir
+from lsr.fsutil import atomic_file, claim_dir
 from lsr.safeload import load_weights
 from lsr.train.data import Batch, TrainingSet
 from lsr.train.evaluate import DevResult, dev_evaluation
@@ -189,7 +189,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
         }
-        torch.save(state, folder / STATE_FILE)
+        with atomic_file(folder / STATE_FILE, "wb") as handle:  # last: its presence marks a complete checkpoint
+            torch.save(state, handle)
         for old in sorted(self.output.glob("checkpoints/step-*"), key=_step_of)[:-2]:
             shutil.rmtree(old, ignore_errors=True)
         return folder
@@ -223,7 +224,8 @@ class Trainer:
         """Run to ``config.steps`` (or until ``max_minutes``); returns the folder of the kept model."""
         config = self.config
         claim_dir(self.output)
-        (self.output / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+        with atomic_file(self.output / "train_config.json") as handle:
+            json.dump(asdict(config), handle, indent=2)
         torch.manual_seed(config.seed + self.step)
         batches = self.data.batches(config.batch_size, config.seed + self.step)
         started = time.perf_counter()
