@@ -2,8 +2,8 @@
 
 :func:`build_dense_index` writes any backend from vector shards into a temporary
 folder renamed into place; :func:`open_dense_index` reads one back, checking its
-checksums, and :func:`recall_at` says how close an approximate index's hits come
-to exact search's.
+checksums and every structure a search follows (:mod:`indexing.dense.format`), and
+:func:`recall_at` says how close an approximate index's hits come to exact search's.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from indexing.dense.base import DenseIndex, normalise
 from indexing.dense.exact import ExactIndex, exact_top_k
 from indexing.dense.faiss_index import FaissFlatIndex, FaissHnswIndex, FaissIvfIndex
-from indexing.dense.format import DenseIndexError, DenseMeta, write_ids
+from indexing.dense.format import IDS, META, SIMILARITIES, DenseIndexError, DenseMeta, write_ids
 from indexing.dense.hnsw import HnswIndex
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
@@ -24,8 +24,6 @@ from lsr.fsutil import atomic_dir
 BACKENDS: dict[str, type[DenseIndex]] = {
     cls.backend: cls for cls in (HnswIndex, ExactIndex, FaissFlatIndex, FaissHnswIndex, FaissIvfIndex)
 }
-SIMILARITIES = ("cosine", "dot")
-
 Shards = Callable[[], Iterable[tuple[list[str], np.ndarray]]]
 """A function returning a fresh pass over ``(doc_ids, vectors)`` shards in corpus order (see lsr.encode.shards)."""
 
@@ -85,6 +83,9 @@ def open_dense_index(path: str | Path, verify: bool = True, device: str = "cpu")
     folder = Path(path)
     meta = DenseMeta.load(folder, verify=verify)
     cls = _backend(meta.backend)
+    unchecked = sorted({IDS, *cls.files} - set(meta.checksums))
+    if unchecked:
+        raise DenseIndexError(f"{folder / META}: field 'checksums' lacks {', '.join(unchecked)}; rebuild the index")
     try:
         if device != "cpu":
             if not issubclass(cls, (FaissFlatIndex, FaissIvfIndex)):

@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 
 from eval.runs import Run
-from indexing.dense.format import DenseMeta, read_ids
+from indexing.dense.format import DenseIndexError, DenseMeta, read_ids
 
 VectorShards = Callable[[], Iterable[np.ndarray]]
 """A function returning a fresh pass over the corpus vectors, shard by shard, in corpus order."""
@@ -20,6 +20,8 @@ class DenseIndex(ABC):
     """An opened dense index: rows are corpus documents in order, scores are inner products (higher is better)."""
 
     backend: ClassVar[str]
+    files: ClassVar[tuple[str, ...]]
+    """The backend's own files, each of which ``meta.json`` must checksum."""
     build_params: ClassVar[dict[str, int]] = {}
     """Build-time parameters and their defaults (they name the cached index)."""
     search_params: ClassVar[dict[str, int]] = {}
@@ -45,10 +47,16 @@ class DenseIndex(ABC):
         if unknown:
             raise ValueError(f"{self.backend} has no search parameter(s) {', '.join(sorted(unknown))}")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if not np.all(np.isfinite(queries)):
+            raise ValueError("query vectors must be finite")
         if self.meta.similarity == "cosine":
             queries = normalise(queries)
         k = min(k, self.meta.num_docs)
-        return self._search(queries, k, self.search_params | params)
+        rows, scores = self._search(queries, k, self.search_params | params)
+        found = rows >= 0
+        if np.any((rows < -1) | (rows >= self.meta.num_docs)) or not np.all(np.isfinite(scores[found])):
+            raise DenseIndexError(f"{self.folder}: the {self.backend} search returned rows or scores out of range")
+        return rows, scores
 
     def to_run(self, query_ids: list[str], rows: np.ndarray, scores: np.ndarray) -> Run:
         """Search output as ``{query_id: {doc_id: score}}``."""
@@ -62,3 +70,11 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     """Unit-length rows (zero rows stay zero), so inner product is cosine similarity."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+
+
+def check_finite(path: Path, vectors: np.ndarray, rows: int = 1 << 14) -> None:
+    """Every stored vector finite, ``rows`` at a time: a NaN or an infinity would rank as anything."""
+    for start in range(0, len(vectors), rows):
+        finite = np.isfinite(vectors[start : start + rows]).all(axis=1)
+        if not finite.all():
+            raise DenseIndexError(f"{path}: vector {start + int(np.argmin(finite))} holds a NaN or an infinity")

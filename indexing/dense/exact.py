@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.dense.base import DenseIndex, VectorShards
-from indexing.dense.format import DenseMeta
+from indexing.dense.base import DenseIndex, VectorShards, check_finite
+from indexing.dense.format import DenseIndexError, DenseMeta
 
 VECTORS = "vectors.npy"
 
@@ -35,10 +35,17 @@ class ExactIndex(DenseIndex):
     """All vectors in one float32 array (memory-mapped); search is one matrix product per block of queries."""
 
     backend = "exact"
+    files = (VECTORS,)
 
     def __init__(self, folder: Path, meta: DenseMeta) -> None:
         super().__init__(folder, meta)
         self.matrix = np.load(folder / VECTORS, mmap_mode="r", allow_pickle=False)
+        shape = (meta.num_docs, meta.dimension)
+        if self.matrix.shape != shape or self.matrix.dtype != np.float32:
+            raise DenseIndexError(
+                f"{folder / VECTORS}: {self.matrix.shape} {self.matrix.dtype}, expected {shape} float32"
+            )
+        check_finite(folder / VECTORS, self.matrix)
 
     @classmethod
     def build(cls, shards: VectorShards, folder: Path, dimension: int, count: int, params: dict[str, int]) -> None:

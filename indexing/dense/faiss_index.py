@@ -4,6 +4,9 @@ faiss is imported only when one of these backends is used, so the embedded defau
 (hnswlib) works without it. IVF is trained on the first ``train`` vectors of the
 corpus (k-means wants about 40 points per list, so ``nlist`` should stay below
 ``count / 40``).
+
+faiss follows the ids, graph links and list sizes of a file it reads without bounds checks, so each
+backend proves them in range (:meth:`_FaissIndex.check`) before the index is searched or moved to a GPU.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from indexing.dense.base import DenseIndex, VectorShards
-from indexing.dense.format import DenseMeta
+from indexing.dense.base import DenseIndex, VectorShards, check_finite
+from indexing.dense.format import DenseIndexError, DenseMeta
+from indexing.sparse.format import check_bounds, check_range
 from lsr.errors import LsrError
 
 FILE = "faiss.index"
@@ -51,11 +55,33 @@ def _training_sample(shards: VectorShards, size: int) -> np.ndarray:
 class _FaissIndex(DenseIndex):
     """A faiss index read from ``faiss.index``; subclasses say how to create and tune it."""
 
+    files = (FILE,)
+
     def __init__(self, folder: Path, meta: DenseMeta, device: str = "cpu") -> None:
         super().__init__(folder, meta)
-        self.index = _faiss().read_index(str(folder / FILE))
+        try:
+            self.index = _faiss().read_index(str(folder / FILE))
+        except RuntimeError as exc:  # faiss's own checks, some of them (one line, without its source location)
+            reason = " ".join(str(exc).split())
+            raise DenseIndexError(f"{folder / FILE}: faiss cannot read it ({reason}); rebuild the index") from exc
+        self.check(folder / FILE)
         if device == "cuda":
             self.index = to_gpu(self.index)
+
+    def check(self, path: Path) -> None:
+        """The index's kind and sizes are the metadata's; subclasses add what their search follows."""
+        faiss, index, meta = _faiss(), self.index, self.meta
+        sizes = (index.d, index.ntotal, index.metric_type)
+        if not isinstance(index, self.kind()) or sizes != (meta.dimension, meta.num_docs, faiss.METRIC_INNER_PRODUCT):
+            raise DenseIndexError(
+                f"{path}: {type(index).__name__} of {index.d}-d vectors, {index.ntotal} rows, metric "
+                f"{index.metric_type}; expected {self.backend}, inner product, {meta.dimension}-d, {meta.num_docs} rows"
+            )
+
+    @classmethod
+    def kind(cls) -> type:
+        """The faiss class this backend writes."""
+        raise NotImplementedError
 
     @classmethod
     def create(cls, dimension: int, params: dict[str, int]) -> Any:
@@ -89,6 +115,15 @@ class FaissFlatIndex(_FaissIndex):
         faiss = _faiss()
         return faiss.IndexFlatIP(dimension)
 
+    @classmethod
+    def kind(cls) -> type:
+        return _faiss().IndexFlat
+
+    def check(self, path: Path) -> None:
+        """And every vector finite."""
+        super().check(path)
+        check_finite(path, flat_vectors(self.index))
+
 
 class FaissHnswIndex(_FaissIndex):
     """``IndexHNSWFlat`` in inner-product space."""
@@ -107,6 +142,37 @@ class FaissHnswIndex(_FaissIndex):
     def tune(self, params: dict[str, int]) -> None:
         self.index.hnsw.efSearch = params["ef"]
 
+    @classmethod
+    def kind(cls) -> type:
+        return _faiss().IndexHNSW
+
+    def check(self, path: Path) -> None:
+        """Levels, list offsets, links and the entry point in range; links above level 0 to nodes on that level."""
+        super().check(path)
+        faiss, graph, count = _faiss(), self.index.hnsw, self.index.ntotal
+        storage = faiss.downcast_index(self.index.storage)
+        if not isinstance(storage, faiss.IndexFlat) or (storage.d, storage.ntotal) != (self.index.d, count):
+            raise DenseIndexError(f"{path}: the graph's vector storage does not match the index")
+        check_finite(path, flat_vectors(storage))
+        cumulative = faiss.vector_to_array(graph.cum_nneighbor_per_level).astype(np.int64)
+        levels = faiss.vector_to_array(graph.levels).astype(np.int64)
+        offsets = faiss.vector_to_array(graph.offsets).astype(np.int64)
+        links = faiss.vector_to_array(graph.neighbors)
+        if len(levels) != count or len(offsets) != count + 1 or len(cumulative) < 2:
+            raise DenseIndexError(f"{path}: the graph has {len(levels)} levels for {count} vectors")
+        check_range(path, levels, 1, len(cumulative), "node level", DenseIndexError)
+        check_bounds(path, offsets, len(links), "link offsets", DenseIndexError)
+        if np.any(np.diff(offsets) != cumulative[levels]):
+            raise DenseIndexError(f"{path}: a node's link lists do not have its levels' sizes")
+        check_range(path, links, -1, count, "link", DenseIndexError)
+        if count and not (0 <= graph.entry_point < count and levels[graph.entry_point] == graph.max_level + 1):
+            raise DenseIndexError(f"{path}: entry point {graph.entry_point} is not a node of the top level")
+        position = np.arange(len(links)) - np.repeat(offsets[:-1], np.diff(offsets))  # within the node's lists
+        needed = np.searchsorted(cumulative, position, "right")  # a link on level l leads to a node of l + 1 levels
+        used = links >= 0
+        if np.any(levels[links[used]] < needed[used]):
+            raise DenseIndexError(f"{path}: a link above level 0 leads to a node without that level")
+
 
 class FaissIvfIndex(_FaissIndex):
     """``IndexIVFFlat``: ``nlist`` k-means cells, ``nprobe`` of them visited per query."""
@@ -124,3 +190,27 @@ class FaissIvfIndex(_FaissIndex):
 
     def tune(self, params: dict[str, int]) -> None:
         _faiss().extract_index_ivf(self.index).nprobe = params["nprobe"]
+
+    @classmethod
+    def kind(cls) -> type:
+        return _faiss().IndexIVFFlat
+
+    def check(self, path: Path) -> None:
+        """One centroid per list, and the lists hold every row once by its number (ids a search returns as rows)."""
+        super().check(path)
+        faiss, ivf = _faiss(), self.index
+        lists = ivf.invlists
+        if (ivf.quantizer.d, ivf.quantizer.ntotal, lists.nlist) != (ivf.d, ivf.nlist, ivf.nlist):
+            raise DenseIndexError(f"{path}: {ivf.quantizer.ntotal} centroids and {lists.nlist} lists for {ivf.nlist}")
+        sizes = [lists.list_size(number) for number in range(ivf.nlist)]
+        if sum(sizes) != ivf.ntotal or lists.code_size != ivf.code_size:
+            raise DenseIndexError(f"{path}: the inverted lists hold {sum(sizes)} rows, not {ivf.ntotal}")
+        for number, size in enumerate(sizes):
+            if size:
+                ids = faiss.rev_swig_ptr(lists.get_ids(number), size)
+                check_range(path, ids, 0, ivf.ntotal, f"row id in list {number}", DenseIndexError)
+
+
+def flat_vectors(index: Any) -> np.ndarray:
+    """A flat faiss index's vectors as a (rows, dimension) array, without a copy."""
+    return _faiss().rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)

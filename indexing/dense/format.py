@@ -5,20 +5,35 @@ the vectors came from, its similarity, sizes and a CRC-32 of every other file),
 ``ids.json`` (the corpus id of each row, in corpus order) and the backend's own
 file(s). Folders are written under a temporary name and renamed when complete, so
 a folder that opens is a whole index; the checksums catch one damaged later.
+
+``meta.json`` carries a checksum of its own fields and is checked field by field; the backends check
+their structures (row labels and graph links in range, consistent sizes, finite vectors) before any
+search, ``verify=False`` or not, since hnswlib and faiss follow links without bounds checks.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from indexing.sparse.format import crc32_file
+from indexing.sparse.format import crc32_file, read_meta, write_meta
 from lsr.errors import LsrError
 
 FORMAT = "lsr-dense/1"
 META = "meta.json"
 IDS = "ids.json"
+SIMILARITIES = ("cosine", "dot")
+FIELDS = {
+    "backend": str,
+    "model": str,
+    "similarity": str,
+    "dimension": int,
+    "num_docs": int,
+    "params": dict,
+    "checksums": dict,
+    "format": str,
+}
 
 
 class DenseIndexError(LsrError):
@@ -41,24 +56,23 @@ class DenseMeta:
     def save(self, folder: Path) -> None:
         """Record the checksums of every file beside ``meta.json`` and write it."""
         self.checksums = {p.name: crc32_file(p) for p in sorted(folder.iterdir()) if p.name != META}
-        (folder / META).write_text(json.dumps(asdict(self), indent=2))
+        write_meta(folder / META, asdict(self))
 
     @classmethod
     def load(cls, folder: Path, verify: bool = True) -> DenseMeta:
-        """Read and check ``meta.json``; ``verify`` also recomputes every file's checksum."""
+        """Read and check ``meta.json``: field types, sizes, checksums (recomputed for every file when ``verify``)."""
         path = folder / META
         if not folder.is_dir():
             raise DenseIndexError(f"{folder}: no such dense index folder")
-        try:
-            raw = json.loads(path.read_text())
-            known = {f.name for f in fields(cls)}
-            meta = cls(**{key: value for key, value in raw.items() if key in known})
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
-            raise DenseIndexError(f"{path}: not a readable dense index description ({exc})") from exc
-        if meta.format != FORMAT:
-            raise DenseIndexError(f"{path}: format {meta.format!r}, expected {FORMAT!r}")
+        meta = cls(**read_meta(path, FIELDS, FORMAT, verify, DenseIndexError, "dense index"))
+        if meta.similarity not in SIMILARITIES:
+            raise DenseIndexError(f"{path}: field 'similarity' is {meta.similarity!r}, not one of {SIMILARITIES}")
+        if meta.dimension < 1:
+            raise DenseIndexError(f"{path}: field 'dimension' is {meta.dimension}, not a vector size")
         for name, expected in meta.checksums.items():
             file = folder / name
+            if name != Path(name).name or name in (".", "..", META):
+                raise DenseIndexError(f"{path}: field 'checksums' names {name!r}, not a file of the index")
             if not file.is_file():
                 raise DenseIndexError(f"{folder}: {name} is missing; rebuild the index")
             if verify and crc32_file(file) != expected:
@@ -71,11 +85,15 @@ def write_ids(folder: Path, ids: list[str]) -> None:
 
 
 def read_ids(folder: Path, expected: int) -> list[str]:
-    """The corpus ids of the index rows; their count must match the index."""
+    """The corpus ids of the index rows: one string per row, so every row a search returns has its id."""
     try:
-        ids = json.loads((folder / IDS).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        ids = json.loads((folder / IDS).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DenseIndexError(f"{folder / IDS}: unreadable ({exc})") from exc
     if not isinstance(ids, list) or len(ids) != expected:
-        raise DenseIndexError(f"{folder / IDS}: {len(ids)} ids for an index of {expected} vectors")
+        count = f"{len(ids)} ids" if isinstance(ids, list) else "not a list of ids"
+        raise DenseIndexError(f"{folder / IDS}: {count} for an index of {expected} vectors")
+    if not all(isinstance(i, str) for i in ids):
+        bad = next(n for n, i in enumerate(ids) if not isinstance(i, str))
+        raise DenseIndexError(f"{folder / IDS}: id {bad} is {ids[bad]!r}, not a string")
     return ids

@@ -243,8 +243,8 @@ class Searcher:
             raise ValueError("alpha (dynamic pruning) does not combine with a posting budget")
         if queries.shape[1] != self.index.meta.vocab_size:
             raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
-        if np.any(queries.data < 0):
-            raise ValueError("query weights must be non-negative")
+        if not np.all(np.isfinite(queries.data)) or np.any(queries.data < 0):
+            raise ValueError("query weights must be finite and non-negative")
         q = _prune_query(queries, query_terms)
         n = q.shape[0]
         out_docs = np.zeros((n, k), dtype=np.int32)
@@ -271,6 +271,8 @@ class Searcher:
                 search_dynamic_batch(*common, np.float32(alpha), k, *buffers, max(rerank, k), forward, self._query)
         finally:
             numba.set_num_threads(previous)
+        if not np.all(np.isfinite(out_scores)):  # the index's weights are finite (checked at open): a sum overflowed
+            raise ValueError("scores overflow float32: the query weights are too large for this index")
         return out_docs, out_scores, sizes
 
     def _tiles_for(self, queries: sp.csr_matrix) -> Tiles | None:
