@@ -14,10 +14,19 @@ import hashlib
 import json
 import os
 import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from indexing.dense.format import DenseIndexError
+from indexing.sparse.format import IndexFormatError
 from lsr.data.beir import BeirDataset
 from lsr.encode.corpus import corpus_fingerprint
+from lsr.errors import DataWarning
+from lsr.fsutil import forcing
+
+T = TypeVar("T")
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -50,6 +59,19 @@ def model_key(model: str | Path) -> str:
     """``<last path part>-<hash of the full name>``."""
     name = model_name(model)
     return f"{_readable(Path(name).name)}-{_digest(name)}"
+
+
+def cached_index(folder: Path, open_index: Callable[[Path], T], build: Callable[[Path], object]) -> T:
+    """The index cached at ``folder``, built first if absent. An entry this lsr cannot open (written by an older
+    version, or damaged) is built again: the cache is lsr's own, so replacing the entry loses nothing."""
+    if (folder / "meta.json").is_file():
+        try:
+            return open_index(folder)
+        except (IndexFormatError, DenseIndexError) as exc:
+            warnings.warn(f"rebuilding the cached index {folder}: {exc}", DataWarning, stacklevel=2)
+    with forcing():
+        build(folder)
+    return open_index(folder)
 
 
 def entry(root: Path, kind: str, dataset: BeirDataset, model: str | Path, *settings: str) -> Path:

@@ -16,6 +16,7 @@ from eval import cache
 from eval.runs import Run
 from lsr.data.beir import BeirDataset
 from lsr.encode.shards import iter_shards
+from lsr.fsutil import forcing
 
 if TYPE_CHECKING:
     from lsr.models import DenseEncoder, SparseEncoder
@@ -84,7 +85,8 @@ def bm25_run(dataset: BeirDataset, queries: dict[str, str], root: Path, k: int, 
 
     convention = "multifield" if multifield else "flat"
     index = cache.entry(root, "index", dataset, "bm25", convention)
-    bm25.build_index(dataset, index, convention)
+    with forcing():  # the cache is lsr's: an entry from an older lsr (without the output marker) is replaced
+        bm25.build_index(dataset, index, convention)
     run = bm25.search(index, queries, k=k, convention=convention)
     return LegResult(run, {"retriever": "bm25", "convention": convention, "index": str(index)})
 
@@ -105,9 +107,9 @@ def sparse_run(
         raise LsrError(f"{model} is a dense encoder; use it with --dense-model")
     vectors = encoded_corpus(dataset, model, encoder, root)
     index_dir = cache.entry(root, "index", dataset, model, "sparse-float16")
-    if not (index_dir / "meta.json").is_file():
-        build_index(lambda: iter_shards(vectors), index_dir, name, encoder.kind, "float16")
-    index = SparseIndex.open(index_dir)
+    index = cache.cached_index(
+        index_dir, SparseIndex.open, lambda out: build_index(lambda: iter_shards(vectors), out, name, encoder.kind)
+    )
     ids = list(queries)
     docs, scores, sizes = Searcher(index).search(encoder.encode_query([queries[q] for q in ids]), k=k)
     return LegResult(to_run(index, ids, docs, scores, sizes), {"retriever": "sparse", "model": name})
@@ -141,12 +143,14 @@ def dense_run(
     if not isinstance(encoder, DenseEncoder):
         raise LsrError(f"{model} is not a dense encoder; use it with --model")
     vectors = encoded_corpus(dataset, model, encoder, root)
-    build = settings.build()
+    build, backend = settings.build(), settings.backend
     label = "-".join([settings.backend, *(f"{key}{value}" for key, value in build.items())])
     index_dir = cache.entry(root, "index", dataset, model, label)
-    if not (index_dir / "meta.json").is_file():
-        build_dense_index(lambda: iter_shards(vectors), index_dir, name, encoder.similarity, settings.backend, build)
-    index = open_dense_index(index_dir, device=settings.device)
+    index = cache.cached_index(
+        index_dir,
+        lambda folder: open_dense_index(folder, device=settings.device),
+        lambda out: build_dense_index(lambda: iter_shards(vectors), out, name, encoder.similarity, backend, build),
+    )
     ids = list(queries)
     matrix = encoder.encode_query([queries[q] for q in ids])
     rows, scores = index.search(matrix, k, **settings.search())

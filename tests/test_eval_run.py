@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from eval.metrics import DEFAULT_MEASURES
 from eval.runs import read_run
 from lsr.cli import app
+from lsr.errors import DataWarning
+from lsr.fsutil import MARKER
 from lsr.models.defaults import DEFAULT_SPARSE
 
 TRAIN = "query-id\tcorpus-id\tscore\nq4\td2\t1\nq5\td3\t1\n"
@@ -68,7 +70,20 @@ def test_dense_run_caches_its_encodings(dataset: Path, cache: Path, tmp_path: Pa
 
 
 def test_sparse_run(dataset: Path, cache: Path, sparse_model: Path, tmp_path: Path) -> None:
-    written(eval_run(dataset, tmp_path / "sparse", cache, "--retriever", "sparse", "--model", str(sparse_model)))
+    first = written(
+        eval_run(dataset, tmp_path / "sparse", cache, "--retriever", "sparse", "--model", str(sparse_model))
+    )
+    # a cached index as an older lsr wrote it: no metadata checksum, no output marker; it is rebuilt, not refused
+    (meta,) = cache.glob("index/*/*/sparse-float16/meta.json")
+    fields = json.loads(meta.read_text())
+    del fields["meta_crc32"]
+    meta.write_text(json.dumps(fields))
+    (meta.parent / MARKER).unlink()
+    with pytest.warns(DataWarning, match="rebuilding the cached index"):
+        again = written(
+            eval_run(dataset, tmp_path / "again", cache, "--retriever", "sparse", "--model", str(sparse_model))
+        )
+    assert again == first and "meta_crc32" in json.loads(meta.read_text())
 
 
 def test_bm25_run_matches_lsr_eval_bm25(dataset: Path, cache: Path, tmp_path: Path) -> None:
