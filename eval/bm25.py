@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from eval.metrics import Evaluation, evaluate
 from eval.outputs import write_outputs
-from eval.runs import Run, drop_identical_ids
 from indexing.lucene import bm25
 from lsr import __version__
 from lsr.data.beir import BeirDataset
+from lsr.metrics import Evaluation, evaluate
+from lsr.runs import Run, drop_identical_ids
 
 
 def run_bm25(

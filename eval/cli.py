@@ -69,11 +69,11 @@ def score_cmd(
     complete: Annotated[bool, typer.Option(help="Judged queries without results count as 0 (trec_eval -c).")] = False,
 ) -> None:
     """Score an existing TREC run on a BEIR split, exactly as trec_eval would."""
-    from eval.metrics import DEFAULT_MEASURES, evaluate
     from eval.outputs import print_metrics
-    from eval.runs import read_run
     from lsr.data.beir import BeirDataset
     from lsr.data.download import resolve_dataset
+    from lsr.metrics import DEFAULT_MEASURES, evaluate
+    from lsr.runs import read_run
 
     qrels = BeirDataset(resolve_dataset(dataset)).qrels(split)
     evaluation = evaluate(
@@ -200,8 +200,8 @@ def compare_cmd(
 
     from eval.compare import SIGNIFICANCE, compare, load_run_scores
     from eval.compare import plot as save_plot
-    from eval.metrics import DEFAULT_MEASURES
     from lsr.errors import LsrError
+    from lsr.metrics import DEFAULT_MEASURES
 
     if len(runs) < 2:
         raise LsrError("give at least two evaluation folders")

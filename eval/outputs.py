@@ -15,9 +15,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from eval.metrics import Evaluation
-from eval.runs import Run, write_run
 from lsr.fsutil import atomic_file, claim_dir
+from lsr.metrics import Evaluation
+from lsr.runs import Run, write_run
 
 
 def write_outputs(output_dir: str | Path, run: Run, evaluation: Evaluation, config: dict[str, Any], tag: str) -> None:

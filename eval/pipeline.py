@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from eval.cache import cache_root
-from eval.metrics import Evaluation, evaluate
 from eval.outputs import write_outputs
 from eval.retrievers import DenseSettings, LegResult, bm25_run, dense_run, sparse_run
-from eval.runs import Run, drop_identical_ids
 from lsr import __version__
 from lsr.data.beir import BeirDataset
 from lsr.errors import LsrError
+from lsr.metrics import Evaluation, evaluate
 from lsr.models.defaults import DEFAULT_DENSE, DEFAULT_SPARSE
+from lsr.runs import Run, drop_identical_ids
 
 RETRIEVERS = ("bm25", "sparse", "dense", "hybrid")
 LEGS = ("bm25", "sparse", "dense")

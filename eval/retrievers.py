@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eval import cache
-from eval.runs import Run
 from lsr.data.beir import BeirDataset
 from lsr.encode.shards import iter_shards
 from lsr.fsutil import forcing
+from lsr.runs import Run
 
 if TYPE_CHECKING:
     from lsr.models import DenseEncoder, SparseEncoder

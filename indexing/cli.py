@@ -100,13 +100,13 @@ def search(
     """Search an index with a BEIR queries file, encoding queries with the index's own model."""
     import time
 
-    from eval.runs import write_run
     from indexing.sparse.format import SparseIndex
     from indexing.sparse.search import Searcher, to_run
     from lsr.data.beir import read_queries
     from lsr.data.textio import TextSource
     from lsr.errors import LsrError
     from lsr.models import SparseEncoder, load_encoder
+    from lsr.runs import write_run
 
     opened = SparseIndex.open(index_dir)
     encoder = load_encoder(opened.meta.model, device=encode_device)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from eval.runs import Run, ranked
+from lsr.runs import Run, ranked
 
 RRF_K = 60
 METHODS = ("rrf", "minmax", "zscore")

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from eval.runs import Run
 from lsr.errors import LsrError
+from lsr.runs import Run
 
 META_PROPERTY = "lsr.meta"
 SPARSE_FIELD = "sparse"

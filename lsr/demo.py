@@ -75,7 +75,7 @@ def show_hits(
     depth: int = 3,
 ) -> None:
     """For the first ``count`` queries, each retriever's top ``depth`` hits side by side."""
-    from eval.runs import ranked
+    from lsr.runs import ranked
 
     first = next(iter(runs.values()))
     for qid in list(first)[:count]:

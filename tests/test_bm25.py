@@ -9,10 +9,10 @@ import pytest
 from conftest import DOCS, make_beir
 
 from eval.bm25 import run_bm25
-from eval.runs import read_run
 from indexing.lucene import bm25
 from lsr.data.beir import BeirDataset
 from lsr.errors import DataFormatError, DataWarning
+from lsr.runs import read_run
 
 pytest.importorskip("pyserini")
 

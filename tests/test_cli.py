@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from eval.runs import write_run
 from lsr.cli import app
+from lsr.runs import write_run
 
 LSR = [str(Path(sys.executable).with_name("lsr"))]
 COMMANDS = [

@@ -10,12 +10,12 @@ from conftest import make_beir
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
-from eval.metrics import DEFAULT_MEASURES
-from eval.runs import read_run
 from lsr.cli import app
 from lsr.errors import DataWarning
 from lsr.fsutil import MARKER
+from lsr.metrics import DEFAULT_MEASURES
 from lsr.models.defaults import DEFAULT_SPARSE
+from lsr.runs import read_run
 
 TRAIN = "query-id\tcorpus-id\tscore\nq4\td2\t1\nq5\td3\t1\n"
 EXTRA_QUERIES = [{"_id": "q4", "text": "term frequency ranking"}, {"_id": "q5", "text": "vectors for queries"}]

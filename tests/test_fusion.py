@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from eval.metrics import evaluate
 from indexing.fusion import fuse, normalise, rrf, tune_weights, weight_grid, weighted_sum
+from lsr.metrics import evaluate
 
 A = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
 B = {"q": {"b": 5.0, "d": 4.0}}

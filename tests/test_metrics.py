@@ -6,7 +6,7 @@ from math import log2
 
 import pytest
 
-from eval.metrics import evaluate
+from lsr.metrics import evaluate
 
 QRELS = {"q1": {"d1": 2, "d2": 1, "d3": 0, "d9": 1}, "q2": {"d5": 1}, "q3": {"d7": 1}}
 RUN = {

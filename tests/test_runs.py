@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.runs import drop_identical_ids, ranked, read_run, truncate, write_run
 from lsr.errors import DataFormatError
+from lsr.runs import drop_identical_ids, ranked, read_run, truncate, write_run
 
 RUN = {"q1": {"a": 0.1 + 0.2, "b": 1e-12, "c": 0.30000000000000004, "d": -2.5}, "q2": {"x": 3.0}}
 

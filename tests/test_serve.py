@@ -77,8 +77,8 @@ def same_hits(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> No
 
 
 def test_search_answers_what_the_library_answers(full, artifacts: Artifacts) -> None:  # noqa: ANN001
-    from eval.runs import ranked
     from indexing.fusion import fuse
+    from lsr.runs import ranked
 
     queries = demo_queries()[:4]
     sparse, dense = reference(artifacts, queries, 100)

@@ -11,12 +11,12 @@ import scipy.sparse as sp
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
-from eval.runs import read_run
 from indexing.sparse.build import build_index
 from indexing.sparse.format import SparseIndex
 from indexing.sparse.search import Searcher, brute_force
 from lsr.cli import app
 from lsr.errors import LsrError
+from lsr.runs import read_run
 
 
 def random_vectors(docs: int, vocab: int, density: float, seed: int) -> sp.csr_matrix:

@@ -9,8 +9,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from eval.runs import Run
 from indexing.dense.format import DenseIndexError, DenseMeta, read_ids
+from lsr.runs import Run
 
 VectorShards = Callable[[], Iterable[np.ndarray]]
 """A function returning a fresh pass over the corpus vectors, shard by shard, in corpus order."""

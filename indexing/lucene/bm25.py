@@ -19,11 +19,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from eval.runs import Run
 from indexing.lucene.jvm import lucene_search_module, start_jvm
 from lsr.data.beir import BeirDataset, Document
 from lsr.errors import DataWarning, LsrError
 from lsr.fsutil import atomic_dir
+from lsr.runs import Run
 
 META_FILE = "lsr-index.json"
 SHARD_DOCS = 250_000  # Anserini indexes one input file per thread

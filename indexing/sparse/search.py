@@ -34,13 +34,13 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from eval.runs import Run
 from indexing.sparse.accumulate import add_segment, add_segment_touched
 from indexing.sparse.dynamic import search_dynamic_batch
 from indexing.sparse.format import SparseIndex
 from indexing.sparse.prefetch import prefetch
 from indexing.sparse.tiles import CPU_TILE, MAX_TILE, Tiles, build_tiles
 from indexing.sparse.topk import best_of, offer_block, rank, rerank_top
+from lsr.runs import Run
 
 
 @njit(nogil=True, cache=True)

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from eval.runs import Run, ranked
 from lsr.data.textio import TextSource
 from lsr.errors import DataFormatError
 from lsr.fsutil import atomic_file
+from lsr.runs import Run, ranked
 from lsr.train.teachers import ensemble_scores
 
 

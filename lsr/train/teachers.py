@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from eval.retrievers import DenseSettings, bm25_run, dense_run, sparse_run
-from eval.runs import Run
 from lsr.data.beir import BeirDataset
 from lsr.errors import LsrError
 from lsr.models.defaults import DEFAULT_DENSE
+from lsr.runs import Run
 from lsr.train.losses import combine_teachers
 
 KINDS = ("bm25", "dense", "sparse")

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import ir_measures
 from ir_measures import RR
 
-from eval.runs import Run, drop_identical_ids, truncate
 from lsr.data.qrels import Qrels
+from lsr.runs import Run, drop_identical_ids, truncate
 
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "R@1000", "RR@10", "AP")
 
