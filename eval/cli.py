@@ -140,7 +140,7 @@ def run_cmd(
     """Encode, index, search and score a retriever on BEIR split(s) in one go; encodings are cached."""
     from eval.outputs import print_metrics
     from eval.pipeline import RunSpec, run_many, run_pipeline
-    from eval.retrievers import DenseSettings
+    from indexing.dense.settings import DenseSettings
     from lsr.data.download import resolve_dataset
     from lsr.errors import LsrError
     from lsr.models.defaults import DEFAULT_DENSE

@@ -1,7 +1,7 @@
 """``lsr eval run``: encode, index, search, fuse and score a retriever on BEIR splits in one call.
 
 Retrievers are ``bm25``, ``sparse``, ``dense`` and ``hybrid`` (a fusion of any of
-the other three, its "legs"). Encodings and indexes are cached (:mod:`eval.cache`),
+the other three, its "legs"). Encodings and indexes are cached (:mod:`indexing.cache`),
 so a rerun, another split or a hybrid over legs already run costs only the queries.
 Hybrid weights can be tuned on another split of the same dataset (optionally a
 seeded sample of its queries) and are then applied, fixed, to the evaluated split.
@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.cache import cache_root
 from eval.outputs import write_outputs
-from eval.retrievers import DenseSettings, LegResult, bm25_run, dense_run, sparse_run
+from indexing.cache import cache_root
+from indexing.dense.settings import DenseSettings
+from indexing.retrieval import Corpus, Hybrid, Retriever, RetrieverOptions, check_names, open_retriever
 from lsr import __version__
 from lsr.data.beir import BeirDataset
 from lsr.errors import LsrError
@@ -25,8 +26,6 @@ from lsr.metrics import Evaluation, evaluate
 from lsr.models.defaults import DEFAULT_DENSE, DEFAULT_SPARSE
 from lsr.runs import Run, drop_identical_ids
 
-RETRIEVERS = ("bm25", "sparse", "dense", "hybrid")
-LEGS = ("bm25", "sparse", "dense")
 TUNE_MEASURE = "nDCG@10"
 
 
@@ -51,13 +50,14 @@ class RunSpec:
 
     def check(self) -> None:
         """Reject impossible combinations before any time is spent."""
-        if self.retriever not in RETRIEVERS:
-            raise LsrError(f"unknown retriever {self.retriever!r}; choose one of {', '.join(RETRIEVERS)}")
-        if self.retriever != "hybrid" and (self.weights is not None or self.tune_split):
+        if self.retriever != Hybrid.name:
+            check_names([self.retriever])
+        if self.retriever != Hybrid.name and (self.weights is not None or self.tune_split):
             raise LsrError("--weights and --tune-split apply to --retriever hybrid")
-        if self.retriever == "hybrid":
-            if len(self.legs) < 2 or len(set(self.legs)) != len(self.legs) or set(self.legs) - set(LEGS):
-                raise LsrError(f"a hybrid needs two or three different legs among {', '.join(LEGS)}")
+        if self.retriever == Hybrid.name:
+            check_names(self.legs, "hybrid leg")
+            if len(self.legs) < 2 or len(set(self.legs)) != len(self.legs):
+                raise LsrError("a hybrid needs two or more different legs")
             if self.weights is not None and len(self.weights) != len(self.legs):
                 raise LsrError(f"{len(self.weights)} weights for {len(self.legs)} legs")
             if self.weights is not None and self.tune_split:
@@ -65,7 +65,12 @@ class RunSpec:
 
     @property
     def used_legs(self) -> tuple[str, ...]:
-        return self.legs if self.retriever == "hybrid" else (self.retriever,)
+        return self.legs if self.retriever == Hybrid.name else (self.retriever,)
+
+    def options(self) -> RetrieverOptions:
+        """What the retrievers of this run are opened with (the sparse model resolved only when one is used)."""
+        model = self.sparse_model() if "sparse" in self.used_legs else self.model
+        return RetrieverOptions(model, self.dense_model, self.dense, self.multifield, self.device)
 
     def sparse_model(self) -> str:
         """``--model``, else the embedded default (an error naming the fix while it is not in the checkout)."""
@@ -76,14 +81,6 @@ class RunSpec:
         raise LsrError(
             f"no sparse model given and the default ({DEFAULT_SPARSE}) is not in this checkout; pass --model"
         )
-
-
-def _leg(name: str, dataset: BeirDataset, queries: dict[str, str], spec: RunSpec, root: Path) -> LegResult:
-    if name == "bm25":
-        return bm25_run(dataset, queries, root, spec.k, spec.multifield)
-    if name == "sparse":
-        return sparse_run(dataset, queries, spec.sparse_model(), root, spec.k, spec.device)
-    return dense_run(dataset, queries, spec.dense_model, root, spec.k, spec.dense, spec.device)
 
 
 def tuning_queries(dataset: BeirDataset, spec: RunSpec, evaluated: set[str]) -> dict[str, str]:
@@ -105,27 +102,29 @@ def _subset(run: Run, qids: dict[str, str] | set[str]) -> Run:
 
 def retrieve(dataset: BeirDataset, split: str, spec: RunSpec, root: Path) -> tuple[Run, dict[str, Any]]:
     """The run of ``spec``'s retriever on ``split``'s judged queries, and what to record about how it was made."""
-    from indexing.fusion import fuse, tune_weights
+    from indexing.fusion import tune_weights
 
     queries, _ = dataset.split(split)
+    corpus, options = Corpus(dataset, root), spec.options()
+    legs: list[Retriever] = [open_retriever(name, corpus, options) for name in spec.used_legs]
+    if spec.retriever != Hybrid.name:
+        run = legs[0].retrieve(queries, spec.k)
+        return run, {"legs": {legs[0].name: legs[0].info}}
+    hybrid = Hybrid(legs, spec.fusion, spec.weights, depth=spec.k, prepare=drop_identical_ids)
     tune = tuning_queries(dataset, spec, set(queries)) if spec.tune_split else {}
-    legs = {name: _leg(name, dataset, queries | tune, spec, root) for name in spec.used_legs}
-    info: dict[str, Any] = {"legs": {name: leg.info for name, leg in legs.items()}}
-    if spec.retriever != "hybrid":
-        return legs[spec.retriever].run, info
-    runs = [drop_identical_ids(leg.run) for leg in legs.values()]
-    weights = spec.weights
+    runs = hybrid.runs(queries | tune, spec.k)
+    info: dict[str, Any] = {}
     if spec.tune_split:
         qrels = dataset.qrels(spec.tune_split, check_docs=False)
-        tune_runs = [_subset(run, tune) for run in runs]
 
         def score(run: Run) -> float:
             return evaluate(qrels, run, [TUNE_MEASURE]).aggregate[TUNE_MEASURE]
 
-        weights, tuned = tune_weights(tune_runs, score, spec.fusion, spec.tune_step)
+        hybrid.weights, tuned = tune_weights([_subset(run, tune) for run in runs], score, spec.fusion, spec.tune_step)
         info["tuning"] = {"split": spec.tune_split, "queries": len(tune), TUNE_MEASURE: round(tuned, 4)}
-    info["weights"] = list(weights) if weights is not None else [1.0] * len(runs)
-    return fuse([_subset(run, queries) for run in runs], spec.fusion, weights, depth=spec.k), info
+    described = hybrid.info
+    info |= {"legs": described["legs"], "weights": described["weights"]}
+    return hybrid.fuse([_subset(run, queries) for run in runs], spec.k), info
 
 
 def run_pipeline(

@@ -132,7 +132,10 @@ def test_user_errors(dataset: Path, cache: Path, tmp_path: Path) -> None:
 
     if not DEFAULT_SPARSE.is_dir():
         assert "not in this checkout; pass --model" in fails("--retriever", "sparse")
-    assert "two or three different legs" in fails("--retriever", "hybrid", "--legs", "dense")
+    assert "two or more different legs" in fails("--retriever", "hybrid", "--legs", "dense")
+    message = fails("--retriever", "hybrid", "--legs", "sparse,bm52")
+    assert "unknown hybrid leg 'bm52'" in message and "bm25, sparse, dense" in message
+    assert "unknown retriever 'spars'" in fails("--retriever", "spars")
     assert "not both" in fails("--retriever", "hybrid", "--weights", "1,1", "--tune-split", "train")
     assert "apply to --retriever hybrid" in fails("--retriever", "dense", "--tune-split", "train")
     assert "no qrels for split" in fails("--split", "dev")

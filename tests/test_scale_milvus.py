@@ -112,7 +112,7 @@ def test_existing_collection_and_bad_input(demo: dict[str, Path]) -> None:
 def test_scifact_exact_sparse_top10(shared: Path, tmp_path: Path) -> None:
     """The issue's check: Milvus's exact sparse search ranks SciFact as lsr's exact index does. Runs only
     where ../shared and eval's cached splade-tiny index of SciFact exist (building it is a separate job)."""
-    from eval import cache
+    from indexing import cache
 
     dataset = BeirDataset(shared / "data" / "beir" / "scifact")
     model = shared / "models" / "splade-tiny"

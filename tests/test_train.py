@@ -69,7 +69,7 @@ def test_pseudo_queries_are_titles_and_crops() -> None:
 
 def test_parse_teachers_errors() -> None:
     teachers = parse_teachers("bm25@0.5,dense,sparse=/m")
-    assert [(t.kind, t.weight) for t in teachers] == [("bm25", 0.5), ("dense", 1.0), ("sparse", 1.0)]
+    assert [(t.retriever, t.weight) for t in teachers] == [("bm25", 0.5), ("dense", 1.0), ("sparse", 1.0)]
     for bad in ("bm25=x", "sparse", "cross", "dense@-1", ""):
         with pytest.raises(Exception, match="teacher|no teachers"):
             parse_teachers(bad)

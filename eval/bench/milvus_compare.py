@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from eval import cache
+from indexing import cache
 from indexing.dense import open_dense_index
 from indexing.dense.exact import exact_top_k
 from indexing.milvus import MilvusRetriever, export_milvus

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.cache import cache_root
+from indexing.cache import cache_root
 from lsr.data.beir import BeirDataset
 from lsr.data.qrels import write_qrels
 from lsr.errors import LsrError

@@ -1,9 +1,9 @@
 """The teacher ensemble: several retrievers of different kinds score each query's candidates.
 
-Teachers are ``bm25`` (Lucene), ``dense`` (a sentence-transformers bi-encoder,
-all-MiniLM-L6-v2 by default) and ``sparse`` (a SPLADE model). Each one retrieves
-its top ``depth`` documents for every query through the same cached retrievers
-``lsr eval run`` uses (so a corpus is encoded once for evaluation and teaching); a
+Teachers are retrievers by their registered name (:mod:`indexing.retrieval`): ``bm25`` (Lucene), ``dense`` (a
+sentence-transformers bi-encoder, all-MiniLM-L6-v2 by default, searched exactly) and ``sparse`` (a SPLADE model),
+or any other registered one. Each retrieves its top ``depth`` documents for every query through the same cached
+retrievers ``lsr eval run`` opens (so a corpus is encoded once for evaluation and teaching); a
 candidate a teacher did not retrieve gets that teacher's lowest retrieved score, an
 upper bound on what it would have scored. Scores of different teachers live on
 different scales (BM25 ~ 10-40, cosine < 1), so :func:`ensemble_scores` min-max
@@ -18,27 +18,26 @@ from pathlib import Path
 
 import torch
 
-from eval.retrievers import DenseSettings, bm25_run, dense_run, sparse_run
+from indexing.dense.settings import DenseSettings
+from indexing.retrieval import Corpus, RetrieverOptions, check_names, open_retriever
 from lsr.data.beir import BeirDataset
 from lsr.errors import LsrError
 from lsr.models.defaults import DEFAULT_DENSE
 from lsr.runs import Run
 from lsr.train.losses import combine_teachers
 
-KINDS = ("bm25", "dense", "sparse")
-
 
 @dataclass(frozen=True)
 class Teacher:
-    """One teacher: its kind, the model it runs (none for BM25) and its weight in the ensemble."""
+    """One teacher: the retriever's name, the model it runs (none for BM25) and its weight in the ensemble."""
 
-    kind: str
+    retriever: str
     model: str | None = None
     weight: float = 1.0
 
     @property
     def name(self) -> str:
-        return self.kind if self.model is None else f"{self.kind}:{self.model}"
+        return self.retriever if self.model is None else f"{self.retriever}:{self.model}"
 
 
 def parse_teachers(spec: str) -> list[Teacher]:
@@ -49,12 +48,11 @@ def parse_teachers(spec: str) -> list[Teacher]:
     teachers = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         head, _, weight = part.partition("@")
-        kind, _, model = head.partition("=")
-        if kind not in KINDS:
-            raise LsrError(f"teacher {part!r}: unknown kind {kind!r}; choose from {', '.join(KINDS)}")
-        if kind == "bm25" and model:
+        name, _, model = head.partition("=")
+        check_names([name], f"teacher in {part!r}:")
+        if name == "bm25" and model:
             raise LsrError(f"teacher {part!r}: BM25 takes no model")
-        if kind == "sparse" and not model:
+        if name == "sparse" and not model:
             raise LsrError(f"teacher {part!r}: a sparse teacher needs a model, e.g. sparse=PATH")
         try:
             value = float(weight) if weight else 1.0
@@ -62,7 +60,7 @@ def parse_teachers(spec: str) -> list[Teacher]:
             raise LsrError(f"teacher {part!r}: weight {weight!r} is not a number") from None
         if value <= 0:
             raise LsrError(f"teacher {part!r}: the weight must be positive")
-        teachers.append(Teacher(kind, model or (DEFAULT_DENSE if kind == "dense" else None), value))
+        teachers.append(Teacher(name, model or (DEFAULT_DENSE if name == "dense" else None), value))
     if not teachers:
         raise LsrError("no teachers given")
     return teachers
@@ -71,15 +69,13 @@ def parse_teachers(spec: str) -> list[Teacher]:
 def teacher_runs(
     dataset: BeirDataset, queries: dict[str, str], teachers: Sequence[Teacher], cache: Path, depth: int
 ) -> list[Run]:
-    """Each teacher's top-``depth`` run over ``queries`` (exact search for the dense teacher)."""
+    """Each teacher's top-``depth`` run over ``queries`` (exact search for a dense teacher)."""
+    corpus = Corpus(dataset, cache)
     runs = []
     for teacher in teachers:
-        if teacher.kind == "bm25":
-            runs.append(bm25_run(dataset, queries, cache, depth).run)
-        elif teacher.kind == "dense":
-            runs.append(dense_run(dataset, queries, str(teacher.model), cache, depth, DenseSettings("exact")).run)
-        else:
-            runs.append(sparse_run(dataset, queries, str(teacher.model), cache, depth).run)
+        model = teacher.model or ""
+        options = RetrieverOptions(model=model or None, dense_model=model, dense=DenseSettings("exact"))
+        runs.append(open_retriever(teacher.retriever, corpus, options).retrieve(queries, depth))
     return runs
 
 

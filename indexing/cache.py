@@ -1,4 +1,4 @@
-"""Where ``lsr eval run`` keeps what is expensive to recompute: corpus encodings and indexes.
+"""Where retrievers opened over a corpus keep what is expensive to recompute: corpus encodings and indexes.
 
 Encoding a corpus is by far the slowest step of an evaluation (minutes on a CPU),
 so encodings are cached under ``<cache>/vectors/<dataset key>/<model key>`` and an
@@ -17,7 +17,7 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from indexing.dense.format import DenseIndexError
 from indexing.sparse.format import IndexFormatError
@@ -26,7 +26,12 @@ from lsr.encode.corpus import corpus_fingerprint
 from lsr.errors import DataWarning
 from lsr.fsutil import forcing
 
+if TYPE_CHECKING:
+    from indexing.retrieval import Corpus
+    from lsr.models import DenseEncoder, SparseEncoder
+
 T = TypeVar("T")
+SHARD_SIZE = 4096  # documents per cached shard: an interrupted encoding loses at most this many
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -77,3 +82,16 @@ def cached_index(folder: Path, open_index: Callable[[Path], T], build: Callable[
 def entry(root: Path, kind: str, dataset: BeirDataset, model: str | Path, *settings: str) -> Path:
     """The cache folder of one artefact (``kind``: vectors or index) of ``model`` over ``dataset``."""
     return root.joinpath(kind, dataset_key(dataset), model_key(model), *settings)
+
+
+def encoded_corpus(corpus: Corpus, model: str, encoder: SparseEncoder | DenseEncoder, batch_size: int = 32) -> Path:
+    """The cached vectors folder of ``model`` (loaded as ``encoder``) over the corpus, encoded (or resumed) if
+    needed; a retriever and a training teacher of the same model share it."""
+    from lsr.encode.corpus import encode_corpus
+    from lsr.encode.shards import Manifest
+
+    folder = entry(corpus.cache, "vectors", corpus.dataset, model)
+    if (folder / "manifest.json").is_file() and Manifest.load(folder).complete:
+        return folder
+    encode_corpus(encoder, model_name(model), corpus.dataset.corpus_source, folder, SHARD_SIZE, batch_size)
+    return folder

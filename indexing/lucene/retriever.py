@@ -1,0 +1,66 @@
+"""The BM25 retriever: Lucene (Anserini through pyserini) over a BEIR corpus, flat or multifield."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexing.cache import entry
+from indexing.lucene import bm25
+from indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
+from lsr.errors import LsrError
+from lsr.fsutil import forcing
+from lsr.runs import ranked
+
+
+@register
+class BM25Retriever(Retriever):
+    """BM25 with Anserini's BEIR settings (k1 0.9, b 0.4); queries are searched as text."""
+
+    name = "bm25"
+
+    def __init__(self, index: Path, convention: str) -> None:
+        self.index = index
+        self.convention = convention
+
+    @classmethod
+    def from_corpus(cls, corpus: Corpus, options: RetrieverOptions) -> BM25Retriever:
+        convention = "multifield" if options.multifield else "flat"
+        index = entry(corpus.cache, "index", corpus.dataset, "bm25", convention)
+        with forcing():  # the cache is lsr's: an entry from an older lsr (without the output marker) is replaced
+            bm25.build_index(corpus.dataset, index, convention)
+        return cls(index, convention)
+
+    @classmethod
+    def from_index(cls, path: Path, options: RetrieverOptions) -> BM25Retriever:
+        meta = path / bm25.META_FILE
+        try:
+            convention = json.loads(meta.read_text())["source"]["convention"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LsrError(f"{path}: not an lsr BM25 index (no readable {bm25.META_FILE})") from exc
+        return cls(path, convention)
+
+    def search(self, queries: list[str], k: int, allow: DocFilter | None = None) -> list[Hits]:
+        """Lucene's top ``k``; a filter is applied to a search widened until ``k`` admitted hits are found (pyserini
+        exposes no filter inside Lucene's collector)."""
+        names = [str(i) for i in range(len(queries))]
+        texts = dict(zip(names, queries, strict=True))
+        depth = k
+        while True:
+            run = bm25.search(self.index, texts, k=depth, convention=self.convention)
+            hits = {q: [(d, s) for d, s in ranked(run.get(q, {})) if allow is None or allow.admits(d)] for q in names}
+            if allow is None or all(len(hits[q]) >= k or len(run.get(q, {})) < depth for q in names):
+                break
+            depth *= 4
+        return [_hits(hits[q][:k]) for q in names]
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"retriever": self.name, "convention": self.convention, "index": str(self.index)}
+
+
+def _hits(found: list[tuple[str, float]]) -> Hits:
+    return Hits([doc for doc, _ in found], np.asarray([score for _, score in found], dtype=np.float32))

@@ -1,0 +1,227 @@
+"""One contract for everything that answers queries, and one registry of retrievers by name.
+
+A **retriever** turns query texts into ranked document ids. It does so in two steps so that a server can batch
+and filter between them: :meth:`Retriever.encode` turns texts into whatever its index searches (a sparse or dense
+matrix; the texts themselves for BM25) and :meth:`Retriever.search` returns each query's :class:`Hits` — string
+ids and scores, best first, never padded. :meth:`Retriever.retrieve` chains the two into a :data:`~lsr.runs.Run`.
+
+Retrievers are opened by name from the registry (:func:`open_retriever`), either over a BEIR corpus
+(:class:`Corpus`: the corpus is encoded and indexed into the cache once, as ``lsr eval run`` and training
+teachers need) or over an index folder already built (what ``lsr serve`` is given). ``lsr eval run``, ``lsr serve``,
+the training teachers and the Milvus path all open retrievers this way, and :class:`Hybrid` fuses any number of
+them. Adding a retriever is one class with :func:`register` on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from indexing.dense.settings import DenseSettings
+from lsr.data.beir import BeirDataset
+from lsr.errors import LsrError
+from lsr.models.defaults import DEFAULT_DENSE
+from lsr.runs import Run, ranked
+
+
+@dataclass
+class Hits:
+    """One query's results, best first: document ids and their scores (no padding: maybe fewer than k)."""
+
+    ids: list[str]
+    scores: np.ndarray
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.ids, self.scores.tolist(), strict=True))
+
+
+@dataclass(frozen=True)
+class DocFilter:
+    """Which documents a search may return: only ``allow`` (when given) and never ``deny``."""
+
+    allow: frozenset[str] | None = None
+    deny: frozenset[str] = frozenset()
+
+    def admits(self, doc_id: str) -> bool:
+        return doc_id not in self.deny and (self.allow is None or doc_id in self.allow)
+
+
+@dataclass
+class Corpus:
+    """A BEIR corpus to retrieve from, with the cache its encodings and indexes are kept in."""
+
+    dataset: BeirDataset
+    cache: Path
+
+
+@dataclass
+class RetrieverOptions:
+    """The knobs retrievers take; each retriever reads those it has (a sparse one ``model``, a dense one
+    ``dense_model`` and ``dense``, BM25 ``multifield``) and ignores the rest."""
+
+    model: str | None = None
+    dense_model: str = DEFAULT_DENSE
+    dense: DenseSettings = field(default_factory=DenseSettings)
+    multifield: bool = False
+    device: str = "auto"
+    gpu: bool = False
+
+
+class Retriever(ABC):
+    """Texts to ranked documents; see the module docstring for the two steps and how retrievers are opened."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def from_corpus(cls, corpus: Corpus, options: RetrieverOptions) -> Retriever:
+        """Index (or reuse the cached index of) a corpus and open it."""
+
+    @classmethod
+    def from_index(cls, path: Path, options: RetrieverOptions) -> Retriever:
+        """Open an index folder built before (``lsr serve``); retrievers without one of their own refuse."""
+        raise LsrError(f"the {cls.name} retriever cannot be opened from an index folder")
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        """What :meth:`search` takes for these texts; retrievers that search text directly keep the texts."""
+        return list(texts)
+
+    @abstractmethod
+    def search(self, queries: Any, k: int, allow: DocFilter | None = None) -> list[Hits]:
+        """The top ``k`` documents of each encoded query that ``allow`` admits."""
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What to record about this retriever in a run's ``config.json``."""
+        return {"retriever": self.name}
+
+    def retrieve(self, queries: Mapping[str, str], k: int, allow: DocFilter | None = None) -> Run:
+        ids = list(queries)
+        hits = self.search(self.encode([queries[q] for q in ids]), k, allow) if ids else []
+        return {qid: found.as_dict() for qid, found in zip(ids, hits, strict=True)}
+
+
+R = TypeVar("R", bound=type[Retriever])
+_REGISTRY: dict[str, type[Retriever]] = {}
+_BUILT_IN = {
+    "bm25": "indexing.lucene.retriever",
+    "sparse": "indexing.sparse.retriever",
+    "dense": "indexing.dense.retriever",
+}
+"""Where the built-in retrievers live; imported on first use so that the CLI starts without torch or the JVM."""
+
+
+def register(cls: R) -> R:
+    """Make a retriever class available by its ``name`` to ``lsr eval run``, ``lsr serve``, teachers and hybrids."""
+    if cls.name == Hybrid.name:
+        raise LsrError(f"{Hybrid.name!r} is the fusion of other retrievers; choose another name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def retriever_names() -> list[str]:
+    """Every registered retriever name (the built-ins first), without ``hybrid``."""
+    return list(dict.fromkeys([*_BUILT_IN, *_REGISTRY]))
+
+
+def retriever_class(name: str) -> type[Retriever]:
+    """The class registered as ``name``; an unknown name is an error naming it and what exists."""
+    if name not in _REGISTRY and name in _BUILT_IN:
+        importlib.import_module(_BUILT_IN[name])
+    if name not in _REGISTRY:
+        raise LsrError(f"unknown retriever {name!r}; choose one of {', '.join([*retriever_names(), Hybrid.name])}")
+    return _REGISTRY[name]
+
+
+def check_names(names: Sequence[str], what: str = "retriever") -> None:
+    """Fail fast, before any model or index is loaded, on a name that is not registered."""
+    for name in names:
+        if name not in _REGISTRY and name not in _BUILT_IN:
+            raise LsrError(f"unknown {what} {name!r}; choose one of {', '.join(retriever_names())}")
+
+
+def open_retriever(name: str, source: Corpus | Path, options: RetrieverOptions | None = None) -> Retriever:
+    """The retriever ``name`` over a corpus (indexed into the cache) or over an index folder."""
+    cls = retriever_class(name)
+    options = options or RetrieverOptions()
+    return cls.from_corpus(source, options) if isinstance(source, Corpus) else cls.from_index(source, options)
+
+
+class Hybrid(Retriever):
+    """Any number of retrievers fused into one ranking (:mod:`indexing.fusion`: RRF or normalised weighted sums).
+
+    Each retriever returns ``depth`` hits (at least ``k``); ``prepare`` is applied to each retriever's run before
+    fusion (``lsr eval run`` drops a document whose id is the query's, as BEIR does).
+    """
+
+    name = "hybrid"
+
+    def __init__(
+        self,
+        retrievers: Sequence[Retriever],
+        fusion: str = "rrf",
+        weights: Sequence[float] | None = None,
+        depth: int = 0,
+        prepare: Callable[[Run], Run] | None = None,
+    ) -> None:
+        from indexing.fusion import METHODS
+
+        if len(retrievers) < 2 or len({r.name for r in retrievers}) != len(retrievers):
+            raise LsrError("a hybrid needs two or more different retrievers")
+        if fusion not in METHODS:
+            raise LsrError(f"unknown fusion {fusion!r}; choose one of {', '.join(METHODS)}")
+        if weights is not None and len(weights) != len(retrievers):
+            raise LsrError(f"{len(weights)} weights for {len(retrievers)} retrievers")
+        self.retrievers = list(retrievers)
+        self.fusion = fusion
+        self.weights = tuple(weights) if weights is not None else None
+        self.depth = depth
+        self.prepare = prepare or (lambda run: run)
+
+    @classmethod
+    def from_corpus(cls, corpus: Corpus, options: RetrieverOptions) -> Retriever:
+        raise LsrError("open each retriever of a hybrid by name and pass them to Hybrid")
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        return [retriever.encode(texts) for retriever in self.retrievers]
+
+    def runs(self, queries: Mapping[str, str], k: int, allow: DocFilter | None = None) -> list[Run]:
+        """Each retriever's prepared run at the hybrid's depth: what :meth:`fuse` combines, and weights are tuned on."""
+        depth = max(k, self.depth)
+        return [self.prepare(retriever.retrieve(queries, depth, allow)) for retriever in self.retrievers]
+
+    def fuse(self, runs: Sequence[Run], k: int) -> Run:
+        from indexing.fusion import fuse
+
+        return fuse(runs, self.fusion, self.weights, depth=k)
+
+    def search(self, queries: Any, k: int, allow: DocFilter | None = None) -> list[Hits]:
+        depth = max(k, self.depth)
+        per_retriever = [r.search(q, depth, allow) for r, q in zip(self.retrievers, queries, strict=True)]
+        runs = [self.prepare({str(i): h.as_dict() for i, h in enumerate(hits)}) for hits in per_retriever]
+        fused = self.fuse(runs, k)
+        return [_hits(fused.get(str(i), {})) for i in range(len(per_retriever[0]))]
+
+    def retrieve(self, queries: Mapping[str, str], k: int, allow: DocFilter | None = None) -> Run:
+        return self.fuse(self.runs(queries, k, allow), k)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {
+            "retriever": self.name,
+            "fusion": self.fusion,
+            "weights": list(self.weights) if self.weights is not None else [1.0] * len(self.retrievers),
+            "legs": {r.name: r.info for r in self.retrievers},
+        }
+
+
+def _hits(found: Mapping[str, float]) -> Hits:
+    order = ranked(found)
+    return Hits([doc for doc, _ in order], np.asarray([score for _, score in order], dtype=np.float32))
+

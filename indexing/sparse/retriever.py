@@ -1,0 +1,143 @@
+"""The learned-sparse retriever: a sparse encoder's queries searched over lsr's inverted index.
+
+:class:`Pruning` and :func:`open_searcher` are the one place where exact or pruned, CPU (Numba) or GPU (CUDA)
+search is chosen; ``lsr search``, ``lsr eval run`` and ``lsr serve`` all come through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from indexing.cache import cached_index, encoded_corpus, entry, model_name
+from indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
+from indexing.sparse.format import SparseIndex
+from lsr.errors import LsrError
+from lsr.models import SparseEncoder, load_encoder
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """Approximate search: ``budget`` postings per term, the heaviest ``query_terms``, ``rerank`` candidates
+    rescored exactly, or dynamic pruning with ``alpha`` in (0, 1]. The default is exact search."""
+
+    budget: int = 0
+    query_terms: int | None = None
+    rerank: int = 0
+    alpha: float | None = None
+    gpu_kernel: str = "tiles"
+
+    @property
+    def exact(self) -> bool:
+        return not (self.budget or self.query_terms or self.rerank or self.alpha is not None)
+
+
+class SparseSearcher:
+    """Sparse query vectors to :class:`~indexing.retrieval.Hits` over one index, on the CPU or the GPU."""
+
+    def __init__(self, index: SparseIndex, device: str = "cpu", pruning: Pruning = Pruning()) -> None:
+        self.index, self.pruning, self.device = index, pruning, device
+        if device == "cpu":
+            from indexing.sparse.search import Searcher
+
+            if pruning.alpha is not None and (pruning.alpha <= 0 or pruning.budget):
+                raise LsrError("--approximate takes an alpha in (0, 1] and does not combine with --budget")
+            self.kernel: Any = Searcher(index)
+        elif device == "cuda":
+            from numba import cuda
+
+            from indexing.sparse.gpu import STRATEGIES, GpuSearcher
+
+            if not cuda.is_available():
+                raise LsrError("--device cuda: no CUDA GPU is visible")
+            if pruning.query_terms is not None or pruning.rerank or pruning.alpha is not None:
+                raise LsrError("--query-terms, --rerank and --approximate are CPU options")
+            if pruning.gpu_kernel not in STRATEGIES:
+                raise LsrError(f"--gpu-kernel must be one of {', '.join(STRATEGIES)}, not {pruning.gpu_kernel!r}")
+            if pruning.budget and pruning.gpu_kernel != "postings":
+                raise LsrError("--budget on the GPU needs --gpu-kernel postings")
+            self.kernel = GpuSearcher(index, strategy=pruning.gpu_kernel)
+        else:
+            raise LsrError(f"--device must be cpu or cuda, not {device!r}")
+
+    def search(self, queries: sp.csr_matrix, k: int, allow: np.ndarray | None = None) -> list[Hits]:
+        """Top ``k`` per query row; ``allow`` is a mask over document numbers (True: may be returned)."""
+        p = self.pruning
+        filtering = {} if allow is None else {"allow": allow}
+        if self.device == "cpu":
+            rerank = max(p.rerank, 100) if p.alpha is not None else p.rerank
+            found = self.kernel.search(
+                queries, k=k, budget=p.budget, query_terms=p.query_terms, rerank=rerank, alpha=p.alpha, **filtering
+            )
+        else:
+            found = self.kernel.search(queries, k=k, budget=p.budget, **filtering)
+        return self.hits(*found)
+
+    def hits(self, docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> list[Hits]:
+        """Kernel output (document numbers, scores, filled counts) as hits with the corpus's ids."""
+        return [
+            Hits([self.index.doc_id(int(d)) for d in docs[i, : sizes[i]]], np.asarray(scores[i, : sizes[i]]))
+            for i in range(len(sizes))
+        ]
+
+
+def sparse_encoder(model: str, vocabulary_size: int | None = None, device: str = "auto") -> SparseEncoder:
+    """The sparse encoder ``model``, refused with a message if it is dense or does not match the index's terms."""
+    encoder = load_encoder(model, device=device)
+    if not isinstance(encoder, SparseEncoder):
+        raise LsrError(f"{model} is not a sparse encoder; a sparse index needs a sparse model (e.g. --model)")
+    if vocabulary_size is not None and len(encoder.vocabulary) != vocabulary_size:
+        raise LsrError(f"{model} has {len(encoder.vocabulary)} terms, the index {vocabulary_size}: not its model")
+    return encoder
+
+
+@register
+class SparseRetriever(Retriever):
+    """Queries encoded by the index's own sparse model, searched exactly (or pruned) on the CPU or GPU."""
+
+    name = "sparse"
+
+    def __init__(
+        self, index: SparseIndex, encoder: SparseEncoder, device: str = "cpu", pruning: Pruning = Pruning()
+    ) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.searcher = SparseSearcher(index, device, pruning)
+
+    @classmethod
+    def from_corpus(cls, corpus: Corpus, options: RetrieverOptions) -> SparseRetriever:
+        if not options.model:
+            raise LsrError("the sparse retriever needs a model (--model)")
+        name = model_name(options.model)
+        encoder = sparse_encoder(name, device=options.device)
+        vectors = encoded_corpus(corpus, name, encoder)
+        folder = entry(corpus.cache, "index", corpus.dataset, name, "sparse-float16")
+
+        def build(out: Path) -> None:
+            from indexing.sparse.build import build_index
+            from lsr.encode.shards import iter_shards
+
+            build_index(lambda: iter_shards(vectors), out, name, encoder.kind)
+
+        return cls(cached_index(folder, SparseIndex.open, build), encoder, "cuda" if options.gpu else "cpu")
+
+    @classmethod
+    def from_index(cls, path: Path, options: RetrieverOptions) -> SparseRetriever:
+        index = SparseIndex.open(path)
+        encoder = sparse_encoder(options.model or index.meta.model, index.meta.vocab_size, options.device)
+        return cls(index, encoder, "cuda" if options.gpu else "cpu")
+
+    def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self.encoder.encode_query(list(texts))
+
+    def search(self, queries: sp.csr_matrix, k: int, allow: DocFilter | None = None) -> list[Hits]:
+        return self.searcher.search(queries, k, None if allow is None else self.index.allow_mask(allow))
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return {"retriever": self.name, "model": self.index.meta.model}
