@@ -178,8 +178,14 @@ def test_splade_tiny_encodes_scifact_like_reference(shared: Path) -> None:
 
 
 def test_loading_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(LsrError, match="not a model folder"):
+    with pytest.raises(LsrError, match="no such model folder; .* does not exist either"):
         load_encoder(tmp_path / "missing" / "deeper" / "path")
+    (tmp_path / "models" / "splade-tiny").mkdir(parents=True)
+    with pytest.raises(LsrError, match="splade-tinyy: no such model folder; .*models holds splade-tiny"):
+        load_encoder(tmp_path / "models" / "splade-tinyy")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(LsrError, match="is a file, not a model folder"):
+        load_encoder(tmp_path / "notes.txt")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     started = time.monotonic()
     with pytest.raises(OfflineError, match="cannot fetch naver/splade-v3 .* pass the folder instead"):

@@ -31,8 +31,13 @@ def resolve_model(name_or_path: str | Path, revision: str | None = None) -> Path
     if path.is_dir():
         return refuse_remote_code(path)
     name = str(name_or_path)
-    if path.exists() or name.startswith((".", "/")) or name.count("/") > 1:
-        raise LsrError(f"{name}: not a model folder")
+    if path.exists():
+        raise LsrError(f"{name}: is a file, not a model folder")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        parent = path.parent
+        near = sorted(p.name for p in parent.iterdir() if p.is_dir())[:8] if parent.is_dir() else []
+        where = f"; {parent} holds {', '.join(near)}" if near else f"; {parent} does not exist either"
+        raise LsrError(f"{name}: no such model folder{where}")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
