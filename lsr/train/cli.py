@@ -22,6 +22,10 @@ TeachersOption = Annotated[
     typer.Option(help="Teacher ensemble: bm25, dense[=MODEL], sparse=MODEL, each optionally @WEIGHT."),
 ]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+PseudoHoldoutOption = Annotated[
+    int,
+    typer.Option(min=0, help="Pseudo-queries held out of training (split 'pseudo'; at most a tenth of them)."),
+]
 
 
 @app.command("prepare")
@@ -32,6 +36,7 @@ def prepare_command(
     split: Annotated[str | None, typer.Option(help="Labelled split to train on (e.g. train).")] = None,
     holdout: Annotated[int, typer.Option(min=0, help="Queries of --split held out as the dev split.")] = 0,
     pseudo_queries: Annotated[int, typer.Option(min=0, help="Pseudo-queries per document (label-free).")] = 0,
+    pseudo_holdout: PseudoHoldoutOption = 0,
     teachers: TeachersOption = DEFAULT_TEACHERS,
     depth: Annotated[int, typer.Option(min=1, help="Documents each teacher retrieves per query.")] = 100,
     pool: Annotated[int, typer.Option(min=1, help="Top documents per teacher kept as candidates.")] = 30,
@@ -52,6 +57,7 @@ def prepare_command(
         split,
         holdout,
         pseudo_queries,
+        pseudo_holdout,
         max_queries,
         depth,
         pool,
@@ -221,6 +227,18 @@ def adapt_command(
     output: Annotated[Path, typer.Option(help="Run folder; the adapted model is OUTPUT/model.")],
     teachers: TeachersOption = DEFAULT_TEACHERS,
     pseudo_queries: Annotated[int, typer.Option(min=1, help="Pseudo-queries per document.")] = 3,
+    pseudo_holdout: PseudoHoldoutOption = 200,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Training folder from `lsr train prepare` (e.g. made where Java runs BM25); default: "
+            "OUTPUT/data, prepared here unless it exists.",
+            exists=True,
+        ),
+    ] = None,
+    eval_split: Annotated[
+        list[str] | None, typer.Option(help="Qrels split of --corpus to report before/after on; repeatable.")
+    ] = None,
     max_queries: Annotated[int | None, typer.Option(min=1)] = None,
     steps: Annotated[int, typer.Option(min=1)] = 1000,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
@@ -229,22 +247,35 @@ def adapt_command(
     device: DeviceOption = "auto",
     seed: int = 0,
 ) -> None:
-    """Label-free domain adaptation: pseudo-queries from the corpus, scored by the teachers, then training."""
-    from lsr.train.prepare import prepare
-    from lsr.train.teachers import parse_teachers
+    """Label-free domain adaptation: pseudo-queries from the corpus, scored by the teachers, then training; ends
+    with the starting and the adapted model on held-out pseudo-queries (and --eval-split qrels)."""
+    from lsr.data.beir import BeirDataset
+    from lsr.errors import LsrError
+    from lsr.train.report import REPORT_FILE, adaptation_report, print_report, targets
     from lsr.train.trainer import TrainConfig
 
-    data = output / "data"
-    if not (data / "prepare.json").is_file():
-        prepare(
-            corpus,
-            data,
-            parse_teachers(teachers),
-            pseudo_per_document=pseudo_queries,
-            max_queries=max_queries,
-            cache_dir=cache_dir,
-            seed=seed,
-        )
+    missing = sorted(set(eval_split or []) - set(BeirDataset(corpus).splits()))
+    if missing:
+        raise LsrError(f"--eval-split: {corpus} has no split {', '.join(map(repr, missing))}")
+    if data is None:
+        data = output / "data"
+        if not (data / "prepare.json").is_file():
+            from lsr.train.prepare import prepare  # the teachers' stack (Lucene, dense indexes) only when preparing
+            from lsr.train.teachers import parse_teachers
+
+            prepare(
+                corpus,
+                data,
+                parse_teachers(teachers),
+                pseudo_per_document=pseudo_queries,
+                pseudo_holdout=pseudo_holdout,
+                max_queries=max_queries,
+                cache_dir=cache_dir,
+                seed=seed,
+            )
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     folder = _train(model, [data], output, None, True, False, False, False, device, config)
     console.print(f"adapted model at {folder}")
+    comparisons = adaptation_report(model, folder, corpus, targets(data, corpus, eval_split or []), output, device)
+    print_report(comparisons, console)
+    console.print(f"before/after figures in {output / REPORT_FILE} and {output / 'report'}")

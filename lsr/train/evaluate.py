@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from eval.metrics import evaluate
-from eval.runs import Run
 from lsr.data.beir import BeirDataset
 from lsr.encode.corpus import document_text
+from lsr.metrics import evaluate
 from lsr.models.base import SparseEncoder
+from lsr.runs import Run
 
 
 @dataclass
@@ -33,12 +33,19 @@ class DevResult:
     flops: float
 
 
-def exact_run(queries: sp.csr_matrix, docs: sp.csr_matrix, qids: list[str], dids: list[str], k: int) -> Run:
-    """Top-``k`` documents per query by the exact sparse dot product."""
-    scores = (queries @ docs.T).toarray()
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return {qid: {dids[j]: float(scores[i, j]) for j in top[i] if scores[i, j] > 0} for i, qid in enumerate(qids)}
+def exact_run(
+    queries: sp.csr_matrix, docs: sp.csr_matrix, qids: list[str], dids: list[str], k: int, block: int = 256
+) -> Run:
+    """Top-``k`` documents per query by the exact sparse dot product, ``block`` queries at a time so the dense
+    score matrix stays small on large corpora."""
+    run: Run = {}
+    k = min(k, docs.shape[0])
+    for start in range(0, len(qids), block):
+        scores = (queries[start : start + block] @ docs.T).toarray()
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        for i, qid in enumerate(qids[start : start + block]):
+            run[qid] = {dids[j]: float(scores[i, j]) for j in top[i] if scores[i, j] > 0}
+    return run
 
 
 def flops(queries: sp.csr_matrix, docs: sp.csr_matrix) -> float:

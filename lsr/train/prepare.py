@@ -7,6 +7,8 @@ the ordinary loader and it can be copied to a GPU machine on its own:
 * ``examples.jsonl.gz``: one example per training query (:mod:`lsr.train.examples`);
 * ``queries.jsonl`` and ``qrels/dev.tsv``: queries held out from the train split
   (``holdout``) for model selection, so no test label is ever used;
+* ``qrels/pseudo.tsv``: pseudo-queries held out from training (``pseudo_holdout``), each judged relevant to
+  the document it was cut from: a label-free check of what adaptation did to the corpus's own queries;
 * ``prepare.json``: how it was made.
 
 Training queries are the split's judged queries (positives: relevance > 0) and/or
@@ -30,7 +32,7 @@ from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 from lsr.train.data import EXAMPLES_FILE
 from lsr.train.examples import build_examples, write_examples
-from lsr.train.pseudo import pseudo_queries
+from lsr.train.pseudo import PSEUDO_SPLIT, pseudo_queries
 from lsr.train.teachers import Teacher, teacher_runs
 
 
@@ -51,6 +53,7 @@ def prepare(
     split: str | None = None,
     holdout: int = 0,
     pseudo_per_document: int = 0,
+    pseudo_holdout: int = 0,
     max_queries: int | None = None,
     depth: int = 100,
     pool: int = 30,
@@ -59,13 +62,18 @@ def prepare(
     cache_dir: str | Path | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Build the training folder ``output``; returns the summary also written to ``prepare.json``."""
+    """Build the training folder ``output``; returns the summary also written to ``prepare.json``.
+
+    ``pseudo_holdout`` pseudo-queries (at most a tenth of them, so training keeps the bulk) are held out.
+    """
     if split is None and pseudo_per_document <= 0:
         raise LsrError("nothing to train on: give a labelled --split, --pseudo-queries, or both")
     dataset = BeirDataset(dataset_path)
     queries: dict[str, str] = {}
     positives: dict[str, list[str]] = {}
     dev_qrels: dict[str, dict[str, int]] = {}
+    held_pseudo: dict[str, dict[str, int]] = {}
+    held_texts: dict[str, str] = {}
     if split is not None:
         queries, positives = _labelled(dataset, split)
         if holdout:
@@ -75,9 +83,15 @@ def prepare(
             for qid in held:
                 del queries[qid]
     if pseudo_per_document > 0:
-        for pseudo in pseudo_queries(dataset.corpus(), pseudo_per_document, seed=seed):
-            queries[pseudo.qid] = pseudo.text
-            positives[pseudo.qid] = [pseudo.source]
+        pseudo = list(pseudo_queries(dataset.corpus(), pseudo_per_document, seed=seed))
+        held = set(_sample([q.qid for q in pseudo], min(pseudo_holdout, len(pseudo) // 10), seed))
+        for query in pseudo:
+            if query.qid in held:
+                held_texts[query.qid] = query.text
+                held_pseudo[query.qid] = {query.source: 1}
+            else:
+                queries[query.qid] = query.text
+                positives[query.qid] = [query.source]
     if max_queries is not None and len(queries) > max_queries:
         queries = {qid: queries[qid] for qid in _sample(list(queries), max_queries, seed)}
     runs = teacher_runs(dataset, queries, teachers, cache_root(cache_dir), depth)
@@ -86,6 +100,7 @@ def prepare(
         "split": split,
         "holdout": len(dev_qrels),
         "pseudo_per_document": pseudo_per_document,
+        "pseudo_holdout": len(held_pseudo),
         "teachers": [{"name": t.name, "weight": t.weight} for t in teachers],
         "depth": depth,
         "pool": pool,
@@ -99,11 +114,13 @@ def prepare(
         with gzip.open(tmp / "corpus.jsonl.gz", "wt", encoding="utf-8") as out:
             for doc in dataset.corpus():
                 out.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
-        all_queries = dataset.queries()
+        all_queries = {**dataset.queries(), **held_texts}
         with open(tmp / "queries.jsonl", "w", encoding="utf-8") as out:
-            for qid in dev_qrels:
+            for qid in [*dev_qrels, *held_pseudo]:
                 out.write(json.dumps({"_id": qid, "text": all_queries[qid]}, ensure_ascii=False) + "\n")
         if dev_qrels:
             write_qrels(dev_qrels, tmp / "qrels" / "dev.tsv")
+        if held_pseudo:
+            write_qrels(held_pseudo, tmp / "qrels" / f"{PSEUDO_SPLIT}.tsv")
         (tmp / "prepare.json").write_text(json.dumps(summary, indent=2))
     return summary

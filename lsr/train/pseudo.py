@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from lsr.data.beir import Document
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+PSEUDO_SPLIT = "pseudo"  # the split of a prepared folder that holds pseudo-queries held out of training
 
 
 @dataclass(frozen=True)
