@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,38 @@ def _deny(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-def server_credentials(cert: Path, key: Path) -> grpc.ServerCredentials:
-    """TLS credentials from a PEM certificate (chain) and its private key."""
+def check_token(token: str | None) -> None:
+    """Refuse a token that would silently weaken auth: an empty one (``--token ""``, ``LSR_TOKEN=``) reads as
+    "no token" to gRPC, and one with characters a metadata value cannot carry could never be presented."""
+    if token is None:
+        return
+    if not token.strip():
+        raise LsrError("the token (--token or LSR_TOKEN) is empty: give a secret, or unset it to serve without one")
+    if not all(" " < ch <= "~" for ch in token):
+        raise LsrError("the token (--token or LSR_TOKEN) must be printable ASCII without spaces (a metadata value)")
+
+
+def check_key_pair(cert: Path, key: Path) -> None:
+    """Load the pair with OpenSSL first: gRPC accepts any bytes here and only fails later, at bind time, as
+    "cannot listen", which hides that the key does not belong to the certificate or a file is not PEM."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+        context.load_cert_chain(cert, key, password=lambda: b"")  # an encrypted key fails instead of prompting
     except OSError as exc:
-        raise LsrError(f"cannot read the TLS certificate or key ({exc})") from exc
+        if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
+            raise LsrError(f"the TLS key {key} does not match the certificate {cert}") from None
+        if isinstance(exc, ssl.SSLError):
+            raise LsrError(
+                f"cannot load the TLS certificate {cert} with the key {key}: not a PEM certificate and its "
+                f"unencrypted PEM private key ({exc.reason or exc})"
+            ) from None
+        raise LsrError(f"cannot read the TLS certificate or key ({exc})") from None
+
+
+def server_credentials(cert: Path, key: Path) -> grpc.ServerCredentials:
+    """TLS credentials from a PEM certificate (chain) and its private key, checked to belong together."""
+    check_key_pair(cert, key)
+    return grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
 
 
 def is_loopback(host: str) -> bool:

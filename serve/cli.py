@@ -11,6 +11,7 @@ from rich.console import Console
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
+SWITCH_INTERVAL_S = 0.0005
 
 
 def serve(
@@ -36,6 +37,15 @@ def serve(
     ] = 2.0,
     max_batch: Annotated[int, typer.Option(min=1, help="Largest micro-batch.")] = 64,
     max_k: Annotated[int, typer.Option(min=1, help="Largest k a request may ask for.")] = 1000,
+    max_request_cost: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Work one call may ask for: query terms or text tokens (chars/4), plus hits; more: refused."
+        ),
+    ] = 65_536,
+    slice_ms: Annotated[
+        float, typer.Option(min=0.1, help="Longest kernel call; larger requests are cut into turns of this size.")
+    ] = 10.0,
     fusion: Annotated[str, typer.Option(help="Default hybrid fusion: rrf, minmax or zscore.")] = "rrf",
     hybrid_depth: Annotated[int, typer.Option(min=1, help="Hits per leg fused by hybrid search.")] = 100,
     device: Annotated[str, typer.Option(help="Sparse search: cpu (Numba) or cuda (GPU kernel).")] = "cpu",
@@ -50,13 +60,33 @@ def serve(
 ) -> None:
     """Serve search (sparse, dense, hybrid), query encoding and recommendations over gRPC (lsr.v1)."""
     import logging
+    import os
+    import sys
 
     from rich.logging import RichHandler
 
     from serve.engine import Engine, EngineConfig, Limits
-    from serve.server import ServerOptions, serve_until_signalled, start_server
+    from serve.server import ServerOptions, check_options, serve_until_signalled, start_server
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err_console)])
+    # A thread building a large reply keeps the interpreter lock until the switch interval asks for it (5 ms by
+    # default), and a small search needs the lock several times on its way through: a shorter interval bounds
+    # what each of those waits costs it, for a little throughput.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if token is None and os.environ.get("LSR_TOKEN") == "":
+        token = ""  # click reads an empty variable as unset: kept empty, check_options refuses it
+    options = ServerOptions(
+        host=host,
+        port=port,
+        workers=workers,
+        max_in_flight=max_in_flight,
+        max_message_bytes=int(max_message_mb * 1024 * 1024),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        token=token,
+        grace=grace,
+    )
+    check_options(options)
     engine = Engine(
         EngineConfig(
             index=index,
@@ -70,19 +100,9 @@ def serve(
             hybrid_depth=hybrid_depth,
             max_batch=max_batch,
             window_ms=batch_window_ms,
-            limits=Limits(max_k=max_k),
+            slice_ms=slice_ms,
+            limits=Limits(max_k=max_k, max_request_cost=max_request_cost),
         )
-    )
-    options = ServerOptions(
-        host=host,
-        port=port,
-        workers=workers,
-        max_in_flight=max_in_flight,
-        max_message_bytes=int(max_message_mb * 1024 * 1024),
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        token=token,
-        grace=grace,
     )
     running = start_server(engine, options)
     what = ", ".join(engine.retrievers) + (", recommend" if engine.recommender is not None else "")

@@ -27,3 +27,10 @@ class DeadlineExceeded(ServeError):
 
 class Unavailable(ServeError):
     code = "UNAVAILABLE"
+
+
+class ResourceExhausted(ServeError):
+    """A well-formed request beyond what this server is configured to do for one call (its work budget, its
+    message size): the code gRPC itself uses for an oversized message, so a client sees one code for both."""
+
+    code = "RESOURCE_EXHAUSTED"

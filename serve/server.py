@@ -7,7 +7,9 @@ Load behaviour, which is gRPC's own and set here:
 - at most ``max_in_flight`` calls are accepted at once (running plus waiting for a worker, i.e. a
   bounded queue); gRPC answers any call beyond that at once with RESOURCE_EXHAUSTED, so an
   overloaded server sheds load instead of queueing without bound and answering everyone late;
-- messages above ``max_message_bytes`` are refused (RESOURCE_EXHAUSTED) before they are parsed;
+- messages above ``max_message_bytes`` are refused (RESOURCE_EXHAUSTED) before they are parsed, and
+  replies that could exceed it before any work (:mod:`serve.servicer`); bytes that do not parse are
+  INVALID_ARGUMENT (:mod:`serve.decoding`);
 - :meth:`RunningServer.stop` reports NOT_SERVING to health checks, refuses new calls, lets calls in
   flight finish (up to ``grace`` seconds), and only then stops the batchers.
 """
@@ -24,7 +26,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from serve.auth import TokenInterceptor, exposure_warnings, server_credentials
+from serve.auth import TokenInterceptor, check_token, exposure_warnings, server_credentials
+from serve.decoding import DecodeGuard
 from serve.engine import Engine
 from serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
 from serve.servicer import CallTracker, RecommendationServicer, RetrievalServicer
@@ -76,20 +79,33 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def start_server(engine: Engine, options: ServerOptions) -> RunningServer:
-    """Start serving ``engine`` as configured; warnings about an exposed address go to the log."""
+def check_options(options: ServerOptions) -> grpc.ServerCredentials | None:
+    """Refuse settings that cannot work or would silently weaken security; the TLS credentials, if any.
+    Cheap, so ``lsr serve`` runs it before the minutes an engine may take to load."""
     from lsr.errors import LsrError
 
     if (options.tls_cert is None) != (options.tls_key is None):
         raise LsrError("TLS needs both --tls-cert and --tls-key")
     if options.max_in_flight < 1 or options.workers < 1:
         raise LsrError("--workers and --max-in-flight must be at least 1")
-    for warning in exposure_warnings(options.host, options.tls_cert is not None, bool(options.token)):
+    check_token(options.token)
+    if options.tls_cert is not None and options.tls_key is not None:
+        return server_credentials(options.tls_cert, options.tls_key)
+    return None
+
+
+def start_server(engine: Engine, options: ServerOptions) -> RunningServer:
+    """Start serving ``engine`` as configured; warnings about an exposed address go to the log."""
+    from lsr.errors import LsrError
+
+    credentials = check_options(options)
+    for warning in exposure_warnings(options.host, credentials is not None, options.token is not None):
         log.warning(warning)
     limit = options.max_message_bytes
     server = grpc.server(
         ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="lsr-grpc"),
-        interceptors=[TokenInterceptor(options.token)] if options.token else None,
+        # the token first: a caller without it learns nothing, not even whether its bytes parse
+        interceptors=[*([TokenInterceptor(options.token)] if options.token is not None else []), DecodeGuard()],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
@@ -98,7 +114,7 @@ def start_server(engine: Engine, options: ServerOptions) -> RunningServer:
         maximum_concurrent_rpcs=options.max_in_flight,
     )
     tracker = CallTracker()
-    lsr_pb2_grpc.add_RetrievalServicer_to_server(RetrievalServicer(engine, tracker), server)
+    lsr_pb2_grpc.add_RetrievalServicer_to_server(RetrievalServicer(engine, tracker, limit), server)
     services = [RETRIEVAL]
     if engine.recommender is not None:
         lsr_pb2_grpc.add_RecommendationServicer_to_server(RecommendationServicer(engine, tracker), server)
@@ -111,8 +127,8 @@ def start_server(engine: Engine, options: ServerOptions) -> RunningServer:
 
     address = _address(options.host, options.port)
     try:
-        if options.tls_cert is not None and options.tls_key is not None:
-            port = server.add_secure_port(address, server_credentials(options.tls_cert, options.tls_key))
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
         else:
             port = server.add_insecure_port(address)
     except RuntimeError as exc:

@@ -4,6 +4,17 @@ Each call runs inside :meth:`CallTracker.track`, which counts it, times it and t
 statuses: a :class:`~serve.errors.ServeError` into its code with its message; anything unexpected into
 INTERNAL (logged with its traceback), so no request can take the server down. A client deadline
 becomes the engine's deadline, so work for a caller that has given up is dropped, not computed.
+
+A reply larger than the server's message limit would fail only after all its work is done (gRPC checks
+the size when sending), so Search and BatchSearch bound their reply before any work: at most ``k`` hits
+per query, each as long as the index's longest document id (:func:`search_reply_bound`), refused with
+RESOURCE_EXHAUSTED when that bound exceeds the limit. Not INVALID_ARGUMENT: gRPC keeps that for arguments
+that are wrong whatever the system's state, while this request is well-formed and a server with a larger
+``--max-message-mb`` answers it; and gRPC itself answers an oversized message with RESOURCE_EXHAUSTED, so a
+client sees one code whichever side caught it.
+An Encode reply's size depends on what the model makes of each text (a SPLADE query may expand to any
+number of terms), so it is measured as the vectors come back and the call is stopped, its remaining
+texts dropped unencoded, as soon as it passes the limit.
 """
 
 from __future__ import annotations
@@ -19,11 +30,12 @@ import grpc
 import numpy as np
 
 from serve.engine import DEFAULT_K, Engine, Query
-from serve.errors import InvalidArgument, ServeError
+from serve.errors import InvalidArgument, ResourceExhausted, ServeError
 from serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
 
 log = logging.getLogger("lsr.serve")
 LATENCY_WINDOW = 2048  # recent calls per method kept for the Stats percentiles
+DEFAULT_MAX_REPLY_BYTES = 4 * 1024 * 1024  # gRPC's own default message limit
 
 
 class CallTracker:
@@ -95,6 +107,25 @@ def to_query(request: lsr_pb2.SearchRequest) -> Query:
     )
 
 
+def _varint_size(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _field_size(payload: int) -> int:
+    """Bytes of a length-delimited field (one-byte tag, length, payload) carrying ``payload`` bytes."""
+    return 1 + _varint_size(payload) + payload
+
+
+def search_reply_bound(hits: int, id_bytes: int) -> int:
+    """The largest SearchResponse of ``hits`` hits whose document ids have at most ``id_bytes`` bytes."""
+    hit = _field_size(id_bytes) + 5  # the id, and the score as a tagged 32-bit float
+    return hits * _field_size(hit) + _field_size(max(map(len, ("sparse", "dense", "hybrid"))))
+
+
+def too_large(size: str, limit: int, advice: str) -> ResourceExhausted:
+    return ResourceExhausted(f"{size}, over this server's {limit:,}-byte message limit (--max-message-mb): {advice}")
+
+
 def to_response(query: Query, hits: list[tuple[str, float]]) -> lsr_pb2.SearchResponse:
     return lsr_pb2.SearchResponse(
         hits=[lsr_pb2.Hit(doc_id=doc, score=score) for doc, score in hits], retriever=query.retriever
@@ -104,14 +135,25 @@ def to_response(query: Query, hits: list[tuple[str, float]]) -> lsr_pb2.SearchRe
 class RetrievalServicer(lsr_pb2_grpc.RetrievalServicer):
     """Search, BatchSearch, Encode and Stats over one shared :class:`Engine`."""
 
-    def __init__(self, engine: Engine, tracker: CallTracker) -> None:
+    def __init__(self, engine: Engine, tracker: CallTracker, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
         self.engine = engine
         self.tracker = tracker
+        self.max_reply_bytes = max_reply_bytes
+
+    def _search(self, queries: list[Query], deadline: float | None, batch: bool) -> list[list[tuple[str, float]]]:
+        """Admit the queries, bound their reply, then search: every refusal comes before any work."""
+        self.engine.admit(queries)
+        sizes = [search_reply_bound(*self.engine.reply_shape(query)) for query in queries]
+        size = sum(_field_size(size) for size in sizes) if batch else sizes[0]
+        if size > self.max_reply_bytes:
+            advice = "ask for fewer hits, or fewer queries per call" if batch else "ask for fewer hits"
+            raise too_large(f"the reply could reach {size:,} bytes", self.max_reply_bytes, advice)
+        return self.engine.run(queries, deadline)
 
     def Search(self, request: lsr_pb2.SearchRequest, context: grpc.ServicerContext) -> lsr_pb2.SearchResponse:  # noqa: N802
         with self.tracker.track("Search", context) as deadline:
             query = to_query(request)
-            return to_response(query, self.engine.search(query, deadline))
+            return to_response(query, self._search([query], deadline, batch=False)[0])
 
     def BatchSearch(  # noqa: N802
         self, request: lsr_pb2.BatchSearchRequest, context: grpc.ServicerContext
@@ -120,27 +162,28 @@ class RetrievalServicer(lsr_pb2_grpc.RetrievalServicer):
             if not request.requests:
                 raise InvalidArgument("BatchSearch with no requests")
             queries = [to_query(r) for r in request.requests]
-            results = self.engine.search_many(queries, deadline)
+            results = self._search(queries, deadline, batch=True)
             return lsr_pb2.BatchSearchResponse(
                 responses=[to_response(q, hits) for q, hits in zip(queries, results, strict=True)]
             )
 
     def Encode(self, request: lsr_pb2.EncodeRequest, context: grpc.ServicerContext) -> lsr_pb2.EncodeResponse:  # noqa: N802
         with self.tracker.track("Encode", context) as deadline:
-            vectors = self.engine.encode(list(request.texts), deadline)
+            texts = list(request.texts)
+            self.engine.admit_texts(texts)
             vocabulary = self.engine.encoder.vocabulary if request.with_tokens else None
-            return lsr_pb2.EncodeResponse(
-                vectors=[
-                    lsr_pb2.SparseVector(
-                        indices=indices.tolist(),
-                        values=values.tolist(),
-                        tokens=[vocabulary[i] for i in indices] if vocabulary is not None else (),
-                    )
-                    for indices, values in vectors
-                ],
-                vocab_size=self.engine.index.meta.vocab_size,
-                model=self.engine.model,
-            )
+            response = lsr_pb2.EncodeResponse(vocab_size=self.engine.index.meta.vocab_size, model=self.engine.model)
+            size = response.ByteSize()
+            with contextlib.closing(self.engine.encode_each(texts, deadline)) as vectors:
+                for number, (indices, values) in enumerate(vectors):
+                    vector = response.vectors.add(indices=indices.tolist(), values=values.tolist())
+                    if vocabulary is not None:
+                        vector.tokens.extend(vocabulary[i] for i in indices)
+                    size += _field_size(vector.ByteSize())
+                    if size > self.max_reply_bytes:
+                        reached = f"the reply reached {size:,} bytes at text {number + 1} of {len(texts)}"
+                        raise too_large(reached, self.max_reply_bytes, "encode fewer texts per call")
+            return response
 
     def Stats(self, request: lsr_pb2.StatsRequest, context: grpc.ServicerContext) -> lsr_pb2.StatsResponse:  # noqa: N802
         with self.tracker.track("Stats", context):

@@ -125,3 +125,56 @@ def test_binding_every_interface_without_protection_warns(
     server.stop(grace=0)
     messages = [r.getMessage() for r in caplog.records]
     assert any("without TLS" in m for m in messages) and any("without a token" in m for m in messages)
+
+
+def test_a_key_that_does_not_match_the_certificate_is_named(tmp_path: Path) -> None:
+    """It used to surface at bind time as "cannot listen on ...", which hides the cause."""
+    from lsr.errors import LsrError
+    from serve.server import ServerOptions, check_options
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cert, _ = self_signed(tmp_path / "a")
+    _, other_key = self_signed(tmp_path / "b")
+    with pytest.raises(LsrError, match="does not match") as caught:
+        check_options(ServerOptions(port=0, tls_cert=cert, tls_key=other_key))
+    assert str(cert) in str(caught.value) and str(other_key) in str(caught.value)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a key")
+    with pytest.raises(LsrError, match="not a PEM certificate and its unencrypted PEM private key"):
+        check_options(ServerOptions(port=0, tls_cert=cert, tls_key=junk))
+    with pytest.raises(LsrError, match="cannot read"):
+        check_options(ServerOptions(port=0, tls_cert=cert, tls_key=tmp_path / "missing.key"))
+
+
+def test_a_mismatched_key_is_refused_by_start_server(artifacts: Artifacts, tmp_path: Path) -> None:
+    from lsr.errors import LsrError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cert, _ = self_signed(tmp_path / "a")
+    _, other_key = self_signed(tmp_path / "b")
+    with pytest.raises(LsrError, match="does not match the certificate"):
+        with running(artifacts, dense=False, recommender=False, tls_cert=cert, tls_key=other_key):
+            pass
+
+
+@pytest.mark.parametrize("token", ["", "   ", "two words", "line\nbreak"])
+def test_an_empty_or_unsendable_token_is_refused(artifacts: Artifacts, token: str) -> None:
+    """An empty token used to turn authentication off without a word."""
+    from lsr.errors import LsrError
+
+    with pytest.raises(LsrError, match="token"):
+        with running(artifacts, dense=False, recommender=False, token=token):
+            pass
+
+
+@pytest.mark.parametrize(("args", "env"), [(["--token", ""], {}), ([], {"LSR_TOKEN": ""})])
+def test_lsr_serve_refuses_an_empty_token_before_loading(tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+    from typer.testing import CliRunner
+
+    from lsr.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--index", str(tmp_path / "no-index"), *args], env=env)
+    assert result.exit_code != 0
+    assert "is empty" in str(result.exception) + result.output  # refused before the (missing) index is opened

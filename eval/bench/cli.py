@@ -269,6 +269,31 @@ def serve_bench(
     _report(result, output)
 
 
+@app.command("serve-fairness")
+@writes("output", file_kind="json")
+def serve_fairness_bench(
+    index: Annotated[Path, typer.Option(help="Sparse index folder (`lsr index`) the server searches.")],
+    dataset: Annotated[
+        Path, typer.Option(help="BEIR folder: its queries are the small searches, its corpus the long texts.")
+    ],
+    seconds: Annotated[float, typer.Option(min=1, help="Length of each measured phase (idle, under load).")] = 60.0,
+    k: Annotated[int, typer.Option(min=1, help="Hits of each small search.")] = 10,
+    max_texts: Annotated[int, typer.Option(min=1, help="Texts/queries per call the server advertises.")] = 256,
+    max_chars: Annotated[int, typer.Option(min=1, help="Characters per text the server advertises.")] = 4096,
+    max_k: Annotated[int, typer.Option(min=1, help="Largest k the server advertises.")] = 1000,
+    server_option: Annotated[
+        list[str] | None, typer.Option(help="Extra `lsr serve` option, e.g. --server-option=--slice-ms=5.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
+) -> None:
+    """Small-Search p50/p99 on an idle `lsr serve`, and while a background client keeps the largest Encode and
+    BatchSearch the server accepts running."""
+    from eval.bench.serve_fairness import run
+
+    result = run(index, dataset, seconds, k, max_texts, max_chars, max_k, list(server_option or []))
+    _report(result, output)
+
+
 @app.command(
     "gpu",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
