@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from eval.outputs import write_outputs
 from indexing.lucene import bm25
 from lsr import __version__
 from lsr.data.beir import BeirDataset
-from lsr.metrics import Evaluation, evaluate
+from lsr.fsutil import claim_dir
+from lsr.metrics import Evaluation, evaluate, write_evaluation
 from lsr.runs import Run, drop_identical_ids
 
 
@@ -30,6 +30,7 @@ def run_bm25(
     written file scores the same under any trec_eval.
     """
     started = time.perf_counter()
+    claim_dir(output_dir)  # before the index is built inside it
     dataset = BeirDataset(dataset_path)
     dataset.qrels_source(split)  # fail on a wrong split before spending time on indexing
     convention = "multifield" if multifield else "flat"
@@ -51,5 +52,5 @@ def run_bm25(
         "seconds": round(time.perf_counter() - started, 2),
         "lsr_version": __version__,
     }
-    write_outputs(output_dir, run, evaluation, config, tag=f"bm25-{convention}")
+    write_evaluation(output_dir, run, evaluation, config, tag=f"bm25-{convention}")
     return run, evaluation

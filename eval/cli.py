@@ -142,8 +142,8 @@ def run_cmd(
     from eval.pipeline import RunSpec, run_many, run_pipeline
     from indexing.dense.settings import DenseSettings
     from lsr.data.download import resolve_dataset
+    from lsr.defaults import DEFAULT_DENSE
     from lsr.errors import LsrError
-    from lsr.models.defaults import DEFAULT_DENSE
 
     splits = split or ["test"]
     if len(splits) not in (1, len(dataset)):

@@ -10,12 +10,12 @@ are refused, because their queries do not pair.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_file
+from lsr.metrics import Paired, paired_test
 
 SIGNIFICANCE = 0.05
 
@@ -28,15 +28,6 @@ class RunScores:
     aggregate: dict[str, float]
     per_query: dict[str, dict[str, float]]
     config: dict[str, object]
-
-
-@dataclass
-class Paired:
-    """A run against the baseline on one measure."""
-
-    delta: float
-    p_value: float
-    queries: int
 
 
 def load_run_scores(folder: str | Path, name: str | None = None) -> RunScores:
@@ -55,21 +46,6 @@ def load_run_scores(folder: str | Path, name: str | None = None) -> RunScores:
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     return RunScores(name or folder.name, aggregate, per_query, config)
-
-
-def paired_test(baseline: dict[str, float], other: dict[str, float]) -> Paired:
-    """Mean difference and two-sided paired t-test p-value over the queries both runs scored."""
-    from scipy.stats import ttest_rel
-
-    common = sorted(set(baseline) & set(other))
-    if not common:
-        return Paired(math.nan, math.nan, 0)
-    a = [baseline[q] for q in common]
-    b = [other[q] for q in common]
-    delta = sum(b) / len(b) - sum(a) / len(a)
-    if len(common) < 2 or all(x == y for x, y in zip(a, b, strict=True)):
-        return Paired(delta, 1.0 if delta == 0 else math.nan, len(common))
-    return Paired(delta, float(ttest_rel(b, a).pvalue), len(common))
 
 
 def check_comparable(runs: list[RunScores]) -> None:

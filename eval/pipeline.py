@@ -15,15 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.outputs import write_outputs
 from indexing.cache import cache_root
 from indexing.dense.settings import DenseSettings
 from indexing.retrieval import Corpus, Hybrid, Retriever, RetrieverOptions, check_names, open_retriever
 from lsr import __version__
 from lsr.data.beir import BeirDataset
+from lsr.defaults import DEFAULT_DENSE, DEFAULT_SPARSE
 from lsr.errors import LsrError
-from lsr.metrics import Evaluation, evaluate
-from lsr.models.defaults import DEFAULT_DENSE, DEFAULT_SPARSE
+from lsr.fsutil import claim_dir
+from lsr.metrics import Evaluation, evaluate, write_evaluation
 from lsr.runs import Run, drop_identical_ids
 
 TUNE_MEASURE = "nDCG@10"
@@ -50,8 +50,7 @@ class RunSpec:
 
     def check(self) -> None:
         """Reject impossible combinations before any time is spent."""
-        if self.retriever != Hybrid.name:
-            check_names([self.retriever])
+        check_names([self.retriever], also=[Hybrid.name])
         if self.retriever != Hybrid.name and (self.weights is not None or self.tune_split):
             raise LsrError("--weights and --tune-split apply to --retriever hybrid")
         if self.retriever == Hybrid.name:
@@ -132,6 +131,7 @@ def run_pipeline(
 ) -> tuple[Run, Evaluation]:
     """Evaluate ``spec`` on one dataset split and write run.trec, metrics.json, per_query.tsv and config.json."""
     spec.check()
+    claim_dir(output_dir)  # a user's folder is refused before any encoding
     started = time.perf_counter()
     dataset = BeirDataset(dataset_path)
     dataset.qrels_source(split)  # a wrong split fails before any encoding
@@ -150,7 +150,7 @@ def run_pipeline(
         "seconds": round(time.perf_counter() - started, 2),
         "lsr_version": __version__,
     }
-    write_outputs(output_dir, run, evaluation, config, tag=f"lsr-{spec.retriever}")
+    write_evaluation(output_dir, run, evaluation, config, tag=f"lsr-{spec.retriever}")
     return run, evaluation
 
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, TypeVar
 from indexing.dense.format import DenseIndexError
 from indexing.sparse.format import IndexFormatError
 from lsr.data.beir import BeirDataset
-from lsr.encode.corpus import corpus_fingerprint
 from lsr.errors import DataWarning
 from lsr.fsutil import forcing
 
@@ -57,7 +56,7 @@ def _readable(text: str) -> str:
 
 def dataset_key(dataset: BeirDataset) -> str:
     """``<name>-<hash of the corpus file>``."""
-    return f"{_readable(dataset.name)}-{_digest(corpus_fingerprint(dataset.corpus_source))}"
+    return f"{_readable(dataset.name)}-{_digest(dataset.corpus_source.fingerprint())}"
 
 
 def model_key(model: str | Path) -> str:

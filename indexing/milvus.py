@@ -272,22 +272,25 @@ class MilvusRetriever:
         return out
 
     def run(
-        self, queries: dict[str, str], k: int = 10, mode: str = "sparse", device: str = "cpu", **options: Any
+        self, queries: dict[str, str], k: int = 10, retriever: str = "sparse", device: str = "cpu", **options: Any
     ) -> Run:
-        """Encode ``queries`` with the collection's own models and search: mode sparse, dense or hybrid."""
+        """Encode ``queries`` with the collection's own models and search with the retriever of that name: the
+        collection's ``sparse`` or ``dense`` vectors, or their ``hybrid`` fused inside Milvus."""
+        from indexing.retrieval import Hybrid
         from lsr.models import load_encoder
 
-        if mode not in ("sparse", "dense", "hybrid"):
-            raise LsrError(f"mode {mode!r}: choose sparse, dense or hybrid")
+        names = [field for field in (SPARSE_FIELD, DENSE_FIELD) if field in self.meta]
+        if retriever not in [*names, Hybrid.name]:
+            raise LsrError(f"retriever {retriever!r}: collection {self.collection!r} has {', '.join(names)}")
         ids = list(queries)
         texts = [queries[q] for q in ids]
-        if mode in ("sparse", "hybrid"):
+        if retriever in ("sparse", "hybrid"):
             sparse = load_encoder(self._need("sparse")["model"], device=device).encode_query(texts)
-        if mode in ("dense", "hybrid"):
+        if retriever in ("dense", "hybrid"):
             dense = load_encoder(self._need("dense")["model"], device=device).encode_query(texts)
-        if mode == "sparse":
+        if retriever == "sparse":
             hits = self.search_sparse(sparse, k)
-        elif mode == "dense":
+        elif retriever == "dense":
             hits = self.search_dense(dense, k, **options)
         else:
             hits = self.search_hybrid(sparse, dense, k, **options)

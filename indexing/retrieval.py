@@ -24,32 +24,11 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from indexing.dense.settings import DenseSettings
+from indexing.hits import DocFilter, Hits
 from lsr.data.beir import BeirDataset
+from lsr.defaults import DEFAULT_DENSE
 from lsr.errors import LsrError
-from lsr.models.defaults import DEFAULT_DENSE
 from lsr.runs import Run, ranked
-
-
-@dataclass
-class Hits:
-    """One query's results, best first: document ids and their scores (no padding: maybe fewer than k)."""
-
-    ids: list[str]
-    scores: np.ndarray
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(zip(self.ids, self.scores.tolist(), strict=True))
-
-
-@dataclass(frozen=True)
-class DocFilter:
-    """Which documents a search may return: only ``allow`` (when given) and never ``deny``."""
-
-    allow: frozenset[str] | None = None
-    deny: frozenset[str] = frozenset()
-
-    def admits(self, doc_id: str) -> bool:
-        return doc_id not in self.deny and (self.allow is None or doc_id in self.allow)
 
 
 @dataclass
@@ -139,11 +118,11 @@ def retriever_class(name: str) -> type[Retriever]:
     return _REGISTRY[name]
 
 
-def check_names(names: Sequence[str], what: str = "retriever") -> None:
-    """Fail fast, before any model or index is loaded, on a name that is not registered."""
+def check_names(names: Sequence[str], what: str = "retriever", also: Sequence[str] = ()) -> None:
+    """Fail fast, before any model or index is loaded, on a name that is not registered (or in ``also``)."""
     for name in names:
-        if name not in _REGISTRY and name not in _BUILT_IN:
-            raise LsrError(f"unknown {what} {name!r}; choose one of {', '.join(retriever_names())}")
+        if name not in _REGISTRY and name not in _BUILT_IN and name not in also:
+            raise LsrError(f"unknown {what} {name!r}; choose one of {', '.join([*retriever_names(), *also])}")
 
 
 def open_retriever(name: str, source: Corpus | Path, options: RetrieverOptions | None = None) -> Retriever:
@@ -224,4 +203,3 @@ class Hybrid(Retriever):
 def _hits(found: Mapping[str, float]) -> Hits:
     order = ranked(found)
     return Hits([doc for doc, _ in order], np.asarray([score for _, score in order], dtype=np.float32))
-

@@ -37,7 +37,7 @@ def demo(
     """Run the whole pipeline on a small corpus: encode, index, search, fuse, show hits, evaluate."""
     from eval.pipeline import RunSpec, run_pipeline
     from lsr.data.beir import BeirDataset
-    from lsr.models.defaults import DEFAULT_SPARSE  # imports torch: kept out of `lsr --help`
+    from lsr.defaults import DEFAULT_SPARSE  # imports torch: kept out of `lsr --help`
 
     console = Console(soft_wrap=True)
     data = BeirDataset(dataset or demo_dataset())

@@ -10,14 +10,19 @@ unless ``complete`` is set (trec_eval's ``-c``: they count as zero).
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import ir_measures
 from ir_measures import RR
 
 from lsr.data.qrels import Qrels
-from lsr.runs import Run, drop_identical_ids, truncate
+from lsr.fsutil import atomic_file, claim_dir
+from lsr.runs import Run, drop_identical_ids, truncate, write_run
 
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "R@1000", "RR@10", "AP")
 
@@ -67,3 +72,47 @@ def evaluate(
         aggregate[name] = sum(values.values()) / len(values) if values else 0.0
     unanswered = [qid for qid in qrels if qid not in run]
     return Evaluation(aggregate=aggregate, per_query=per_query, unanswered=unanswered)
+
+
+@dataclass
+class Paired:
+    """A run against the baseline on one measure."""
+
+    delta: float
+    p_value: float
+    queries: int
+
+
+def paired_test(baseline: dict[str, float], other: dict[str, float]) -> Paired:
+    """Mean difference and two-sided paired t-test p-value over the queries both runs scored."""
+    from scipy.stats import ttest_rel
+
+    common = sorted(set(baseline) & set(other))
+    if not common:
+        return Paired(math.nan, math.nan, 0)
+    a = [baseline[q] for q in common]
+    b = [other[q] for q in common]
+    delta = sum(b) / len(b) - sum(a) / len(a)
+    if len(common) < 2 or all(x == y for x, y in zip(a, b, strict=True)):
+        return Paired(delta, 1.0 if delta == 0 else math.nan, len(common))
+    return Paired(delta, float(ttest_rel(b, a).pvalue), len(common))
+
+
+def write_evaluation(
+    output_dir: str | Path, run: Run, evaluation: Evaluation, config: dict[str, Any], tag: str
+) -> None:
+    """An evaluation folder, the one format every evaluation writes and ``lsr eval compare`` reads:
+    ``OUT/run.trec`` (TREC run), ``OUT/metrics.json`` (aggregate values keyed by measure name),
+    ``OUT/per_query.tsv`` (``trec_eval -q`` layout: measure, query, value) and ``OUT/config.json``."""
+    out = claim_dir(output_dir)
+    write_run(run, out / "run.trec", tag=tag)
+    with atomic_file(out / "metrics.json") as handle:
+        json.dump(evaluation.aggregate, handle, indent=2)
+    with atomic_file(out / "per_query.tsv") as handle:
+        for qid, values in evaluation.per_query.items():
+            for name, value in values.items():
+                handle.write(f"{name}\t{qid}\t{value:.6f}\n")
+        for name, value in evaluation.aggregate.items():
+            handle.write(f"{name}\tall\t{value:.6f}\n")
+    with atomic_file(out / "config.json") as handle:
+        json.dump(config, handle, indent=2, default=str)

@@ -10,7 +10,7 @@ from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
 from lsr.cli import app
-from lsr.models.defaults import DEFAULT_SPARSE
+from lsr.defaults import DEFAULT_SPARSE
 
 
 def test_demo_runs_every_retriever_and_shows_hits(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
 from lsr.cli import app
+from lsr.defaults import DEFAULT_SPARSE
 from lsr.errors import DataWarning
 from lsr.fsutil import MARKER
 from lsr.metrics import DEFAULT_MEASURES
-from lsr.models.defaults import DEFAULT_SPARSE
 from lsr.runs import read_run
 
 TRAIN = "query-id\tcorpus-id\tscore\nq4\td2\t1\nq5\td3\t1\n"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from indexing.sparse.build import build_index
 from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher, to_run
+from indexing.sparse.search import Searcher, hits
 from lsr.cli import app
 from lsr.data.beir import BeirDataset, corpus_source
 from lsr.demo import demo_dataset
@@ -54,7 +54,9 @@ def test_exact_sparse_top10_matches_our_index(demo: dict[str, Path]) -> None:
     encoder = load_encoder(demo["model"], device="cpu")
     vectors = encoder.encode_query([queries[q] for q in ids])
     index = SparseIndex.open(demo["root"] / "index")
-    ours = to_run(index, ids, *Searcher(index).search(vectors, k=10))
+    ours = {
+        q: found.as_dict() for q, found in zip(ids, hits(index, *Searcher(index).search(vectors, k=10)), strict=True)
+    }
     milvus = MilvusRetriever(str(demo["uri"]), "demo")
     theirs = dict(zip(ids, milvus.search_sparse(vectors, k=10), strict=True))
     # every score either engine gives, from our index: near-ties (within float rounding) may come in either order
@@ -65,13 +67,13 @@ def test_exact_sparse_top10_matches_our_index(demo: dict[str, Path]) -> None:
         np.testing.assert_allclose([s for _, s in theirs[qid]], list(ours[qid].values()), rtol=1e-3, err_msg=qid)
         np.testing.assert_allclose(exact[row, [number[d] for d in got]], list(ours[qid].values()), rtol=1e-3)
         assert len(set(got)) == len(got) == len(ours[qid]), qid
-    assert milvus.run(queries, k=10, mode="sparse") == {q: dict(h) for q, h in theirs.items()}
+    assert milvus.run(queries, k=10, retriever="sparse") == {q: dict(h) for q, h in theirs.items()}
 
 
 def test_dense_and_hybrid(demo: dict[str, Path]) -> None:
     queries = _queries()
     milvus = MilvusRetriever(str(demo["uri"]), "demo")
-    dense = milvus.run(queries, k=10, mode="dense")
+    dense = milvus.run(queries, k=10, retriever="dense")
     # exact cosine top-10 for reference: 40 documents, HNSW must find them all
     encoder = load_encoder("all-minilm-l6-v2", device="cpu")
     ids, docs = [], []
@@ -86,12 +88,12 @@ def test_dense_and_hybrid(demo: dict[str, Path]) -> None:
         exact = {ids[i] for i in np.argsort(-(matrix @ q[row]))[:10]}
         assert set(dense[qid]) == exact
     for ranker in ("rrf", "weighted"):
-        hybrid = milvus.run(queries, k=10, mode="hybrid", ranker=ranker)
-        sparse = milvus.run(queries, k=100, mode="sparse")
-        for qid, hits in hybrid.items():
-            assert len(hits) == 10
-            assert set(hits) <= set(sparse[qid]) | set(milvus.run({qid: queries[qid]}, k=100, mode="dense")[qid])
-            scores = list(hits.values())
+        hybrid = milvus.run(queries, k=10, retriever="hybrid", ranker=ranker)
+        sparse = milvus.run(queries, k=100, retriever="sparse")
+        for qid, fused in hybrid.items():
+            assert len(fused) == 10
+            assert set(fused) <= set(sparse[qid]) | set(milvus.run({qid: queries[qid]}, k=100, retriever="dense")[qid])
+            scores = list(fused.values())
             assert scores == sorted(scores, reverse=True)
 
 
@@ -105,8 +107,8 @@ def test_existing_collection_and_bad_input(demo: dict[str, Path]) -> None:
     with pytest.raises(LsrError, match="dense vectors"):
         export_milvus(str(demo["uri"]), "x", sparse=demo["root"] / "dense")
     milvus = MilvusRetriever(str(demo["uri"]), "demo")
-    with pytest.raises(LsrError, match="mode"):
-        milvus.run({"q": "x"}, mode="both")
+    with pytest.raises(LsrError, match="retriever 'both'"):
+        milvus.run({"q": "x"}, retriever="both")
 
 
 def test_scifact_exact_sparse_top10(shared: Path, tmp_path: Path) -> None:
@@ -125,7 +127,9 @@ def test_scifact_exact_sparse_top10(shared: Path, tmp_path: Path) -> None:
     ids = list(queries)
     vectors = load_encoder(model, device="cpu").encode_query([queries[q] for q in ids])
     index = SparseIndex.open(index_dir)
-    ours = to_run(index, ids, *Searcher(index).search(vectors, k=10))
+    ours = {
+        q: found.as_dict() for q, found in zip(ids, hits(index, *Searcher(index).search(vectors, k=10)), strict=True)
+    }
     theirs = dict(zip(ids, MilvusRetriever(uri, "scifact").search_sparse(vectors, k=10), strict=True))
     differ = [q for q in ids if [d for d, _ in theirs[q]] != list(ours[q])]
     # float ties may swap neighbours; the sets and the scores must agree everywhere

@@ -31,6 +31,17 @@ class TextSource:
         """How errors refer to this file: ``archive.zip!member`` for zip members."""
         return f"{self.path}!{self.member}" if self.member else str(self.path)
 
+    def fingerprint(self) -> dict[str, object]:
+        """What identifies this file's content cheaply (path, member, size, modification time): encodings and
+        indexes made from it are keyed by this, so an edited corpus is never served stale vectors."""
+        stat = self.path.stat()
+        return {
+            "path": str(self.path.resolve()),
+            "member": self.member,
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+        }
+
     @contextlib.contextmanager
     def open_binary(self) -> Iterator[BinaryIO]:
         """Open for reading as bytes, decompressing on the fly."""

@@ -23,11 +23,6 @@ def document_text(doc: Document) -> str:
     return f"{doc.title} {doc.text}" if doc.title else doc.text
 
 
-def corpus_fingerprint(src: TextSource) -> dict[str, object]:
-    stat = src.path.stat()
-    return {"path": str(src.path.resolve()), "member": src.member, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
 def _blocks(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
     while block := list(islice(docs, size)):
         yield block
@@ -81,7 +76,7 @@ def open_output(
         dense=dense,
         dimension=dimension,
         shard_size=shard_size,
-        corpus=corpus_fingerprint(src),
+        corpus=src.fingerprint(),
     )
     if earlier is not None:
         settings = ("model", "kind", "shard_size", "corpus", "dimension")

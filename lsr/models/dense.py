@@ -15,13 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from lsr.defaults import DEFAULT_DENSE
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 from lsr.models.base import pick_device
 from lsr.models.hub import resolve_model
 from lsr.safeload import refusing_code
-
-DEFAULT_DENSE = "all-minilm-l6-v2"
 
 
 def default_dense_path() -> Path:

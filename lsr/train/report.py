@@ -18,13 +18,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from eval.compare import paired_test
-from eval.outputs import write_outputs
 from lsr.data.beir import BeirDataset
 from lsr.data.qrels import Qrels
 from lsr.encode.corpus import document_text
 from lsr.fsutil import atomic_file
-from lsr.metrics import evaluate
+from lsr.metrics import evaluate, paired_test, write_evaluation
 from lsr.runs import Run
 from lsr.train.evaluate import exact_run
 from lsr.train.pseudo import PSEUDO_SPLIT
@@ -101,7 +99,7 @@ def adaptation_report(
             scored[stage] = evaluate(target.qrels, by_split[target.split], MEASURES, complete=True)
             config = {"dataset": target.dataset, "split": target.split, "model": models[stage], "search": "exact"}
             config |= {"depth": DEPTH, "complete": True}
-            write_outputs(
+            write_evaluation(
                 output / "report" / f"{target.split}-{stage}",
                 by_split[target.split],
                 scored[stage],

@@ -21,8 +21,8 @@ import torch
 from indexing.dense.settings import DenseSettings
 from indexing.retrieval import Corpus, RetrieverOptions, check_names, open_retriever
 from lsr.data.beir import BeirDataset
+from lsr.defaults import DEFAULT_DENSE
 from lsr.errors import LsrError
-from lsr.models.defaults import DEFAULT_DENSE
 from lsr.runs import Run
 from lsr.train.losses import combine_teachers
 
