@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.dense.base import DenseIndex, normalise
-from indexing.dense.exact import ExactIndex, exact_top_k
+from indexing.dense.base import DenseIndex, exact_top_k, normalise
+from indexing.dense.exact import ExactIndex
 from indexing.dense.faiss_index import FaissFlatIndex, FaissHnswIndex, FaissIvfIndex
 from indexing.dense.format import IDS, META, SIMILARITIES, DenseIndexError, DenseMeta, write_ids
 from indexing.dense.hnsw import HnswIndex

@@ -6,29 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.dense.base import DenseIndex, VectorShards, check_finite
+from indexing.dense.base import DenseIndex, VectorShards, check_finite, exact_top_k
 from indexing.dense.format import DenseIndexError, DenseMeta
 
 VECTORS = "vectors.npy"
-
-
-def exact_top_k(matrix: np.ndarray, queries: np.ndarray, k: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` rows by inner product, score descending and row ascending on ties, a block of queries at a time."""
-    k = min(k, matrix.shape[0])
-    rows = np.empty((len(queries), k), dtype=np.int64)
-    best = np.empty((len(queries), k), dtype=np.float32)
-    for start in range(0, len(queries), block):
-        scores = queries[start : start + block] @ matrix.T
-        part = (
-            np.argpartition(-scores, k - 1, axis=1)[:, :k]
-            if k < matrix.shape[0]
-            else np.tile(np.arange(matrix.shape[0]), (len(scores), 1))
-        )
-        for i, candidates in enumerate(part):
-            order = candidates[np.lexsort((candidates, -scores[i, candidates]))]
-            rows[start + i] = order
-            best[start + i] = scores[i, order]
-    return rows, best
 
 
 class ExactIndex(DenseIndex):
@@ -56,5 +37,10 @@ class ExactIndex(DenseIndex):
             start += len(vectors)
         out.flush()
 
-    def _search(self, queries: np.ndarray, k: int, params: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        return exact_top_k(np.asarray(self.matrix), queries, k)
+    def _search(
+        self, queries: np.ndarray, k: int, params: dict[str, int], allow: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return exact_top_k(np.asarray(self.matrix), queries, k, allow=allow)
+
+    def _vectors(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.matrix[rows])

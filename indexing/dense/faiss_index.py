@@ -7,6 +7,11 @@ corpus (k-means wants about 40 points per list, so ``nlist`` should stay below
 
 faiss follows the ids, graph links and list sizes of a file it reads without bounds checks, so each
 backend proves them in range (:meth:`_FaissIndex.check`) before the index is searched or moved to a GPU.
+
+Filters reach faiss as an ``IDSelectorBitmap`` in the search parameters, tested inside the search (the flat scan,
+the HNSW walk, the visited inverted lists: IVF returns fewer than ``k`` rows when the visited lists hold fewer
+allowed ones). faiss's GPU indexes ignore selectors (faiss issue #3924), so on a GPU a filtered search runs on
+the host copy of the index, which is kept for it.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class _FaissIndex(DenseIndex):
             reason = " ".join(str(exc).split())
             raise DenseIndexError(f"{folder / FILE}: faiss cannot read it ({reason}); rebuild the index") from exc
         self.check(folder / FILE)
+        self.host = self.index  # what filtered searches run on (below), and where stored vectors are read
         if device == "cuda":
             self.index = to_gpu(self.index)
 
@@ -99,10 +105,24 @@ class _FaissIndex(DenseIndex):
     def tune(self, params: dict[str, int]) -> None:
         """Set search-time parameters on the faiss index (flat has none)."""
 
-    def _search(self, queries: np.ndarray, k: int, params: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        self.tune(params)
-        scores, rows = self.index.search(queries, k)
+    def parameters(self, params: dict[str, int], selector: Any) -> Any:
+        """Search-time parameters and a selector as faiss's per-search parameters (host indexes only)."""
+        return _faiss().SearchParameters(sel=selector)
+
+    def _search(
+        self, queries: np.ndarray, k: int, params: dict[str, int], allow: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if allow is None:
+            self.tune(params)
+            scores, rows = self.index.search(queries, k)
+        else:
+            bitmap = np.packbits(allow, bitorder="little")  # faiss reads bit i % 8 of byte i // 8
+            selector = _faiss().IDSelectorBitmap(bitmap)
+            scores, rows = self.host.search(queries, k, params=self.parameters(params, selector))
         return rows.astype(np.int64), scores.astype(np.float32)
+
+    def _vectors(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.host.reconstruct_batch(rows), dtype=np.float32)
 
 
 class FaissFlatIndex(_FaissIndex):
@@ -141,6 +161,9 @@ class FaissHnswIndex(_FaissIndex):
 
     def tune(self, params: dict[str, int]) -> None:
         self.index.hnsw.efSearch = params["ef"]
+
+    def parameters(self, params: dict[str, int], selector: Any) -> Any:
+        return _faiss().SearchParametersHNSW(efSearch=params["ef"], sel=selector)
 
     @classmethod
     def kind(cls) -> type:
@@ -190,6 +213,15 @@ class FaissIvfIndex(_FaissIndex):
 
     def tune(self, params: dict[str, int]) -> None:
         _faiss().extract_index_ivf(self.index).nprobe = params["nprobe"]
+
+    def parameters(self, params: dict[str, int], selector: Any) -> Any:
+        return _faiss().SearchParametersIVF(nprobe=params["nprobe"], sel=selector)
+
+    def _vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Stored vectors by row need IVF's map from row to list entry, made on first need (8 bytes a row)."""
+        if self.host.direct_map.type == _faiss().DirectMap.NoMap:
+            self.host.make_direct_map()
+        return super()._vectors(rows)
 
     @classmethod
     def kind(cls) -> type:

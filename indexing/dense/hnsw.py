@@ -2,7 +2,9 @@
 
 ``m`` (links per node) and ``ef_construction`` set graph quality at build time,
 ``ef`` the candidate list at search time. hnswlib cannot return more hits than its
-candidate list holds, so a search for ``k`` hits uses ``max(ef, k)``.
+candidate list holds, so a search for ``k`` hits uses ``max(ef, k)``. A filter reaches hnswlib's
+``filter`` callback, called from C++ under the GIL for each node it would return, so the
+graph is walked through excluded nodes but only allowed ones are kept.
 
 hnswlib trusts its file: the label offset, every link and the entry point are followed without bounds
 checks, so :func:`check_graph` reads the file's layout and proves them in range before hnswlib loads it.
@@ -136,7 +138,13 @@ class HnswIndex(DenseIndex):
             start += len(vectors)
         graph.save_index(str(folder / GRAPH))
 
-    def _search(self, queries: np.ndarray, k: int, params: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _search(
+        self, queries: np.ndarray, k: int, params: dict[str, int], allow: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         self.graph.set_ef(max(params["ef"], k))
-        labels, distances = self.graph.knn_query(queries, k=k)
+        allowed = None if allow is None else lambda label: bool(allow[label])
+        labels, distances = self.graph.knn_query(queries, k=k, filter=allowed)
         return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
+
+    def _vectors(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.graph.get_items(rows), dtype=np.float32)

@@ -30,6 +30,12 @@ doubling the stopping scans or prefetching the scores changed nothing measurable
 by 0.7 per round instead of 0.5 read fewer postings but lost as much recall at the same ``alpha`` (no better
 trade-off); and reading an impact-ordered tiled copy (scores in L2, as the exact kernel does) saved 14% at
 alpha 1.0, 6% at 0.5 and nothing at 0.3, for another 4 bytes per posting of memory, so it was left out.
+
+With a filter (``allow``) the stopping test counts allowed documents only: ``theta`` is then the k-th best
+partial score among allowed documents, which is what an unseen allowed document must beat, so the bound stays
+safe; disallowed documents still accumulate (their postings are read like any other) but never count toward
+stopping nor become candidates. A filter that allows fewer than k documents never stops early: every posting
+is read, and the exact scores are final.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import numpy as np
 from numba import njit, prange
 
 from indexing.sparse.accumulate import add_segment, add_segment_touched
-from indexing.sparse.topk import best_of, rerank_top
+from indexing.sparse.topk import best_of, listed_is_cheaper, rerank_top, top_of_listed
 
 
 @njit(inline="always")
@@ -60,14 +66,22 @@ def _cut(codes, table, weight, start, end, level):  # noqa: ANN001, ANN202
 
 
 @njit(inline="always")
-def _above(scores, touched, n_touched, dense, threshold) -> int:  # noqa: ANN001
-    """How many documents score above ``threshold``: of those in ``touched``, or (``dense``) of the whole array.
+def _above(scores, touched, n_touched, dense, threshold, allow) -> int:  # noqa: ANN001
+    """How many documents score above ``threshold``: of those in ``touched``, or (``dense``) of the whole array;
+    of those ``allow`` allows (all if it is empty).
 
     The k-th best score is above the threshold exactly when at least k documents are: counting, branch-free,
     decides the stopping test without selecting the k-th score.
     """
     count = 0
-    if dense:
+    if len(allow) and dense:
+        for doc in range(len(scores)):
+            count += (scores[doc] > threshold) & allow[doc]
+    elif len(allow):
+        for j in range(n_touched):
+            doc = np.uint32(touched[j])
+            count += (scores[doc] > threshold) & allow[doc]
+    elif dense:
         for doc in range(len(scores)):
             count += scores[doc] > threshold
     else:
@@ -89,15 +103,18 @@ def _search_dynamic_one(
     out_scores,
     forward,
     candidates,
+    filters,
 ) -> int:
     """Top ``k`` of one query by round-wise reading, early termination and exact rescoring; returns the hit count.
 
     The arguments are :func:`indexing.sparse.search._search_one`'s, with ``alpha``. As there, a query whose
     terms hold many postings for the corpus size (a quarter of it or more) keeps no list of touched documents:
-    the counts and the candidates then come from scans of the score array.
+    the counts and the candidates then come from scans of the score array; and a filter's few allowed documents
+    are scored alone, exactly, when that costs less than reading all the query's postings.
     """
     offsets, docs, codes, table = postings
     scores, touched, _ = work
+    allow, listed = filters
     n = len(terms)
     cursor = np.empty(n, dtype=np.int64)
     end = np.empty(n, dtype=np.int64)
@@ -107,6 +124,8 @@ def _search_dynamic_one(
         end[i] = offsets[terms[i] + 1]
         if cursor[i] < end[i]:
             level = max(level, weights[i] * table[codes[cursor[i]]])
+    if listed_is_cheaper(listed, forward, n, np.sum(end - cursor)):
+        return top_of_listed(terms, weights, listed, table, forward, work[2], k, out_docs, out_scores)
     dense = 4 * np.sum(end - cursor) >= len(scores)
     n_touched = 0
     while True:
@@ -123,11 +142,11 @@ def _search_dynamic_one(
                 n_touched = add_segment_touched(scores, touched, n_touched, weights[i], docs, codes, table, start, stop)
             cursor[i] = stop
         if remaining == 0.0:  # every posting read: the scores are final
-            return best_of(scores, touched, n_touched, dense, k, out_docs, out_scores)
-        if _above(scores, touched, n_touched, dense, alpha * remaining) >= k:
+            return best_of(scores, touched, n_touched, dense, k, out_docs, out_scores, allow)
+        if _above(scores, touched, n_touched, dense, alpha * remaining, allow) >= k:
             break
     return rerank_top(
-        terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates
+        terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates, allow
     )
 
 
@@ -147,6 +166,7 @@ def search_dynamic_batch(
     rerank,
     forward,
     query_pool,
+    filters,
 ) -> None:
     """:func:`_search_dynamic_one` for every query row, in parallel threads with per-thread buffers.
 
@@ -169,4 +189,5 @@ def search_dynamic_batch(
             out_scores[q],
             forward,
             candidates,
+            filters,
         )

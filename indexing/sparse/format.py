@@ -28,13 +28,14 @@ from __future__ import annotations
 import codecs
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from indexing.filters import DocNumbers
 from lsr.errors import LsrError
 
 FORMAT = "lsr-index/1"
@@ -217,6 +218,7 @@ class SparseIndex:
         self.forward_indptr = arrays["forward_indptr.npy"]
         self.forward_terms = arrays["forward_terms.npy"]
         self.forward_codes = arrays["forward_codes.npy"]
+        self._numbers: DocNumbers | None = None
 
     @classmethod
     def open(cls, path: str | Path, verify: bool = True) -> SparseIndex:
@@ -301,6 +303,13 @@ class SparseIndex:
     def doc_id(self, number: int) -> str:
         start, end = self._id_offsets[number], self._id_offsets[number + 1]
         return bytes(self._ids[start:end]).decode("utf-8")
+
+    def doc_numbers(self, ids: Iterable[str]) -> np.ndarray:
+        """The document number of each id (int64), -1 for ids not in the index: the input of
+        :func:`indexing.filters.allow_mask`. The lookup is built on first use (hashes of every id, 16 bytes each)."""
+        if self._numbers is None:
+            self._numbers = DocNumbers(self._ids, self._id_offsets)
+        return self._numbers.numbers(ids)
 
     def postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
         """Document numbers and decoded weights of one term, in impact order."""

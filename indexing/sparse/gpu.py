@@ -15,6 +15,11 @@ the whole forward index per batch. The two dense-matrix kernels end with a top-k
 Every selection orders by score descending, then document number ascending, the CPU kernel's rule, so
 all return the same documents (scores agree to float rounding). Without a GPU the same kernels run under
 Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the tests check them on CPU.
+
+Filters (``allow``, :mod:`indexing.filters`) go to the device as a byte per document: the tiles kernel zeroes
+the scores of excluded documents in shared memory before its selection, the dense-matrix kernels' score rows are
+zeroed there before the top-k. Zero, not minus infinity: every selection takes positive scores only as hits, and
+the device top-k's keys order non-negative float bits.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ if not hasattr(np, "row_stack"):  # numba-cuda (<= 0.30) overloads np.row_stack,
 from numba import cuda  # noqa: E402 - after the NumPy alias above
 from numba.core import config  # noqa: E402
 
+from indexing.filters import check_allow
 from indexing.sparse.format import SparseIndex
 from indexing.sparse.tiles import TILE, build_tiles
 
@@ -48,6 +54,14 @@ def _zero(scores):  # noqa: ANN001 - device arrays
     i = cuda.grid(1)
     if i < scores.size:
         scores.flat[i] = 0.0  # pragma: no cover - runs on the device
+
+
+@cuda.jit
+def _drop(scores, allow):  # noqa: ANN001 - device arrays
+    """Zero the scores of the documents a filter excludes, in every row of a score matrix."""
+    doc, row = cuda.grid(2)
+    if row < scores.shape[0] and doc < scores.shape[1] and not allow[doc]:
+        scores[row, doc] = 0.0  # pragma: no cover - runs on the device
 
 
 @cuda.jit
@@ -143,8 +157,9 @@ def _merge_lists(local, tid, size, k, query, tile, first, out_scores, out_docs):
         out_docs[query, tile, tid] = first + np.int32(local[LISTS + tid])
 
 
-def _tile_top_py(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs):  # noqa: ANN001
-    # block (query, tile): the tile's scores in shared memory, then its top k into out_*[query, tile]
+def _tile_top_py(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k, out_scores, out_docs, allow):  # noqa: ANN001
+    # block (query, tile): the tile's scores in shared memory, then its top k of the documents allow allows (all when
+    # it is empty) into out_*[query, tile]
     local = cuda.shared.array(TILE, dtype=np.float32)
     found_scores = cuda.shared.array(CANDIDATES, dtype=np.float32)
     found_docs = cuda.shared.array(CANDIDATES, dtype=np.int32)
@@ -169,11 +184,16 @@ def _tile_top_py(q_indptr, q_terms, q_weights, offsets, docs, values, n_docs, k,
             _add_segment(local, docs, values, q_weights[i], start + tid, end)
             cuda.syncthreads()
     cuda.syncthreads()
+    size = min(TILE, n_docs - first)
+    if allow.size:  # the same for every thread, so the barrier inside is safe: excluded documents score nothing
+        for d in range(tid, size, THREADS):
+            if not allow[first + d]:
+                local[d] = 0.0
+        cuda.syncthreads()
     # Selection by threshold: each thread's best document; the k-th best of a warp's 32 is a score that k
     # documents of the tile reach, so no document below the highest such floor is in the tile's top k.
     # The few at or above it are ranked exactly; registers and shared memory only, where merging per-thread
     # lists (local memory) took two thirds of the kernel's time (H100, 8.8M documents, eval/RESULTS.md).
-    size = min(TILE, n_docs - first)
     top, top_doc = np.float32(-1.0), np.int32(TILE + tid)  # none: below any score, past the tile, unique
     for d in range(tid, size, THREADS):  # ascending, so the lowest document keeps a tied best
         if local[d] > top and local[d] > 0.0:
@@ -321,6 +341,7 @@ def _select(values, docs, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: 
 
 
 STRATEGIES = ("tiles", "forward", "postings")
+_NO_MASK = np.zeros(0, np.uint8)  # the kernels' "no filter"
 
 
 def _decoded(index: SparseIndex, codes: np.ndarray) -> np.ndarray:
@@ -368,7 +389,11 @@ class GpuSearcher:
             self.fwd_terms = cuda.to_device(np.ascontiguousarray(index.forward_terms))
             self.fwd_codes = cuda.to_device(np.ascontiguousarray(index.forward_codes))
 
-    def search(self, queries: sp.csr_matrix, k: int = 10, budget: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def search(
+        self, queries: sp.csr_matrix, k: int = 10, budget: int = 0, allow: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`indexing.sparse.search.Searcher.search`'s results, ``allow`` included (its mask is uploaded once
+        per call, a byte per document)."""
         queries = sp.csr_matrix(queries, dtype=np.float32)
         if queries.shape[1] != self.index.meta.vocab_size:
             raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
@@ -376,10 +401,15 @@ class GpuSearcher:
             raise ValueError("query weights must be non-negative")
         if budget and self.strategy != "postings":
             raise ValueError("a posting budget needs the postings strategy")
+        mask = check_allow(allow, self.index.num_docs)
+        if mask is not None and not np.any(mask):  # nothing allowed
+            n = queries.shape[0]
+            return np.zeros((n, k), np.int32), np.zeros((n, k), np.float32), np.zeros(n, np.int64)
         if self.strategy == "tiles" and k > MAX_TILE_K:
-            return self._wide().search(queries, k)
+            return self._wide().search(queries, k, allow=mask)
+        device_mask = cuda.to_device(_NO_MASK if mask is None else mask.view(np.uint8))
         parts = [
-            self._batch(queries[s : s + self.batch_size], k, budget)
+            self._batch(queries[s : s + self.batch_size], k, budget, device_mask)
             for s in range(0, queries.shape[0], self.batch_size)
         ]
         return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
@@ -390,13 +420,23 @@ class GpuSearcher:
             self._forward_searcher = GpuSearcher(self.index, self.batch_size, "forward")
         return self._forward_searcher
 
-    def _batch(self, queries: sp.csr_matrix, k: int, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _batch(
+        self,
+        queries: sp.csr_matrix,
+        k: int,
+        budget: int,
+        allow,  # noqa: ANN001 - a device array
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.strategy == "tiles":
-            return _select(*self.candidates(queries, k), k)
-        return self.select(self.score(queries, budget), k)
+            return _select(*self.candidates(queries, k, allow), k)
+        scores = self.score(queries, budget)
+        if allow.size and scores.size:
+            _drop[(math.ceil(scores.shape[1] / THREADS), scores.shape[0]), (THREADS, 1)](scores, allow)
+        return self.select(scores, k)
 
-    def candidates(self, queries: sp.csr_matrix, k: int):  # noqa: ANN201 - device arrays
-        """Each tile's best ``k`` scores and documents for each query: two ``batch x (tiles * k)`` device arrays."""
+    def candidates(self, queries: sp.csr_matrix, k: int, allow=None):  # noqa: ANN001, ANN201 - device arrays
+        """Each tile's best ``k`` scores and documents for each query: two ``batch x (tiles * k)`` device arrays;
+        ``allow``, a device mask (empty or None: no filter), excludes documents."""
         shape = (queries.shape[0], self.n_tiles, k)
         scores = cuda.device_array(shape, dtype=np.float32)
         docs = cuda.device_array(shape, dtype=np.int32)
@@ -412,6 +452,7 @@ class GpuSearcher:
                 k,
                 scores,
                 docs,
+                cuda.to_device(_NO_MASK) if allow is None else allow,
             )
         return scores.reshape(shape[0], self.n_tiles * k), docs.reshape(shape[0], self.n_tiles * k)
 

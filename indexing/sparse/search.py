@@ -25,6 +25,14 @@ first ``budget`` postings of each term keeps each term's largest contributions;
 ``query_terms`` keeps only the query's heaviest terms. Both trade recall for speed.
 ``rerank`` then rescores the pruned search's best candidates exactly from the
 forward index, which recovers most of the recall that pruning loses.
+
+Filters (``allow``, :mod:`indexing.filters`) are tested at top-k selection in every path (tiled, untiled,
+pruned, reranked, dynamic; :mod:`indexing.sparse.topk`), so a filtered search does the unfiltered one's work and
+returns exactly the top k of the allowed documents, with the same scores. A filter that allows few documents
+(:data:`LISTED_SHARE`) also lists them, and a query whose postings would cost more to read than scoring the
+listed documents alone scores just those (same scores again). At 200k random documents, one query on one thread
+(eval/bench/filtered.py): 1.08 ms unfiltered (median), 0.15 ms allowing one document, 1.37 ms allowing 1%,
+1.19 ms allowing 10%, 1.12 ms denying one.
 """
 
 from __future__ import annotations
@@ -34,12 +42,13 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
+from indexing.filters import check_allow
 from indexing.sparse.accumulate import add_segment, add_segment_touched
 from indexing.sparse.dynamic import search_dynamic_batch
 from indexing.sparse.format import SparseIndex
 from indexing.sparse.prefetch import prefetch
 from indexing.sparse.tiles import CPU_TILE, MAX_TILE, Tiles, build_tiles
-from indexing.sparse.topk import best_of, offer_block, rank, rerank_top
+from indexing.sparse.topk import best_of, listed_is_cheaper, offer_block, rank, rerank_top, top_of_listed
 from lsr.runs import Run
 
 
@@ -57,6 +66,7 @@ def _search_one(
     forward,
     candidates,
     tiles,
+    filters,
 ) -> int:
     """Score one query into ``scores``, write its top ``k`` to ``out_*``; return how many hits there are.
 
@@ -65,17 +75,22 @@ def _search_one(
     ``(offsets, docs, codes, table)``, ``forward`` the document-major copy ``(indptr, terms, codes)``;
     ``work`` is the thread's ``(scores, touched, dense query)`` buffers, ``candidates`` the rerank buffers,
     ``tiles`` the tiled copy ``(offsets, docs, codes, tile size)`` (:mod:`indexing.sparse.tiles`; empty when not built).
+    ``filters`` is ``(allow, listed)``: the mask of documents that may be returned (empty: all) and, when they are
+    few, their numbers (else empty).
     """
     offsets, docs, codes, table = postings
     scores, touched, _ = work
+    allow, listed = filters
     reads = 0
     for i in range(len(terms)):
         length = offsets[terms[i] + 1] - offsets[terms[i]]
         reads += min(length, budget) if budget > 0 else length
+    if listed_is_cheaper(listed, forward, len(terms), reads):
+        return top_of_listed(terms, weights, listed, table, forward, work[2], k, out_docs, out_scores)
     # many postings for the corpus size: accumulate without bookkeeping, then scan the scores once
     dense = 4 * reads >= len(scores)
     if dense and budget <= 0 and rerank <= 0 and len(tiles[0]):
-        return _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores)
+        return _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores, allow)
     n_touched = 0
     for i in range(len(terms)):
         start = offsets[terms[i]]
@@ -85,9 +100,9 @@ def _search_one(
         else:
             n_touched = add_segment_touched(scores, touched, n_touched, weights[i], docs, codes, table, start, end)
     if rerank <= 0:
-        return best_of(scores, touched, n_touched, dense, k, out_docs, out_scores)
+        return best_of(scores, touched, n_touched, dense, k, out_docs, out_scores, allow)
     return rerank_top(
-        terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates
+        terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates, allow
     )
 
 
@@ -102,8 +117,9 @@ PREFETCH_LINES = 8  # cache lines hinted at the start of the next segment (of it
 
 
 @njit(nogil=True, cache=True)
-def _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores) -> int:  # noqa: ANN001
-    """Exact top ``k`` tile by tile: each tile's scores stay in the first ``tile`` floats of ``scores`` (L1/L2).
+def _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores, allow) -> int:  # noqa: ANN001
+    """Exact top ``k`` tile by tile (of the documents ``allow`` allows, all if it is empty): each tile's scores stay
+    in the first ``tile`` floats of ``scores`` (L1/L2).
 
     While one (tile, term) segment is added, the next one's first lines, and the bounds of the same term's
     segment in the next tile, are prefetched: segments are short, and each would otherwise start with misses.
@@ -130,7 +146,8 @@ def _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores)
                         prefetch(codes, start + line * codes_step)
             add_segment(scores, weights[i], docs, codes, table, offsets[row + terms[i]], offsets[row + terms[i] + 1])
         first = t * tile
-        size = offer_block(scores, first, min(tile, n_docs - first), k, out_docs, out_scores, size)
+        count = min(tile, n_docs - first)
+        size = offer_block(scores, first, count, k, out_docs, out_scores, size, allow[first : first + count])
     return rank(out_docs, out_scores, size)
 
 
@@ -151,6 +168,7 @@ def _search_batch(
     forward,
     query_pool,
     tiles,
+    filters,
 ) -> None:
     for q in prange(len(indptr) - 1):
         thread = numba.get_thread_id()
@@ -170,6 +188,7 @@ def _search_batch(
             forward,
             candidates,
             tiles,
+            filters,
         )
 
 
@@ -196,6 +215,11 @@ _NO_TILES = {
     np.dtype(dtype): (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, dtype), 1)
     for dtype in (np.uint8, np.uint16)
 }
+_NO_MASK = np.zeros(0, bool)  # the kernels' "no filter"
+_NOT_LISTED = np.zeros(0, np.int32)  # the kernels' "too many allowed documents to list"
+LISTED_SHARE = 16
+"""A filter's allowed documents are listed for :func:`~indexing.sparse.topk.top_of_listed` when they are at most
+this fraction of the corpus: more would only pay off for a query reading a quarter of the index's postings."""
 
 
 class Searcher:
@@ -227,6 +251,7 @@ class Searcher:
         query_terms: int | None = None,
         rerank: int = 0,
         alpha: float | None = None,
+        allow: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top ``k`` document numbers and scores per query row, and how many of the ``k`` slots are filled.
 
@@ -234,6 +259,8 @@ class Searcher:
         ``rerank`` > 0 rescores that many of the pruned search's best documents exactly.
         ``alpha`` in (0, 1] switches to dynamic pruning (:mod:`indexing.sparse.dynamic`), rescoring the
         ``rerank`` best candidates (at least ``k``): smaller ``alpha`` reads fewer postings, losing some recall.
+        ``allow``: a bool or uint8 mask of ``index.num_docs`` documents, true where a document may be returned
+        (:func:`indexing.filters.allow_mask`); exact search then returns the exact top ``k`` of those documents.
         """
         if rerank and rerank < k:
             raise ValueError(f"rerank ({rerank}) must be at least k ({k})")
@@ -245,11 +272,15 @@ class Searcher:
             raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
         if not np.all(np.isfinite(queries.data)) or np.any(queries.data < 0):
             raise ValueError("query weights must be finite and non-negative")
+        mask = check_allow(allow, self.index.num_docs)
         q = _prune_query(queries, query_terms)
         n = q.shape[0]
         out_docs = np.zeros((n, k), dtype=np.int32)
         out_scores = np.zeros((n, k), dtype=np.float32)
         sizes = np.zeros(n, dtype=np.int64)
+        filters = self._filters(mask)
+        if filters is None:  # nothing allowed
+            return out_docs, out_scores, sizes
         previous = numba.get_num_threads()
         numba.set_num_threads(min(self.threads, max(n, 1)))
         common = (
@@ -266,14 +297,27 @@ class Searcher:
                 tiled = (
                     (tiles.offsets, tiles.docs, tiles.codes, tiles.tile) if tiles else _NO_TILES[self.index.codes.dtype]
                 )
-                _search_batch(*common, budget, k, *buffers, rerank, forward, self._query, tiled)
+                _search_batch(*common, budget, k, *buffers, rerank, forward, self._query, tiled, filters)
             else:
-                search_dynamic_batch(*common, np.float32(alpha), k, *buffers, max(rerank, k), forward, self._query)
+                search_dynamic_batch(
+                    *common, np.float32(alpha), k, *buffers, max(rerank, k), forward, self._query, filters
+                )
         finally:
             numba.set_num_threads(previous)
         if not np.all(np.isfinite(out_scores)):  # the index's weights are finite (checked at open): a sum overflowed
             raise ValueError("scores overflow float32: the query weights are too large for this index")
         return out_docs, out_scores, sizes
+
+    def _filters(self, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The kernels' ``(allow, listed)`` for a checked mask (:func:`indexing.filters.check_allow`); None when the
+        mask allows nothing, so that no kernel runs."""
+        if mask is None:
+            return _NO_MASK, _NOT_LISTED
+        count = np.count_nonzero(mask)
+        if count == 0:
+            return None
+        few = LISTED_SHARE * count <= self.index.num_docs
+        return mask, np.flatnonzero(mask).astype(np.int32) if few else _NOT_LISTED
 
     def _tiles_for(self, queries: sp.csr_matrix) -> Tiles | None:
         """The tiled copy, built on first need: when some query reads a quarter of the corpus size in postings."""
