@@ -101,50 +101,22 @@ def search(
     import time
 
     from indexing.sparse.format import SparseIndex
-    from indexing.sparse.search import Searcher, to_run
+    from indexing.sparse.retriever import Pruning, SparseSearcher, sparse_encoder
     from lsr.data.beir import read_queries
     from lsr.data.textio import TextSource
-    from lsr.errors import LsrError
-    from lsr.models import SparseEncoder, load_encoder
     from lsr.runs import write_run
 
     opened = SparseIndex.open(index_dir)
-    encoder = load_encoder(opened.meta.model, device=encode_device)
-    if not isinstance(encoder, SparseEncoder):
-        raise LsrError(f"{opened.meta.model} is not a sparse encoder")
+    pruning = Pruning(budget, query_terms, rerank, approximate, gpu_kernel)
+    searcher = SparseSearcher(opened, device, pruning)  # options checked before the model loads
+    encoder = sparse_encoder(opened.meta.model, opened.meta.vocab_size, encode_device)
     texts = read_queries(TextSource(queries))
     ids = list(texts)
     vectors = encoder.encode_query([texts[q] for q in ids], show_progress=True)
     started = time.perf_counter()
-    if device == "cuda":
-        from numba import cuda
-
-        from indexing.sparse.gpu import STRATEGIES, GpuSearcher
-
-        if not cuda.is_available():
-            raise LsrError("--device cuda: no CUDA GPU is visible")
-        if query_terms is not None or rerank or approximate is not None:
-            raise LsrError("--query-terms, --rerank and --approximate are CPU options")
-        if gpu_kernel not in STRATEGIES:
-            raise LsrError(f"--gpu-kernel must be one of {', '.join(STRATEGIES)}, not {gpu_kernel!r}")
-        if budget and gpu_kernel != "postings":
-            raise LsrError("--budget on the GPU needs --gpu-kernel postings")
-        hits = GpuSearcher(opened, strategy=gpu_kernel).search(vectors, k=k, budget=budget)
-    elif device == "cpu":
-        if approximate is not None and (approximate <= 0 or budget):
-            raise LsrError("--approximate takes an alpha in (0, 1] and does not combine with --budget")
-        hits = Searcher(opened).search(
-            vectors,
-            k=k,
-            budget=budget,
-            query_terms=query_terms,
-            rerank=max(rerank, 100) if approximate is not None else rerank,
-            alpha=approximate,
-        )
-    else:
-        raise LsrError(f"--device must be cpu or cuda, not {device!r}")
+    hits = searcher.search(vectors, k)
     seconds = time.perf_counter() - started
-    write_run(to_run(opened, ids, *hits), output, tag=tag)
+    write_run({qid: found.as_dict() for qid, found in zip(ids, hits, strict=True)}, output, tag=tag)
     console.print(
         f"{len(ids):,} queries in {seconds:.2f} s ({1000 * seconds / max(len(ids), 1):.2f} ms/query), run at {output}"
     )

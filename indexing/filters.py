@@ -12,10 +12,12 @@ document (a dict of 8.8M ids would hold about 1 GB), each id found by binary sea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from numba import njit
+
+from indexing.hits import DocFilter
 
 UNKNOWN = -1
 """The number :meth:`DocNumbers.numbers` gives an id the index does not hold; :func:`allow_mask` skips it."""
@@ -114,3 +116,9 @@ class DocNumbers:
         """The number of each id (int64), :data:`UNKNOWN` where the index holds no such id."""
         wanted, offsets = _encoded(ids)
         return _find(self._blob, self._offsets, self._order, self._hashes, wanted, offsets, _hashes(wanted, offsets))
+
+
+def filter_mask(allow: DocFilter, num_docs: int, numbers: Callable[[Iterable[str]], np.ndarray]) -> np.ndarray:
+    """The mask of a :class:`~indexing.hits.DocFilter` (document ids) over one index, given its id lookup."""
+    allowed = None if allow.allow is None else numbers(allow.allow)
+    return allow_mask(num_docs, allowed, numbers(allow.deny) if allow.deny else ())

@@ -45,8 +45,8 @@ def test_hnsw_round_trip_and_recall(tmp_path: Path) -> None:
     np.testing.assert_allclose(scores[both], truth_scores[both], rtol=1e-5)
     again = open_dense_index(tmp_path / "hnsw").search(QUERIES, 10, ef=128)
     np.testing.assert_array_equal(again[0], rows)
-    run = index.to_run(["q0"], rows[:1], scores[:1])
-    assert list(run["q0"]) == [IDS[r] for r in rows[0]]
+    (found,) = index.hits(rows[:1], scores[:1])
+    assert found.ids == [IDS[r] for r in rows[0]]
 
 
 def test_hnsw_returns_k_hits_beyond_ef_and_never_more_than_the_corpus(tmp_path: Path) -> None:

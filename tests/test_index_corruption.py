@@ -246,7 +246,7 @@ import sys
 import numpy as np
 import scipy.sparse as sp
 from indexing.sparse.format import IndexFormatError, SparseIndex
-from indexing.sparse.search import Searcher, to_run
+from indexing.sparse.search import Searcher, hits
 
 try:
     index = SparseIndex.open(sys.argv[1], verify=False)
@@ -268,9 +268,9 @@ for mode, options in modes.items():
     searcher = Searcher(index, tiled=options.pop("tiled", True))
     docs, scores, sizes = searcher.search(queries, k=10, **options)
     for row in range(len(sizes)):
-        hits, best = docs[row, : sizes[row]], scores[row, : sizes[row]]
-        assert np.all((hits >= 0) & (hits < index.num_docs)) and np.all(np.isfinite(best)), (mode, row)
-    to_run(index, [str(q) for q in range(len(sizes))], docs, scores, sizes)
+        found, best = docs[row, : sizes[row]], scores[row, : sizes[row]]
+        assert np.all((found >= 0) & (found < index.num_docs)) and np.all(np.isfinite(best)), (mode, row)
+    hits(index, docs, scores, sizes)
     print(mode, "ok")
 """
 
@@ -560,7 +560,7 @@ except DenseIndexError as exc:
 queries = np.random.default_rng(0).standard_normal((50, index.meta.dimension)).astype(np.float32)
 rows, scores = index.search(queries, 10)
 assert np.all((rows >= 0) & (rows < index.meta.num_docs)) and np.all(np.isfinite(scores))
-index.to_run([str(q) for q in range(len(rows))], rows, scores)
+index.hits(rows, scores)
 print("ok")
 """
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from indexing.dense.format import DenseIndexError, DenseMeta, read_ids
 from indexing.filters import DocNumbers, check_allow
-from lsr.runs import Run
+from indexing.hits import Hits
 
 VectorShards = Callable[[], Iterable[np.ndarray]]
 """A function returning a fresh pass over the corpus vectors, shard by shard, in corpus order."""
@@ -101,12 +101,12 @@ class DenseIndex(ABC):
             self._numbers = DocNumbers.of(self.ids)
         return self._numbers.numbers(ids)
 
-    def to_run(self, query_ids: list[str], rows: np.ndarray, scores: np.ndarray) -> Run:
-        """Search output as ``{query_id: {doc_id: score}}``."""
-        return {
-            qid: {self.ids[r]: float(s) for r, s in zip(rows[i], scores[i], strict=True) if r >= 0}
-            for i, qid in enumerate(query_ids)
-        }
+    def hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hits]:
+        """Search output (rows, -1 where fewer were found) as hits with the corpus's ids."""
+        return [
+            Hits([self.ids[r] for r in row[row >= 0]], np.asarray(score[row >= 0]))
+            for row, score in zip(rows, scores, strict=True)
+        ]
 
 
 def exact_top_k(

@@ -15,6 +15,7 @@ import numpy as np
 from indexing.cache import cached_index, encoded_corpus, entry, model_name
 from indexing.dense import BACKENDS, DenseIndex, build_dense_index, exact_top_k, normalise, open_dense_index, recall_at
 from indexing.dense.settings import DenseSettings
+from indexing.filters import filter_mask
 from indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 from lsr.errors import LsrError
 from lsr.models import DenseEncoder, load_encoder
@@ -79,14 +80,13 @@ class DenseRetriever(Retriever):
         return self.encoder.encode_query(list(texts))
 
     def search(self, queries: np.ndarray, k: int, allow: DocFilter | None = None) -> list[Hits]:
-        filtering = {} if allow is None else {"allow": self.index.allow_mask(allow)}
+        filtering = (
+            {} if allow is None else {"allow": filter_mask(allow, self.index.meta.num_docs, self.index.doc_numbers)}
+        )
         rows, scores = self.index.search(queries, k, **self.settings.search(), **filtering)
         if self.corpus_vectors is not None and allow is None:
             self.recall = self._recall_vs_exact(queries, rows)
-        return [
-            Hits([self.index.ids[r] for r in row[row >= 0]], np.asarray(score[row >= 0]))
-            for row, score in zip(rows, scores, strict=True)
-        ]
+        return self.index.hits(rows, scores)
 
     def _recall_vs_exact(self, queries: np.ndarray, rows: np.ndarray) -> float:
         from lsr.encode.shards import iter_shards

@@ -15,8 +15,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from indexing.cache import cached_index, encoded_corpus, entry, model_name
+from indexing.filters import filter_mask
 from indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 from indexing.sparse.format import SparseIndex
+from indexing.sparse.search import hits
 from lsr.errors import LsrError
 from lsr.models import SparseEncoder, load_encoder
 
@@ -76,14 +78,7 @@ class SparseSearcher:
             )
         else:
             found = self.kernel.search(queries, k=k, budget=p.budget, **filtering)
-        return self.hits(*found)
-
-    def hits(self, docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> list[Hits]:
-        """Kernel output (document numbers, scores, filled counts) as hits with the corpus's ids."""
-        return [
-            Hits([self.index.doc_id(int(d)) for d in docs[i, : sizes[i]]], np.asarray(scores[i, : sizes[i]]))
-            for i in range(len(sizes))
-        ]
+        return hits(self.index, *found)
 
 
 def sparse_encoder(model: str, vocabulary_size: int | None = None, device: str = "auto") -> SparseEncoder:
@@ -136,7 +131,8 @@ class SparseRetriever(Retriever):
         return self.encoder.encode_query(list(texts))
 
     def search(self, queries: sp.csr_matrix, k: int, allow: DocFilter | None = None) -> list[Hits]:
-        return self.searcher.search(queries, k, None if allow is None else self.index.allow_mask(allow))
+        mask = None if allow is None else filter_mask(allow, self.index.num_docs, self.index.doc_numbers)
+        return self.searcher.search(queries, k, mask)
 
     @property
     def info(self) -> dict[str, Any]:

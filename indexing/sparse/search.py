@@ -43,13 +43,13 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from indexing.filters import check_allow
+from indexing.hits import Hits
 from indexing.sparse.accumulate import add_segment, add_segment_touched
 from indexing.sparse.dynamic import search_dynamic_batch
 from indexing.sparse.format import SparseIndex
 from indexing.sparse.prefetch import prefetch
 from indexing.sparse.tiles import CPU_TILE, MAX_TILE, Tiles, build_tiles
 from indexing.sparse.topk import best_of, listed_is_cheaper, offer_block, rank, rerank_top, top_of_listed
-from lsr.runs import Run
 
 
 @njit(nogil=True, cache=True)
@@ -332,12 +332,12 @@ class Searcher:
         return self._tiles
 
 
-def to_run(index: SparseIndex, query_ids: list[str], docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> Run:
-    """Search output (document numbers, scores, hit counts; CPU or GPU) as a run ``{query_id: {doc_id: score}}``."""
-    return {
-        qid: {index.doc_id(int(d)): float(s) for d, s in zip(docs[i, : sizes[i]], scores[i, : sizes[i]], strict=True)}
-        for i, qid in enumerate(query_ids)
-    }
+def hits(index: SparseIndex, docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> list[Hits]:
+    """Search output (document numbers, scores, filled counts; CPU or GPU) as hits with the corpus's ids."""
+    return [
+        Hits([index.doc_id(int(d)) for d in docs[i, : sizes[i]]], np.asarray(scores[i, : sizes[i]]))
+        for i in range(len(sizes))
+    ]
 
 
 def brute_force(matrix: sp.csr_matrix, queries: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
