@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from indexing.lucene import bm25
+from lsr.indexing.lucene import bm25
+
 from lsr import __version__
 from lsr.data.beir import BeirDataset
 from lsr.fsutil import claim_dir

@@ -36,8 +36,9 @@ def bm25_cmd(
     threads: Annotated[int, typer.Option(min=0, help="Indexing and search threads (0: all cores).")] = 0,
 ) -> None:
     """BM25 with Lucene (pyserini), BEIR flat or multifield, as in Anserini's BEIR regressions."""
-    from eval.bm25 import run_bm25
-    from eval.outputs import print_metrics
+    from lsr.eval.bm25 import run_bm25
+    from lsr.eval.outputs import print_metrics
+
     from lsr.data.download import resolve_dataset
 
     _, evaluation = run_bm25(
@@ -69,7 +70,8 @@ def score_cmd(
     complete: Annotated[bool, typer.Option(help="Judged queries without results count as 0 (trec_eval -c).")] = False,
 ) -> None:
     """Score an existing TREC run on a BEIR split, exactly as trec_eval would."""
-    from eval.outputs import print_metrics
+    from lsr.eval.outputs import print_metrics
+
     from lsr.data.beir import BeirDataset
     from lsr.data.download import resolve_dataset
     from lsr.metrics import DEFAULT_MEASURES, evaluate
@@ -138,9 +140,10 @@ def run_cmd(
     device: Annotated[str, typer.Option(help="Encoder device: auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Encode, index, search and score a retriever on BEIR split(s) in one go; encodings are cached."""
-    from eval.outputs import print_metrics
-    from eval.pipeline import RunSpec, run_many, run_pipeline
-    from indexing.dense.settings import DenseSettings
+    from lsr.eval.outputs import print_metrics
+    from lsr.eval.pipeline import RunSpec, run_many, run_pipeline
+    from lsr.indexing.dense.settings import DenseSettings
+
     from lsr.data.download import resolve_dataset
     from lsr.defaults import DEFAULT_DENSE
     from lsr.errors import LsrError
@@ -196,10 +199,10 @@ def compare_cmd(
     plot: Annotated[Path | None, typer.Option(help="Save a bar chart to this image (.png, .svg, .pdf).")] = None,
 ) -> None:
     """Runs side by side with a paired t-test of each against the first, and a bar chart."""
+    from lsr.eval.compare import SIGNIFICANCE, compare, load_run_scores
+    from lsr.eval.compare import plot as save_plot
     from rich.table import Table
 
-    from eval.compare import SIGNIFICANCE, compare, load_run_scores
-    from eval.compare import plot as save_plot
     from lsr.errors import LsrError
     from lsr.metrics import DEFAULT_MEASURES
 

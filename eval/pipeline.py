@@ -1,7 +1,7 @@
 """``lsr eval run``: encode, index, search, fuse and score a retriever on BEIR splits in one call.
 
 Retrievers are ``bm25``, ``sparse``, ``dense`` and ``hybrid`` (a fusion of any of
-the other three, its "legs"). Encodings and indexes are cached (:mod:`indexing.cache`),
+the other three, its "legs"). Encodings and indexes are cached (:mod:`lsr.indexing.cache`),
 so a rerun, another split or a hybrid over legs already run costs only the queries.
 Hybrid weights can be tuned on another split of the same dataset (optionally a
 seeded sample of its queries) and are then applied, fixed, to the evaluated split.
@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexing.cache import cache_root
-from indexing.dense.settings import DenseSettings
-from indexing.retrieval import Corpus, Hybrid, Retriever, RetrieverOptions, check_names, open_retriever
+from lsr.indexing.cache import cache_root
+from lsr.indexing.dense.settings import DenseSettings
+from lsr.indexing.retrieval import Corpus, Hybrid, Retriever, RetrieverOptions, check_names, open_retriever
+
 from lsr import __version__
 from lsr.data.beir import BeirDataset
 from lsr.defaults import DEFAULT_DENSE, DEFAULT_SPARSE
@@ -101,7 +102,7 @@ def _subset(run: Run, qids: dict[str, str] | set[str]) -> Run:
 
 def retrieve(dataset: BeirDataset, split: str, spec: RunSpec, root: Path) -> tuple[Run, dict[str, Any]]:
     """The run of ``spec``'s retriever on ``split``'s judged queries, and what to record about how it was made."""
-    from indexing.fusion import tune_weights
+    from lsr.indexing.fusion import tune_weights
 
     queries, _ = dataset.split(split)
     corpus, options = Corpus(dataset, root), spec.options()

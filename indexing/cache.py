@@ -19,14 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from indexing.dense.format import DenseIndexError
-from indexing.sparse.format import IndexFormatError
+from lsr.indexing.dense.format import DenseIndexError
+from lsr.indexing.sparse.format import IndexFormatError
+
 from lsr.data.beir import BeirDataset
 from lsr.errors import DataWarning
 from lsr.fsutil import forcing
 
 if TYPE_CHECKING:
-    from indexing.retrieval import Corpus
+    from lsr.indexing.retrieval import Corpus
+
     from lsr.models import DenseEncoder, SparseEncoder
 
 T = TypeVar("T")

@@ -34,7 +34,8 @@ def index(
     model, as `lsr serve --dense-index` takes)."""
     import shutil
 
-    from indexing.sparse.build import build_index
+    from lsr.indexing.sparse.build import build_index
+
     from lsr.encode.shards import iter_merged, merged_manifest
 
     encoder = None
@@ -54,7 +55,8 @@ def index(
         encode_corpus(encoder, model, corpus_source(corpus), scratch, batch_size=batch_size, restart_stale=True)
     manifest = merged_manifest(folders)
     if manifest.dense:
-        from indexing.dense import build_dense_index
+        from lsr.indexing.dense import build_dense_index
+
         from lsr.models import load_encoder
 
         similarity = (encoder or load_encoder(manifest.model, device="cpu")).similarity
@@ -100,8 +102,9 @@ def search(
     """Search an index with a BEIR queries file, encoding queries with the index's own model."""
     import time
 
-    from indexing.sparse.format import SparseIndex
-    from indexing.sparse.retriever import Pruning, SparseSearcher, sparse_encoder
+    from lsr.indexing.sparse.format import SparseIndex
+    from lsr.indexing.sparse.retriever import Pruning, SparseSearcher, sparse_encoder
+
     from lsr.data.beir import read_queries
     from lsr.data.textio import TextSource
     from lsr.runs import write_run
@@ -134,9 +137,9 @@ def export_lucene(
     threads: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
     """Write vectors as Anserini's JsonVectorCollection (impacts = round(100 w), model tokens as terms)."""
+    from lsr.indexing.lucene.impact import build_impact_index, token_names, write_json_vectors
     from transformers import AutoTokenizer
 
-    from indexing.lucene.impact import build_impact_index, token_names, write_json_vectors
     from lsr.encode.shards import Manifest, iter_shards
     from lsr.models.hub import resolve_model
 
@@ -163,7 +166,7 @@ def export_milvus(
     token: Annotated[str | None, typer.Option(envvar="MILVUS_TOKEN", help="Milvus user:password.")] = None,
 ) -> None:
     """Write documents with their sparse vector (inverted index) and/or dense vector (HNSW) into Milvus."""
-    from indexing.milvus import export_milvus as export
+    from lsr.indexing.milvus import export_milvus as export
 
     count = export(uri, collection, sparse, dense, dense_metric, overwrite, token=token)
     console.print(f"{count:,} documents written to Milvus collection {collection!r} at {uri}")

@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+from lsr.indexing.hits import DocFilter
 from numba import njit
-
-from indexing.hits import DocFilter
 
 UNKNOWN = -1
 """The number :meth:`DocNumbers.numbers` gives an id the index does not hold; :func:`allow_mask` skips it."""
@@ -119,6 +118,6 @@ class DocNumbers:
 
 
 def filter_mask(allow: DocFilter, num_docs: int, numbers: Callable[[Iterable[str]], np.ndarray]) -> np.ndarray:
-    """The mask of a :class:`~indexing.hits.DocFilter` (document ids) over one index, given its id lookup."""
+    """The mask of a :class:`~lsr.indexing.hits.DocFilter` (document ids) over one index, given its id lookup."""
     allowed = None if allow.allow is None else numbers(allow.allow)
     return allow_mask(num_docs, allowed, numbers(allow.deny) if allow.deny else ())

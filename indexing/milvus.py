@@ -42,7 +42,7 @@ def _sparse_rows(source: Path) -> tuple[Iterator[tuple[str, sp.csr_matrix]], dic
     """Rows of a sparse index (its decoded, float16-exact weights: Milvus then ranks exactly as the index
     does) or of a sparse vectors folder, in corpus order."""
     if (source / "meta.json").is_file():
-        from indexing.sparse.format import SparseIndex
+        from lsr.indexing.sparse.format import SparseIndex
 
         index = SparseIndex.open(source)
         matrix = index.to_csr()
@@ -276,7 +276,8 @@ class MilvusRetriever:
     ) -> Run:
         """Encode ``queries`` with the collection's own models and search with the retriever of that name: the
         collection's ``sparse`` or ``dense`` vectors, or their ``hybrid`` fused inside Milvus."""
-        from indexing.retrieval import Hybrid
+        from lsr.indexing.retrieval import Hybrid
+
         from lsr.models import load_encoder
 
         names = [field for field in (SPARSE_FIELD, DENSE_FIELD) if field in self.meta]

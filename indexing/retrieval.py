@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from lsr.indexing.dense.settings import DenseSettings
+from lsr.indexing.hits import DocFilter, Hits
 
-from indexing.dense.settings import DenseSettings
-from indexing.hits import DocFilter, Hits
 from lsr.data.beir import BeirDataset
 from lsr.defaults import DEFAULT_DENSE
 from lsr.errors import LsrError
@@ -89,9 +89,9 @@ class Retriever(ABC):
 R = TypeVar("R", bound=type[Retriever])
 _REGISTRY: dict[str, type[Retriever]] = {}
 _BUILT_IN = {
-    "bm25": "indexing.lucene.retriever",
-    "sparse": "indexing.sparse.retriever",
-    "dense": "indexing.dense.retriever",
+    "bm25": "lsr.indexing.lucene.retriever",
+    "sparse": "lsr.indexing.sparse.retriever",
+    "dense": "lsr.indexing.dense.retriever",
 }
 """Where the built-in retrievers live; imported on first use so that the CLI starts without torch or the JVM."""
 
@@ -133,7 +133,7 @@ def open_retriever(name: str, source: Corpus | Path, options: RetrieverOptions |
 
 
 class Hybrid(Retriever):
-    """Any number of retrievers fused into one ranking (:mod:`indexing.fusion`: RRF or normalised weighted sums).
+    """Any number of retrievers fused into one ranking (:mod:`lsr.indexing.fusion`: RRF or normalised weighted sums).
 
     Each retriever returns ``depth`` hits (at least ``k``); ``prepare`` is applied to each retriever's run before
     fusion (``lsr eval run`` drops a document whose id is the query's, as BEIR does).
@@ -149,7 +149,7 @@ class Hybrid(Retriever):
         depth: int = 0,
         prepare: Callable[[Run], Run] | None = None,
     ) -> None:
-        from indexing.fusion import METHODS
+        from lsr.indexing.fusion import METHODS
 
         if len(retrievers) < 2 or len({r.name for r in retrievers}) != len(retrievers):
             raise LsrError("a hybrid needs two or more different retrievers")
@@ -176,7 +176,7 @@ class Hybrid(Retriever):
         return [self.prepare(retriever.retrieve(queries, depth, allow)) for retriever in self.retrievers]
 
     def fuse(self, runs: Sequence[Run], k: int) -> Run:
-        from indexing.fusion import fuse
+        from lsr.indexing.fusion import fuse
 
         return fuse(runs, self.fusion, self.weights, depth=k)
 

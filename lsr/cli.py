@@ -12,16 +12,16 @@ import warnings
 import typer
 from rich.console import Console
 
-from eval.bench.cli import app as bench_app
-from eval.cli import app as eval_app
-from indexing.cli import export_app, index, search
 from lsr.data.cli import app as data_app
-from lsr.demo import demo
 from lsr.encode.cli import app as encode_app
 from lsr.errors import DataWarning, LsrError
+from lsr.eval.bench.cli import app as bench_app
+from lsr.eval.cli import app as eval_app
+from lsr.eval.demo import demo
+from lsr.indexing.cli import export_app, index, search
 from lsr.recommend.cli import app as recommend_app
+from lsr.serve.cli import query, serve
 from lsr.train.cli import app as train_app
-from serve.cli import query, serve
 
 app = typer.Typer(
     help="lsr: learned sparse retrieval and recommendation.",

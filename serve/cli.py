@@ -46,6 +46,9 @@ def serve(
     slice_ms: Annotated[
         float, typer.Option(min=0.1, help="Longest kernel call; larger requests are cut into turns of this size.")
     ] = 10.0,
+    express_cost: Annotated[
+        int, typer.Option(min=0, help="Calls costing at most this get a sparse searcher of their own (0: none).")
+    ] = 512,
     fusion: Annotated[str, typer.Option(help="Default hybrid fusion: rrf, minmax or zscore.")] = "rrf",
     hybrid_depth: Annotated[int, typer.Option(min=1, help="Hits per leg fused by hybrid search.")] = 100,
     device: Annotated[str, typer.Option(help="Sparse search: cpu (Numba) or cuda (GPU kernel).")] = "cpu",
@@ -63,16 +66,18 @@ def serve(
     import os
     import sys
 
+    from lsr.serve.engine import Engine, EngineConfig, Limits
+    from lsr.serve.server import ServerOptions, check_options, serve_until_signalled, start_server
     from rich.logging import RichHandler
-
-    from serve.engine import Engine, EngineConfig, Limits
-    from serve.server import ServerOptions, check_options, serve_until_signalled, start_server
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err_console)])
     # A thread building a large reply keeps the interpreter lock until the switch interval asks for it (5 ms by
     # default), and a small search needs the lock several times on its way through: a shorter interval bounds
     # what each of those waits costs it, for a little throughput.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # Batches of texts are tokenized on one core, as searches are (lsr.serve.engine): the other stays free for the
+    # small searches of the express lane.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if token is None and os.environ.get("LSR_TOKEN") == "":
         token = ""  # click reads an empty variable as unset: kept empty, check_options refuses it
     options = ServerOptions(
@@ -101,6 +106,7 @@ def serve(
             max_batch=max_batch,
             window_ms=batch_window_ms,
             slice_ms=slice_ms,
+            express_cost=express_cost,
             limits=Limits(max_k=max_k, max_request_cost=max_request_cost),
         )
     )
@@ -131,9 +137,9 @@ def query(
 ) -> None:
     """Search an `lsr serve` server (or ask it for recommendations) and print the hits."""
     import grpc
+    from lsr.serve.client import Client
 
     from lsr.errors import LsrError
-    from serve.client import Client
 
     if (text is None) == (user is None):
         raise LsrError("give query text, or --user for recommendations")

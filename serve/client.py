@@ -14,8 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
-
-from serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
+from lsr.serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
 
 Hits = list[tuple[str, float]]
 

@@ -3,9 +3,9 @@
 It holds a sparse index (whose metadata names the model its queries must be encoded with; for an
 inference-free model that is a tokenizer and an IDF lookup, no network), optionally a dense index
 and its encoder, and optionally a trained recommender folder. Hybrid search fuses the sparse and
-dense legs with :mod:`indexing.fusion` (RRF by default), as ``lsr eval run`` does.
+dense legs with :mod:`lsr.indexing.fusion` (RRF by default), as ``lsr eval run`` does.
 
-Every kernel and encoder is driven by :class:`~serve.batching.MicroBatcher` workers, so concurrent
+Every kernel and encoder is driven by :class:`~lsr.serve.batching.MicroBatcher` workers, so concurrent
 requests share kernel calls and no kernel is entered from two threads at once; sparse search has two,
 each with its own searcher: one for large requests and an express lane for small ones.
 
@@ -34,9 +34,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-
-from serve.batching import BatcherClosed, DeadlineExpired, MicroBatcher, wait
-from serve.errors import DeadlineExceeded, InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from lsr.serve.batching import BatcherClosed, DeadlineExpired, MicroBatcher, wait
+from lsr.serve.errors import DeadlineExceeded, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
 RETRIEVERS = ("sparse", "dense", "hybrid")
 DEFAULT_K = 10
@@ -125,8 +124,9 @@ class Engine:
     """Loads everything once; ``search``, ``encode`` and ``recommend`` are safe to call from many threads."""
 
     def __init__(self, config: EngineConfig) -> None:
-        from indexing.fusion import METHODS
-        from indexing.sparse.format import SparseIndex
+        from lsr.indexing.fusion import METHODS
+        from lsr.indexing.sparse.format import SparseIndex
+
         from lsr.errors import LsrError
         from lsr.models import SparseEncoder, load_encoder
 
@@ -148,14 +148,15 @@ class Engine:
         self.encoder = encoder
         self._encode_lock = threading.Lock()  # the sparse encoder serves three workers (see _encode_sparse)
         self._lock_shared = not _thread_safe(encoder)
-        self.searcher = self._searcher(config.device)
         # Small searches get a second CPU searcher of their own (one thread, no tiled copy: its memory is a score
-        # buffer the size of the corpus), so they never wait for a large request's slice on the first one.
+        # buffer the size of the corpus), so they never wait for a large request's slice on the first one, which
+        # leaves them a core.
         self.express = None
         if config.device == "cpu" and config.express_cost > 0:
-            from indexing.sparse.search import Searcher
+            from lsr.indexing.sparse.search import Searcher
 
             self.express = Searcher(self.index, threads=1, tiled=False)
+        self.searcher = self._searcher(config.device)
         self.arriving = 0  # queries inside search_many/encode not yet submitted: a batch waits only for those
         self._arriving_lock = threading.Lock()
         express = None if self.express is None else functools.partial(self._sparse_batch, searcher=self.express)
@@ -205,15 +206,17 @@ class Engine:
             batcher.calibrate([item], [cost])
 
     def _searcher(self, device: str):  # noqa: ANN202 - Searcher or GpuSearcher
-        from indexing.sparse.search import Searcher
+        from lsr.indexing.sparse.search import Searcher
+
         from lsr.errors import LsrError
 
         if device == "cpu":
-            return Searcher(self.index)
-        if device == "cuda":
-            from numba import cuda
+            import numba
 
-            from indexing.sparse.gpu import GpuSearcher
+            return Searcher(self.index, threads=max(numba.get_num_threads() - (self.express is not None), 1))
+        if device == "cuda":
+            from lsr.indexing.sparse.gpu import GpuSearcher
+            from numba import cuda
 
             if not cuda.is_available():
                 raise LsrError("--device cuda: no CUDA GPU is visible")
@@ -221,7 +224,8 @@ class Engine:
         raise LsrError(f"--device must be cpu or cuda, not {device!r}")
 
     def _open_dense(self, config: EngineConfig) -> None:
-        from indexing.dense import open_dense_index
+        from lsr.indexing.dense import open_dense_index
+
         from lsr.errors import LsrError
         from lsr.models import DenseEncoder, load_encoder
 
@@ -288,7 +292,7 @@ class Engine:
 
     def check(self, query: Query) -> None:
         """Reject what cannot be answered, with a message saying why (INVALID_ARGUMENT)."""
-        from indexing.fusion import METHODS
+        from lsr.indexing.fusion import METHODS
 
         limits = self.limits
         if query.retriever not in RETRIEVERS:
@@ -421,7 +425,8 @@ class Engine:
             hits = {leg: self._filtered(leg, query, want, deadline, first[leg], call) for leg in first}
             if query.retriever != "hybrid":
                 return hits[query.retriever]
-            from indexing.fusion import fuse
+            from lsr.indexing.fusion import fuse
+
             from lsr.runs import ranked
 
             runs = [{"q": dict(hits[leg])} for leg in first]

@@ -8,8 +8,8 @@ Load behaviour, which is gRPC's own and set here:
   bounded queue); gRPC answers any call beyond that at once with RESOURCE_EXHAUSTED, so an
   overloaded server sheds load instead of queueing without bound and answering everyone late;
 - messages above ``max_message_bytes`` are refused (RESOURCE_EXHAUSTED) before they are parsed, and
-  replies that could exceed it before any work (:mod:`serve.servicer`); bytes that do not parse are
-  INVALID_ARGUMENT (:mod:`serve.decoding`);
+  replies that could exceed it before any work (:mod:`lsr.serve.servicer`); bytes that do not parse are
+  INVALID_ARGUMENT (:mod:`lsr.serve.decoding`);
 - :meth:`RunningServer.stop` reports NOT_SERVING to health checks, refuses new calls, lets calls in
   flight finish (up to ``grace`` seconds), and only then stops the batchers.
 """
@@ -25,12 +25,11 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from serve.auth import TokenInterceptor, check_token, exposure_warnings, server_credentials
-from serve.decoding import DecodeGuard
-from serve.engine import Engine
-from serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
-from serve.servicer import CallTracker, RecommendationServicer, RetrievalServicer
+from lsr.serve.auth import TokenInterceptor, check_token, exposure_warnings, server_credentials
+from lsr.serve.decoding import DecodeGuard
+from lsr.serve.engine import Engine
+from lsr.serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
+from lsr.serve.servicer import CallTracker, RecommendationServicer, RetrievalServicer
 
 log = logging.getLogger("lsr.serve")
 
@@ -40,7 +39,7 @@ RECOMMENDATION = lsr_pb2.DESCRIPTOR.services_by_name["Recommendation"].full_name
 
 @dataclass
 class ServerOptions:
-    """Network, capacity and security settings (the engine's are in :class:`~serve.engine.EngineConfig`)."""
+    """Network, capacity and security settings (the engine's are in :class:`~lsr.serve.engine.EngineConfig`)."""
 
     host: str = "127.0.0.1"
     port: int = 50051  # 0: any free port (RunningServer.port says which)

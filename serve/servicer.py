@@ -1,7 +1,7 @@
 """The ``lsr.v1`` services: requests to engine calls, engine answers and errors to messages and status codes.
 
 Each call runs inside :meth:`CallTracker.track`, which counts it, times it and turns errors into
-statuses: a :class:`~serve.errors.ServeError` into its code with its message; anything unexpected into
+statuses: a :class:`~lsr.serve.errors.ServeError` into its code with its message; anything unexpected into
 INTERNAL (logged with its traceback), so no request can take the server down. A client deadline
 becomes the engine's deadline, so work for a caller that has given up is dropped, not computed.
 
@@ -28,10 +28,9 @@ from collections.abc import Iterator
 
 import grpc
 import numpy as np
-
-from serve.engine import DEFAULT_K, Engine, Query
-from serve.errors import InvalidArgument, ResourceExhausted, ServeError
-from serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
+from lsr.serve.engine import DEFAULT_K, Engine, Query
+from lsr.serve.errors import InvalidArgument, ResourceExhausted, ServeError
+from lsr.serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
 
 log = logging.getLogger("lsr.serve")
 LATENCY_WINDOW = 2048  # recent calls per method kept for the Stats percentiles

@@ -1,6 +1,6 @@
 """Helpers of the fault-injection tests: real vector folders, and a child process that dies at a chosen step.
 
-The child builds (or merges) a real index with :func:`indexing.sparse.build.build_index` after wrapping each
+The child builds (or merges) a real index with :func:`lsr.indexing.sparse.build.build_index` after wrapping each
 file-system step that matters for crash safety (array writes, fsyncs, renames, the swap, removals) so that the
 N-th step kills the process with SIGKILL — no handler, no clean-up, as a power cut or the OOM killer would.
 """
@@ -25,7 +25,7 @@ CHILD = r"""
 import json, os, signal, sys, tempfile
 import numpy as np
 import lsr.fsutil as fs
-from indexing.sparse.build import build_index
+from lsr.indexing.sparse.build import build_index
 from lsr.encode.shards import iter_merged
 
 target, kill_at, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]

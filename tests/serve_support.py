@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsr.eval.demo import demo_dataset
 from tiny_models import tiny_bert
-
-from lsr.demo import demo_dataset
 
 
 @dataclass
@@ -41,11 +40,11 @@ def build_inference_free(folder: Path) -> Path:
 
 
 def build_artifacts(root: Path) -> Artifacts:
+    from lsr.indexing.dense.format import DenseMeta
+    from lsr.indexing.sparse.build import build_index
     from test_recommend_train import make_clusters
     from typer.testing import CliRunner
 
-    from indexing.dense.format import DenseMeta
-    from indexing.sparse.build import build_index
     from lsr.cli import app
     from lsr.data.beir import corpus_source
     from lsr.encode.corpus import encode_corpus
@@ -80,8 +79,8 @@ def running(artifacts: Artifacts, dense: bool = True, recommender: bool = True, 
     """A server on a free loopback port; ``settings`` go to EngineConfig or ServerOptions by name."""
     from dataclasses import fields
 
-    from serve.engine import Engine, EngineConfig
-    from serve.server import ServerOptions, start_server
+    from lsr.serve.engine import Engine, EngineConfig
+    from lsr.serve.server import ServerOptions, start_server
 
     engine_keys = {f.name for f in fields(EngineConfig)}
     engine = Engine(

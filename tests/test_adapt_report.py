@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from lsr.eval.compare import compare, load_run_scores
+from lsr.eval.demo import demo_dataset
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
-from eval.compare import compare, load_run_scores
 from lsr.cli import app
 from lsr.data.beir import BeirDataset
-from lsr.demo import demo_dataset
 from lsr.train.data import EXAMPLES_FILE
 from lsr.train.examples import read_examples
 from lsr.train.report import MEASURES, REPORT_FILE

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from conftest import DOCS, make_beir
+from lsr.eval.bm25 import run_bm25
+from lsr.indexing.lucene import bm25
 
-from eval.bm25 import run_bm25
-from indexing.lucene import bm25
 from lsr.data.beir import BeirDataset
 from lsr.errors import DataFormatError, DataWarning
 from lsr.runs import read_run

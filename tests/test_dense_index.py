@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from indexing.dense import (
+from lsr.indexing.dense import (
     DenseIndexError,
     build_dense_index,
     exact_top_k,
@@ -15,6 +14,7 @@ from indexing.dense import (
     open_dense_index,
     recall_at,
 )
+
 from lsr.errors import LsrError
 
 RNG = np.random.default_rng(7)

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
-from indexing.dense import build_dense_index, exact_top_k, normalise, open_dense_index, recall_at
-from indexing.filters import UNKNOWN, DocNumbers, allow_mask, check_allow
-from indexing.sparse.build import build_index
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import LISTED_SHARE, Searcher, brute_force
-from indexing.sparse.topk import LISTED_COST
+from lsr.indexing.dense import build_dense_index, exact_top_k, normalise, open_dense_index, recall_at
+from lsr.indexing.filters import UNKNOWN, DocNumbers, allow_mask, check_allow
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import LISTED_SHARE, Searcher, brute_force
+from lsr.indexing.sparse.topk import LISTED_COST
 
 DOCS, VOCAB = 3000, 400
 IDS = [f"doc-{i}" if i != 9 else "dé-9" for i in range(DOCS)]
@@ -112,7 +111,7 @@ def test_few_allowed_documents_are_scored_alone_or_by_the_postings_as_each_query
     index: SparseIndex, queries: sp.csr_matrix, unfiltered: list[dict[int, float]]
 ) -> None:
     """Two allowed documents are listed; the long queries read more postings than scoring them alone costs
-    (:func:`indexing.sparse.topk.top_of_listed`), the short ones fewer (selection by mask): both paths."""
+    (:func:`lsr.indexing.sparse.topk.top_of_listed`), the short ones fewer (selection by mask): both paths."""
     mask = masks()["two"]
     assert LISTED_SHARE * mask.sum() <= DOCS
     lengths, average = np.diff(np.asarray(index.offsets)), index.meta.nnz / DOCS
@@ -209,10 +208,10 @@ def test_masks_and_id_lookup(index: SparseIndex) -> None:
 
 GPU_CHECK = """
 import sys, numpy as np, scipy.sparse as sp
-from indexing.filters import allow_mask
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.gpu import GpuSearcher
-from indexing.sparse.search import Searcher
+from lsr.indexing.filters import allow_mask
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.gpu import GpuSearcher
+from lsr.indexing.sparse.search import Searcher
 index = SparseIndex.open(sys.argv[1])
 queries = sp.load_npz(sys.argv[2])
 rng = np.random.default_rng(0)

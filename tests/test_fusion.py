@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from lsr.indexing.fusion import fuse, normalise, rrf, tune_weights, weight_grid, weighted_sum
 
-from indexing.fusion import fuse, normalise, rrf, tune_weights, weight_grid, weighted_sum
 from lsr.metrics import evaluate
 
 A = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}

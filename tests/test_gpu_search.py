@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
-from indexing.sparse.build import build_index
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher, brute_force
-from indexing.sparse.tiles import CPU_TILE, MAX_TILE, TILE, build_tiles
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import Searcher, brute_force
+from lsr.indexing.sparse.tiles import CPU_TILE, MAX_TILE, TILE, build_tiles
 
 CHECK = """
 import sys, numpy as np, scipy.sparse as sp
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.gpu import GpuSearcher
-from indexing.sparse.search import Searcher
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.gpu import GpuSearcher
+from lsr.indexing.sparse.search import Searcher
 index = SparseIndex.open(sys.argv[1])
 queries = sp.load_npz(sys.argv[2])
 cases = [("tiles", 0, None), ("tiles", 0, 32)]  # 32: the kernel compiled with a register cap (GPU only)
@@ -192,7 +191,7 @@ def test_tiles_kernel_on_tied_scores(tmp_path: Path, mode: str) -> None:
 
 
 def test_register_cap_is_checked(tmp_path: Path) -> None:
-    from indexing.sparse.gpu import GpuSearcher
+    from lsr.indexing.sparse.gpu import GpuSearcher
 
     index, _ = _index(tmp_path)
     with pytest.raises(ValueError, match="registers per thread must be in 16..255"):

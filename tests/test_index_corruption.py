@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from lsr.indexing.dense import DenseIndexError, build_dense_index, open_dense_index
+from lsr.indexing.dense.faiss_index import flat_vectors
+from lsr.indexing.dense.format import META as DENSE_META
+from lsr.indexing.dense.hnsw import GRAPH, HEADER
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import FILES, META, META_CHECKSUM, IndexFormatError, SparseIndex, crc32_file, write_meta
+from lsr.indexing.sparse.search import Searcher
 from typer.testing import CliRunner
 
-from indexing.dense import DenseIndexError, build_dense_index, open_dense_index
-from indexing.dense.faiss_index import flat_vectors
-from indexing.dense.format import META as DENSE_META
-from indexing.dense.hnsw import GRAPH, HEADER
-from indexing.sparse.build import build_index
-from indexing.sparse.format import FILES, META, META_CHECKSUM, IndexFormatError, SparseIndex, crc32_file, write_meta
-from indexing.sparse.search import Searcher
 from lsr.cli import app
 
 DOCS, VOCAB = 400, 60
@@ -245,8 +245,8 @@ SEARCH_SCRIPT = """
 import sys
 import numpy as np
 import scipy.sparse as sp
-from indexing.sparse.format import IndexFormatError, SparseIndex
-from indexing.sparse.search import Searcher, hits
+from lsr.indexing.sparse.format import IndexFormatError, SparseIndex
+from lsr.indexing.sparse.search import Searcher, hits
 
 try:
     index = SparseIndex.open(sys.argv[1], verify=False)
@@ -550,7 +550,7 @@ def test_dense_metadata_edits_fail_the_checksum(dense_built: Path, tmp_path: Pat
 DENSE_SEARCH_SCRIPT = """
 import sys
 import numpy as np
-from indexing.dense import DenseIndexError, open_dense_index
+from lsr.indexing.dense import DenseIndexError, open_dense_index
 
 try:
     index = open_dense_index(sys.argv[1], verify=False)

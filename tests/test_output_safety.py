@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from fault_support import REPO, run_child, unshare_prefix, vectors_folder
+from lsr.indexing.sparse.format import SparseIndex
 from typer.testing import CliRunner
 
-from indexing.sparse.format import SparseIndex
 from lsr.cli import app
 from lsr.fsutil import MARKER, OutputError, atomic_dir, atomic_file, claim_dir, forcing, writing
 
@@ -218,8 +218,8 @@ FULL_DISK = textwrap.dedent(
     """
     import json, os, sys
     import numpy as np, scipy.sparse as sp
-    from indexing.sparse.build import build_index
-    from indexing.sparse.format import SparseIndex
+    from lsr.indexing.sparse.build import build_index
+    from lsr.indexing.sparse.format import SparseIndex
     from lsr.errors import LsrError
     root, docs = sys.argv[1], int(sys.argv[2])
     small = sp.random(20, 500, density=0.05, random_state=0, format="csr", dtype=np.float32)

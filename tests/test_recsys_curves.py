@@ -1,11 +1,11 @@
-"""eval.recsys.curves: which runs are drawn, and that the plot is written."""
+"""lsr.eval.recsys.curves: which runs are drawn, and that the plot is written."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from eval.recsys.curves import finished_rows, plot
+from lsr.eval.recsys.curves import finished_rows, plot
 
 
 def _row(model: str, density: float, epochs: int, planned: int) -> dict:

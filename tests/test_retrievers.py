@@ -9,10 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import DOCS
-from tiny_models import tiny_bert
-from typer.testing import CliRunner
-
-from indexing.retrieval import (
+from lsr.indexing.retrieval import (
     Corpus,
     DocFilter,
     Hits,
@@ -23,6 +20,9 @@ from indexing.retrieval import (
     register,
     retriever_names,
 )
+from tiny_models import tiny_bert
+from typer.testing import CliRunner
+
 from lsr.cli import app
 from lsr.errors import LsrError
 

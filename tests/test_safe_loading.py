@@ -17,11 +17,11 @@ import pytest
 import scipy.sparse as sp
 import torch
 from conftest import make_beir
+from lsr.indexing.dense import build_dense_index, open_dense_index
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
 from tiny_models import tiny_bert
 
-from indexing.dense import build_dense_index, open_dense_index
-from indexing.sparse.build import build_index
-from indexing.sparse.format import SparseIndex
 from lsr.cli import main
 from lsr.encode.shards import read_shard
 from lsr.errors import LsrError

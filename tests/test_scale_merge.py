@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lsr.eval.demo import demo_dataset
+from lsr.indexing.sparse.format import SparseIndex
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
-from indexing.sparse.format import SparseIndex
 from lsr.cli import app
 from lsr.data.beir import corpus_source
-from lsr.demo import demo_dataset
 from lsr.encode.corpus import encode_corpus
 from lsr.models import SpladeEncoder
 

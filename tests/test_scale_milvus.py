@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lsr.eval.demo import demo_dataset
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import Searcher, hits
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
-from indexing.sparse.build import build_index
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher, hits
 from lsr.cli import app
 from lsr.data.beir import BeirDataset, corpus_source
-from lsr.demo import demo_dataset
 from lsr.encode.corpus import encode_corpus
 from lsr.encode.shards import iter_shards
 from lsr.errors import LsrError
@@ -23,7 +23,7 @@ from lsr.models import load_encoder
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
-from indexing.milvus import MilvusRetriever, export_milvus  # noqa: E402 - needs pymilvus
+from lsr.indexing.milvus import MilvusRetriever, export_milvus  # noqa: E402 - needs pymilvus
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_existing_collection_and_bad_input(demo: dict[str, Path]) -> None:
 def test_scifact_exact_sparse_top10(shared: Path, tmp_path: Path) -> None:
     """The issue's check: Milvus's exact sparse search ranks SciFact as lsr's exact index does. Runs only
     where ../shared and eval's cached splade-tiny index of SciFact exist (building it is a separate job)."""
-    from indexing import cache
+    from lsr.indexing import cache
 
     dataset = BeirDataset(shared / "data" / "beir" / "scifact")
     model = shared / "models" / "splade-tiny"

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
+from lsr.eval.demo import demo_dataset
 from test_encode import read_all
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
 from lsr.cli import app
 from lsr.data.beir import corpus_source
-from lsr.demo import demo_dataset
 from lsr.encode.corpus import encode_corpus
 from lsr.encode.distributed import CRASH_ONCE_ENV
 from lsr.encode.shards import Manifest
@@ -33,7 +33,7 @@ DRIVER = """
 import json, sys
 import ray
 from lsr.data.beir import corpus_source
-from lsr.demo import demo_dataset
+from lsr.eval.demo import demo_dataset
 from lsr.encode.distributed import encode_corpus_ray
 from lsr.errors import LsrError
 

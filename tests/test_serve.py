@@ -17,12 +17,12 @@ import grpc
 import numpy as np
 import pytest
 from conftest import REPO
+from lsr.serve.client import Client
+from lsr.serve.proto.lsr.v1 import lsr_pb2
 from serve_support import Artifacts, demo_queries, running
 from typer.testing import CliRunner
 
 from lsr.cli import app
-from serve.client import Client
-from serve.proto.lsr.v1 import lsr_pb2
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,10 @@ def wait_until(condition, timeout: float = 10.0) -> None:  # noqa: ANN001
 
 def reference(artifacts: Artifacts, queries: list[str], k: int) -> tuple[list, list]:
     """Sparse and dense top-k straight from the library, for comparison with the server's answers."""
-    from indexing.dense import open_dense_index
-    from indexing.sparse.format import SparseIndex
-    from indexing.sparse.search import Searcher
+    from lsr.indexing.dense import open_dense_index
+    from lsr.indexing.sparse.format import SparseIndex
+    from lsr.indexing.sparse.search import Searcher
+
     from lsr.models import load_encoder
 
     index = SparseIndex.open(artifacts.sparse_index)
@@ -77,7 +78,8 @@ def same_hits(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> No
 
 
 def test_search_answers_what_the_library_answers(full, artifacts: Artifacts) -> None:  # noqa: ANN001
-    from indexing.fusion import fuse
+    from lsr.indexing.fusion import fuse
+
     from lsr.runs import ranked
 
     queries = demo_queries()[:4]
@@ -338,7 +340,7 @@ def test_lsr_serve_runs_and_stops_gracefully_on_sigterm(artifacts: Artifacts, tm
 
 
 def test_load_generator_and_soak_report(full) -> None:  # noqa: ANN001
-    from eval.bench.serve import closed_loop, soak
+    from lsr.eval.bench.serve import closed_loop, soak
 
     queries = demo_queries()
     result = closed_loop(full.address, queries, ["sparse", "hybrid"], concurrency=4, requests=40)

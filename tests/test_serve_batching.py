@@ -9,8 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
-from serve.batching import BatcherClosed, DeadlineExpired, MicroBatcher
+from lsr.serve.batching import BatcherClosed, DeadlineExpired, MicroBatcher
 
 
 class Recorder:
@@ -122,9 +121,9 @@ def test_close_runs_what_is_queued_then_refuses() -> None:
 
 def test_batched_searches_equal_unbatched_ones_in_fewer_kernel_calls(tmp_path) -> None:  # noqa: ANN001
     """The sparse search batcher over a real index: results of concurrent queries are those of single searches."""
-    from indexing.sparse.build import build_index
-    from indexing.sparse.format import SparseIndex
-    from indexing.sparse.search import Searcher
+    from lsr.indexing.sparse.build import build_index
+    from lsr.indexing.sparse.format import SparseIndex
+    from lsr.indexing.sparse.search import Searcher
 
     rng = np.random.default_rng(0)
     corpus = sp.random(500, 200, density=0.05, random_state=1, format="csr", dtype=np.float32)

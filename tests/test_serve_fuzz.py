@@ -18,10 +18,9 @@ import pytest
 from grpc_health.v1 import health_pb2
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from lsr.serve.client import Client
+from lsr.serve.proto.lsr.v1 import lsr_pb2
 from serve_support import Artifacts, running
-
-from serve.client import Client
-from serve.proto.lsr.v1 import lsr_pb2
 
 FUZZ = settings(
     max_examples=120,

@@ -16,11 +16,10 @@ from typing import Any
 
 import grpc
 import pytest
+from lsr.serve.batching import MicroBatcher
+from lsr.serve.client import Client
+from lsr.serve.engine import Limits
 from serve_support import Artifacts, running
-
-from serve.batching import MicroBatcher
-from serve.client import Client
-from serve.engine import Limits
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,7 @@ def slow_encoder(monkeypatch: pytest.MonkeyPatch) -> Slowed:
 @pytest.fixture
 def slow_search(monkeypatch: pytest.MonkeyPatch) -> Slowed:
     """Sparse search at 10 ms a query."""
-    from indexing.sparse.search import Searcher
+    from lsr.indexing.sparse.search import Searcher
 
     slowed = Slowed(0.01)
     slowed.patch(monkeypatch, Searcher, "search", lambda queries: queries.shape[0])
@@ -127,7 +126,7 @@ def test_a_reply_that_cannot_fit_is_refused_before_any_work(artifacts: Artifacts
 
 
 def test_reply_bounds_hold_for_real_replies(artifacts: Artifacts) -> None:
-    from serve.servicer import search_reply_bound
+    from lsr.serve.servicer import search_reply_bound
 
     with running(artifacts, recommender=False) as server, Client(server.address) as client:
         longest = max(server.engine.id_bytes.values())

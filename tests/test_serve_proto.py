@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-
-from serve.proto.generate import OUTPUTS, PROTO, generate
+from lsr.serve.proto.generate import OUTPUTS, PROTO, generate
 
 # the generator's own version is stamped into the stubs; a newer grpcio-tools may stamp another one
 VERSION_LINES = re.compile(
@@ -26,14 +25,14 @@ def test_stubs_are_in_sync_with_the_proto(tmp_path: Path) -> None:
     assert [p.name for p in generated] == list(OUTPUTS)
     for path in generated:
         checked_in = REPO / PROTO.parent / path.name
-        assert checked_in.is_file(), f"{checked_in} is missing: run python -m serve.proto.generate"
+        assert checked_in.is_file(), f"{checked_in} is missing: run python -m lsr.serve.proto.generate"
         assert normalised(path.read_text()) == normalised(checked_in.read_text()), (
-            f"{checked_in} is stale: run python -m serve.proto.generate"
+            f"{checked_in} is stale: run python -m lsr.serve.proto.generate"
         )
 
 
 def test_the_contract() -> None:
-    from serve.proto.lsr.v1 import lsr_pb2
+    from lsr.serve.proto.lsr.v1 import lsr_pb2
 
     assert lsr_pb2.DESCRIPTOR.package == "lsr.v1"
     request = lsr_pb2.SearchRequest.DESCRIPTOR.fields_by_name

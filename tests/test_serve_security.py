@@ -9,10 +9,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from lsr.serve.auth import exposure_warnings, is_loopback
+from lsr.serve.client import Client
 from serve_support import Artifacts, running
-
-from serve.auth import exposure_warnings, is_loopback
-from serve.client import Client
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +115,8 @@ def test_exposure_warnings() -> None:
 def test_binding_every_interface_without_protection_warns(
     artifacts: Artifacts, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from serve.engine import Engine, EngineConfig
-    from serve.server import ServerOptions, start_server
+    from lsr.serve.engine import Engine, EngineConfig
+    from lsr.serve.server import ServerOptions, start_server
 
     engine = Engine(EngineConfig(index=artifacts.sparse_index))
     with caplog.at_level(logging.WARNING, logger="lsr.serve"):
@@ -129,8 +128,9 @@ def test_binding_every_interface_without_protection_warns(
 
 def test_a_key_that_does_not_match_the_certificate_is_named(tmp_path: Path) -> None:
     """It used to surface at bind time as "cannot listen on ...", which hides the cause."""
+    from lsr.serve.server import ServerOptions, check_options
+
     from lsr.errors import LsrError
-    from serve.server import ServerOptions, check_options
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

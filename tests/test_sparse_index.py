@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import Searcher, brute_force
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
-from indexing.sparse.build import build_index
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher, brute_force
 from lsr.cli import app
 from lsr.errors import LsrError
 from lsr.runs import read_run
@@ -155,7 +155,7 @@ def test_dynamic_pruning_is_exact_at_alpha_one_and_trades_recall_below(index: Sp
 def _dynamic_reference(
     index: SparseIndex, queries: sp.csr_matrix, k: int, alpha: float, rerank: int
 ) -> tuple[np.ndarray, ...]:
-    """Dynamic pruning as :mod:`indexing.sparse.dynamic` describes it, in NumPy with the kernel's float32 order:
+    """Dynamic pruning as :mod:`lsr.indexing.sparse.dynamic` describes it, in NumPy with the kernel's float32 order:
     rounds read every contribution of at least ``level`` (halved each round, term by term); reading stops once
     at least ``k`` partial scores exceed ``alpha x`` the unread terms' bound; the ``rerank`` best partial scores
     are rescored in the forward index's order."""
@@ -321,7 +321,7 @@ def test_index_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
 
 
 def test_search_benchmark_reports_recall(index: SparseIndex) -> None:
-    from eval.bench.search import bench_search
+    from lsr.eval.bench.search import bench_search
 
     result = bench_search(index, random_vectors(30, 400, 0.05, 4), k=10, budgets=(5, 1000))
     exact, small, large = result["rows"]
@@ -351,7 +351,7 @@ def test_splade_tiny_on_scifact_equals_brute_force(shared: Path, tmp_path: Path)
 def test_compare_with_lucene_and_seismic_on_the_same_vectors() -> None:
     pytest.importorskip("pyserini")
     pytest.importorskip("seismic")
-    from eval.bench.compare_sparse import compare
+    from lsr.eval.bench.compare_sparse import compare
 
     docs = random_vectors(400, 120, 0.08, 5)
     queries = random_vectors(25, 120, 0.1, 6)
@@ -375,7 +375,8 @@ def test_compare_with_lucene_and_seismic_on_the_same_vectors() -> None:
 
 def test_export_to_lucene_and_search_it(beir_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyserini")
-    from indexing.lucene.impact import ImpactSearcher, quantise
+    from lsr.indexing.lucene.impact import ImpactSearcher, quantise
+
     from lsr.data.beir import corpus_source
     from lsr.encode.corpus import encode_corpus
     from lsr.encode.shards import iter_shards

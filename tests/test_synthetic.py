@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.eval.bench.synthetic import Profile, fit_profile, generate_documents, generate_queries
+from lsr.indexing.sparse.format import SparseIndex
 from typer.testing import CliRunner
 
-from eval.bench.synthetic import Profile, fit_profile, generate_documents, generate_queries
-from indexing.sparse.format import SparseIndex
 from lsr.cli import app
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lsr.eval.demo import demo_dataset
 from tiny_models import tiny_bert, tiny_mistral
 from typer.testing import CliRunner
 
 from lsr.cli import app
 from lsr.data.beir import BeirDataset, Document
-from lsr.demo import demo_dataset
 from lsr.errors import DataFormatError
 from lsr.models import InferenceFreeEncoder, load_encoder
 from lsr.train.data import EXAMPLES_FILE, TrainingSet

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lsr.eval.bench.train_step import main, run_bench
 from typer.testing import CliRunner
 
-from eval.bench.train_step import main, run_bench
 from lsr.cli import app
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import torch
+from lsr.eval.demo import demo_dataset
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     BertConfig,
@@ -14,8 +15,6 @@ from transformers import (
     MistralForCausalLM,
     PreTrainedTokenizerFast,
 )
-
-from lsr.demo import demo_dataset
 
 
 def corpus_texts() -> list[str]:

@@ -56,7 +56,7 @@ def encode_bench(
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
 ) -> None:
     """Documents/s of lsr's SPLADE vs sentence-transformers' SparseEncoder on the same texts and model."""
-    from eval.bench.encode import bench_splade, load_texts, random_splade
+    from lsr.eval.bench.encode import bench_splade, load_texts, random_splade
 
     texts = load_texts(corpus, docs)
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +76,8 @@ def idf_query_bench(
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
 ) -> None:
     """Microseconds per query of the inference-free (IDF) query encoder, one query at a time, one thread."""
-    from eval.bench.encode import bench_idf_queries
+    from lsr.eval.bench.encode import bench_idf_queries
+
     from lsr.data.beir import BeirDataset
     from lsr.models import InferenceFreeEncoder
 
@@ -99,8 +100,8 @@ def search_bench(
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
 ) -> None:
     """ms/query of exact search (batch and single-query p50/p99) and recall@10 of pruned search."""
-    from eval.bench.search import bench_search
-    from indexing.sparse.format import SparseIndex
+    from lsr.eval.bench.search import bench_search
+    from lsr.indexing.sparse.format import SparseIndex
 
     opened = SparseIndex.open(index)
     result = bench_search(opened, _query_vectors(queries, opened.meta.model), k, tuple(budget or ()))
@@ -120,8 +121,8 @@ def compare_bench(
 ) -> None:
     """lsr exact and pruned search vs Lucene impact search and Seismic, on the same quantised vectors."""
     import scipy.sparse as sp
+    from lsr.eval.bench.compare_sparse import compare
 
-    from eval.bench.compare_sparse import compare
     from lsr.encode.shards import Manifest, iter_shards
 
     ids: list[str] = []
@@ -145,9 +146,9 @@ def synthetic(
 ) -> None:
     """Generate a corpus and queries with statistics fitted to real SPLADE vectors."""
     import scipy.sparse as sp
+    from lsr.eval.bench.synthetic import fit_profile, generate_documents, generate_queries
     from tqdm.auto import tqdm
 
-    from eval.bench.synthetic import fit_profile, generate_documents, generate_queries
     from lsr.data.beir import BeirDataset
     from lsr.encode.shards import Manifest, iter_shards, write_shard
     from lsr.models import load_encoder
@@ -198,7 +199,7 @@ def train_step_bench(
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
 ) -> None:
     """Mistral-SPLADE LoRA training step (random weights): step time, throughput, peak memory."""
-    from eval.bench.train_step import parse_sizes, run_bench
+    from lsr.eval.bench.train_step import parse_sizes, run_bench
 
     try:
         sizes = parse_sizes(sweep) if sweep else [batch_size]
@@ -242,7 +243,8 @@ def serve_bench(
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
 ) -> None:
     """QPS and p50/p99 latency of `lsr serve` on 127.0.0.1 per retriever, and a soak run watching its memory."""
-    from eval.bench.serve import machine, run_retriever, soak, start_server, stop_server
+    from lsr.eval.bench.serve import machine, run_retriever, soak, start_server, stop_server
+
     from lsr.data.beir import BeirDataset, read_queries
     from lsr.data.textio import TextSource
 
@@ -288,7 +290,7 @@ def serve_fairness_bench(
 ) -> None:
     """Small-Search p50/p99 on an idle `lsr serve`, and while a background client keeps the largest Encode and
     BatchSearch the server accepts running."""
-    from eval.bench.serve_fairness import run
+    from lsr.eval.bench.serve_fairness import run
 
     result = run(index, dataset, seconds, k, max_texts, max_chars, max_k, list(server_option or []))
     _report(result, output)
@@ -301,8 +303,8 @@ def serve_fairness_bench(
 )
 def gpu_bench(ctx: typer.Context) -> None:
     """GPU search kernels on a generated corpus against the card's bandwidth bound, and lsr's CPU kernel on the same
-    queries. Takes the arguments of `python -m eval.bench.gpu_search` (which runs on bare GPU machines without
+    queries. Takes the arguments of `python -m lsr.eval.bench.gpu_search` (which runs on bare GPU machines without
     typer): `lsr bench gpu --help` lists them."""
-    from eval.bench.gpu_search import main
+    from lsr.eval.bench.gpu_search import main
 
     main(ctx.args, prog="lsr bench gpu")

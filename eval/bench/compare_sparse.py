@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.eval.bench.search import recall_at
+from lsr.indexing.lucene.impact import ImpactSearcher, build_impact_index, quantise, token_names, write_json_vectors
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import Searcher
 from tqdm.auto import tqdm
-
-from eval.bench.search import recall_at
-from indexing.lucene.impact import ImpactSearcher, build_impact_index, quantise, token_names, write_json_vectors
-from indexing.sparse.build import build_index
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher
 
 
 def _folder_size(folder: Path) -> int:

@@ -1,18 +1,18 @@
 """What a document filter costs inside exact sparse search: unfiltered vs filtered single-query latency.
 
-Filters are tested inside the search kernels (:mod:`indexing.filters`); the server used to filter hits after
+Filters are tested inside the search kernels (:mod:`lsr.indexing.filters`); the server used to filter hits after
 search, widening the search 4x a round until k allowed hits were left, so a one-id filter cost about 100x an
 unfiltered search at 200k documents. This times one query at a time (one thread: a one-query search runs on one
 thread whatever ``NUMBA_NUM_THREADS``, which the command sets to 1 anyway so the index build does not compete)
 over an index of random vectors whose terms follow a Zipf law (a few terms in most documents, as in SPLADE
 vectors) or a profile fitted by ``lsr bench synthetic``. The filter cases: none; allow one random document;
 allow 1% and 10% of the documents (random); deny one document (the query's unfiltered best). For each query and
-repetition, new masks are built from document ids (:meth:`~indexing.sparse.format.SparseIndex.doc_numbers`,
-:func:`~indexing.filters.allow_mask`; timed apart), then the query is searched once per case, a different case
+repetition, new masks are built from document ids (:meth:`~lsr.indexing.sparse.format.SparseIndex.doc_numbers`,
+:func:`~lsr.indexing.filters.allow_mask`; timed apart), then the query is searched once per case, a different case
 first each repetition. Reported per case: median and p99 milliseconds per query over all queries and
 repetitions, and the median time to build the mask.
 
-    NUMBA_NUM_THREADS=1 python -m eval.bench.filtered --documents 200000 --queries 200 --repeats 5 \\
+    NUMBA_NUM_THREADS=1 python -m lsr.eval.bench.filtered --documents 200000 --queries 200 --repeats 5 \\
         --index runs/bench/filtered-200k --output runs/bench/filtered-200k.json
 """
 
@@ -28,12 +28,11 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-
-from eval.bench.synthetic import BANDS, QUANTILES, Profile, Side, generate_documents, generate_queries
-from indexing.filters import allow_mask
-from indexing.sparse.build import build_index
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher
+from lsr.eval.bench.synthetic import BANDS, QUANTILES, Profile, Side, generate_documents, generate_queries
+from lsr.indexing.filters import allow_mask
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import Searcher
 
 VOCAB = 30522  # BERT's, as SPLADE's
 
@@ -119,7 +118,7 @@ def bench_filtered(index: SparseIndex, queries: sp.csr_matrix, k: int = 10, repe
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m eval.bench.filtered", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lsr.eval.bench.filtered", description=__doc__)
     parser.add_argument("--documents", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)

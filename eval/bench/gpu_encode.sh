@@ -19,10 +19,10 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD
 python3 -c "import torch, transformers, sentence_transformers as st; print(torch.__version__, transformers.__version__, st.__version__, torch.cuda.get_device_name())"
 corpus=.carry/scifact-corpus.jsonl.gz
-python3 -m eval.bench.encode splade-random-base --model .carry/tok --corpus $corpus --docs 4000 --device cuda \
+python3 -m lsr.eval.bench.encode splade-random-base --model .carry/tok --corpus $corpus --docs 4000 --device cuda \
   --batch-size 64 --output "$OUT/splade-base-gpu-bf16.json"
-python3 -m eval.bench.encode splade-random-base --model .carry/tok --corpus $corpus --docs 2000 --device cuda \
+python3 -m lsr.eval.bench.encode splade-random-base --model .carry/tok --corpus $corpus --docs 2000 --device cuda \
   --dtype fp32 --batch-size 64 --output "$OUT/splade-base-gpu-fp32.json"
-python3 -m eval.bench.encode mistral-7b --model .carry/tok --corpus $corpus --docs 512 --batch-size 16 \
+python3 -m lsr.eval.bench.encode mistral-7b --model .carry/tok --corpus $corpus --docs 512 --batch-size 16 \
   --output "$OUT/mistral-splade-7b-gpu.json"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv"

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from eval.bench.synthetic import Profile, generate_documents, generate_queries
-from indexing.sparse.build import build_index
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher
-from indexing.sparse.tiles import TILE
+from lsr.eval.bench.synthetic import Profile, generate_documents, generate_queries
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import Searcher
+from lsr.indexing.sparse.tiles import TILE
 
 BYTES_PER_POSTING = 6
 TILE_BYTES_PER_POSTING = 4  # the tiled copy: 16-bit document offset + 16-bit weight code
@@ -43,9 +42,8 @@ def _breakdown(gpu, batch, k: int) -> dict[str, float]:  # noqa: ANN001
 
     For ``tiles`` scoring includes each tile's own top-k (the kernel's output is the tiles' candidates).
     """
+    from lsr.indexing.sparse.gpu import _select
     from numba import cuda
-
-    from indexing.sparse.gpu import _select
 
     tiles = gpu.strategy == "tiles"
     score_ms, select_ms = [], []
@@ -73,8 +71,7 @@ def measure(
 ) -> dict[str, Any]:
     """GPU time per query for each kernel and batch size against the bandwidth bound; CPU exact on the same queries."""
     import torch
-
-    from indexing.sparse.gpu import GpuSearcher
+    from lsr.indexing.sparse.gpu import GpuSearcher
 
     lengths = np.diff(np.asarray(index.offsets))
     postings = np.array(

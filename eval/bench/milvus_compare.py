@@ -6,7 +6,7 @@ lsr's hnswlib index (M 32, ef_construction 200, ef 256) against Milvus HNSW with
 against the exact cosine top-10. Reported: single-query p50/p99 latency and QPS (one query a call, as a
 server sees them), batch QPS (all queries in one call), recall@10, and build (export) time.
 
-Run: ``PYTHONPATH=. python -m eval.bench.milvus_compare [SHARED] [OUT.json]``.
+Run: ``PYTHONPATH=. python -m lsr.eval.bench.milvus_compare [SHARED] [OUT.json]``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsr.indexing import cache
+from lsr.indexing.dense import open_dense_index
+from lsr.indexing.dense.exact import exact_top_k
+from lsr.indexing.milvus import MilvusRetriever, export_milvus
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import Searcher
 
-from indexing import cache
-from indexing.dense import open_dense_index
-from indexing.dense.exact import exact_top_k
-from indexing.milvus import MilvusRetriever, export_milvus
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher
 from lsr.data.beir import BeirDataset
 from lsr.models import load_encoder
 

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import Searcher
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import Searcher
 
 
 def recall_at(reference: np.ndarray, found: np.ndarray, sizes: np.ndarray) -> float:

@@ -29,8 +29,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-
-from serve.client import Client
+from lsr.serve.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 

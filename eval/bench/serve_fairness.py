@@ -1,6 +1,6 @@
 """Server fairness under large requests: small-Search latency idle, and while the largest requests run.
 
-The server runs as a subprocess on 127.0.0.1 (:func:`eval.bench.serve.start_server`). First the largest
+The server runs as a subprocess on 127.0.0.1 (:func:`lsr.eval.bench.serve.start_server`). First the largest
 requests it accepts are found: an Encode of texts and a BatchSearch of queries (k = ``max_k``), each text
 ``max_chars`` characters of consecutive corpus documents, start at ``max_texts`` of them (the advertised
 shape limits) and their count is binary-searched down until the server answers. The same command thereby
@@ -26,10 +26,9 @@ from typing import Any
 
 import grpc
 import numpy as np
-
-from eval.bench.serve import closed_loop, machine, start_server, stop_server
-from serve.client import Client
-from serve.proto.lsr.v1 import lsr_pb2
+from lsr.eval.bench.serve import closed_loop, machine, start_server, stop_server
+from lsr.serve.client import Client
+from lsr.serve.proto.lsr.v1 import lsr_pb2
 
 TARGET_RATIO = 5.0
 CLIENT_MESSAGE_BYTES = 64 * 1024 * 1024  # the client accepts any reply the server is willing to send

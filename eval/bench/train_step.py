@@ -10,7 +10,7 @@ so timing depends on shapes only. ``--sweep`` measures several batch sizes (and,
 with ``--compare-checkpointing``, both checkpointing settings) with one model,
 recording out-of-memory per configuration instead of stopping.
 
-Runs without typer: ``python -m eval.bench.train_step --preset 7b --sweep 8,16,32``.
+Runs without typer: ``python -m lsr.eval.bench.train_step --preset 7b --sweep 8,16,32``.
 """
 
 from __future__ import annotations

@@ -13,5 +13,5 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # fewer fragmentation failures across sweep configurations
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv"
 python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__, torch.cuda.get_device_name())"
-timeout 540 python3 -m eval.bench.train_step --preset 7b --device cuda --sweep 8,16,32,64 --query-length 32 \
+timeout 540 python3 -m lsr.eval.bench.train_step --preset 7b --device cuda --sweep 8,16,32,64 --query-length 32 \
   --doc-length 256 --steps 5 --warmup-steps 2 --compare-checkpointing --output "$OUT/train-step-7b.json"

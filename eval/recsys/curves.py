@@ -1,6 +1,6 @@
 """Plot the test recall@20 curves of recommender runs kept in eval/recsys/results-*.json, against the target.
 
-python -m eval.recsys.curves eval/recsys/results-gowalla-s6.json eval/recsys/results-gowalla-s7.json \
+python -m lsr.eval.recsys.curves eval/recsys/results-gowalla-s6.json eval/recsys/results-gowalla-s7.json \
     eval/recsys/results-gowalla-s8.json \
     --epochs 1000 --output eval/recsys/gowalla-dsl-curves.png
 
@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from eval.recsys.table import label
+from lsr.eval.recsys.table import label
 
 
 def finished_rows(paths: list[Path], model: str, epochs: int) -> list[dict[str, Any]]:

@@ -99,7 +99,7 @@ fi
 
 shopt -s nullglob
 trained=("$OUT"/gowalla-*/metrics.json)  # model folders, not the .checkpoint folders beside them
-[ ${#trained[@]} -eq 0 ] || python -m eval.recsys.table "${trained[@]%/metrics.json}" | tee "$OUT/table.md"
+[ ${#trained[@]} -eq 0 ] || python -m lsr.eval.recsys.table "${trained[@]%/metrics.json}" | tee "$OUT/table.md"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "failed: ${failed[*]} (see $OUT/gowalla-ROW.log)" >&2
   exit 1

@@ -23,4 +23,4 @@ run --model lightgcn --density 0.2 --regrow accumulated --output-dir "$OUT/light
 run --model lightgcn --density 0.2 --regrow momentum --output-dir "$OUT/lightgcn-dsl0.2-momentum"
 run --model lightgcn --density 0.2 --regrow random --output-dir "$OUT/lightgcn-dsl0.2-random"
 run --model lightgcn --density 0.2 --static-mask --output-dir "$OUT/lightgcn-dsl0.2-static"
-python -m eval.recsys.table "$OUT"/*/
+python -m lsr.eval.recsys.table "$OUT"/*/

@@ -1,6 +1,6 @@
 """Markdown rows for eval/RESULTS.md from ``lsr recommend train`` output folders.
 
-python -m eval.recsys.table runs/recsys/ml-100k/*/
+python -m lsr.eval.recsys.table runs/recsys/ml-100k/*/
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :func:`build_dense_index` writes any backend from vector shards into a temporary
 folder renamed into place; :func:`open_dense_index` reads one back, checking its
-checksums and every structure a search follows (:mod:`indexing.dense.format`), and
+checksums and every structure a search follows (:mod:`lsr.indexing.dense.format`), and
 :func:`recall_at` says how close an approximate index's hits come to exact search's.
 """
 
@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from lsr.indexing.dense.base import DenseIndex, exact_top_k, normalise
+from lsr.indexing.dense.exact import ExactIndex
+from lsr.indexing.dense.faiss_index import FaissFlatIndex, FaissHnswIndex, FaissIvfIndex
+from lsr.indexing.dense.format import IDS, META, SIMILARITIES, DenseIndexError, DenseMeta, write_ids
+from lsr.indexing.dense.hnsw import HnswIndex
 
-from indexing.dense.base import DenseIndex, exact_top_k, normalise
-from indexing.dense.exact import ExactIndex
-from indexing.dense.faiss_index import FaissFlatIndex, FaissHnswIndex, FaissIvfIndex
-from indexing.dense.format import IDS, META, SIMILARITIES, DenseIndexError, DenseMeta, write_ids
-from indexing.dense.hnsw import HnswIndex
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 

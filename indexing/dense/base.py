@@ -1,6 +1,6 @@
 """What every dense index backend offers: build from vector shards, open, top-k search, filtered or not.
 
-Filters (``allow``, :mod:`indexing.filters`): each backend filters inside its own search (exact: excluded rows
+Filters (``allow``, :mod:`lsr.indexing.filters`): each backend filters inside its own search (exact: excluded rows
 scored minus infinity before the top k; hnswlib: its ``filter`` callback; faiss: an ``IDSelectorBitmap``), and a
 filter that allows few rows (:attr:`DenseIndex.scan_rows`) is answered by an exact scan of just those rows, from
 their stored vectors, whatever the backend: exact, and faster than a graph or list search that skips most of
@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-
-from indexing.dense.format import DenseIndexError, DenseMeta, read_ids
-from indexing.filters import DocNumbers, check_allow
-from indexing.hits import Hits
+from lsr.indexing.dense.format import DenseIndexError, DenseMeta, read_ids
+from lsr.indexing.filters import DocNumbers, check_allow
+from lsr.indexing.hits import Hits
 
 VectorShards = Callable[[], Iterable[np.ndarray]]
 """A function returning a fresh pass over the corpus vectors, shard by shard, in corpus order."""
@@ -67,7 +66,7 @@ class DenseIndex(ABC):
         """Top-``k`` rows and scores per query, queries normalised first if the model compares by cosine.
 
         ``allow``: a bool or uint8 mask of the index's rows, true where a row may be returned
-        (:func:`indexing.filters.allow_mask`); ``k`` is then at most the number of rows allowed, so a filter
+        (:func:`.filters.allow_mask`); ``k`` is then at most the number of rows allowed, so a filter
         that allows none gives no columns, not rows of -1.
         """
         unknown = set(params) - set(self.search_params)
@@ -95,7 +94,7 @@ class DenseIndex(ABC):
         return rows, scores
 
     def doc_numbers(self, ids: Iterable[str]) -> np.ndarray:
-        """The row of each id (int64), -1 for ids not in the index: the input of :func:`indexing.filters.allow_mask`.
+        """The row of each id (int64), -1 for ids not in the index: the input of :func:`.filters.allow_mask`.
         The lookup is built on first use."""
         if self._numbers is None:
             self._numbers = DocNumbers.of(self.ids)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from indexing.dense.base import DenseIndex, VectorShards, check_finite, exact_top_k
-from indexing.dense.format import DenseIndexError, DenseMeta
+from lsr.indexing.dense.base import DenseIndex, VectorShards, check_finite, exact_top_k
+from lsr.indexing.dense.format import DenseIndexError, DenseMeta
 
 VECTORS = "vectors.npy"
 

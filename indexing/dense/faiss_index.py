@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsr.indexing.dense.base import DenseIndex, VectorShards, check_finite
+from lsr.indexing.dense.format import DenseIndexError, DenseMeta
+from lsr.indexing.sparse.format import check_bounds, check_range
 
-from indexing.dense.base import DenseIndex, VectorShards, check_finite
-from indexing.dense.format import DenseIndexError, DenseMeta
-from indexing.sparse.format import check_bounds, check_range
 from lsr.errors import LsrError
 
 FILE = "faiss.index"

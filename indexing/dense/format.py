@@ -17,7 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from indexing.sparse.format import crc32_file, read_meta, write_meta
+from lsr.indexing.sparse.format import crc32_file, read_meta, write_meta
+
 from lsr.errors import LsrError
 
 FORMAT = "lsr-dense/1"

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import hnswlib
 import numpy as np
+from lsr.indexing.dense.base import DenseIndex, VectorShards, check_finite
+from lsr.indexing.dense.format import DenseIndexError, DenseMeta
+from lsr.indexing.sparse.format import check_range
 from numba import njit
-
-from indexing.dense.base import DenseIndex, VectorShards, check_finite
-from indexing.dense.format import DenseIndexError, DenseMeta
-from indexing.sparse.format import check_range
 
 GRAPH = "hnsw.bin"
 SEED = 100

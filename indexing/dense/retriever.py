@@ -11,12 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsr.indexing.cache import cached_index, encoded_corpus, entry, model_name
+from lsr.indexing.dense import (
+    BACKENDS,
+    DenseIndex,
+    build_dense_index,
+    exact_top_k,
+    normalise,
+    open_dense_index,
+    recall_at,
+)
+from lsr.indexing.dense.settings import DenseSettings
+from lsr.indexing.filters import filter_mask
+from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 
-from indexing.cache import cached_index, encoded_corpus, entry, model_name
-from indexing.dense import BACKENDS, DenseIndex, build_dense_index, exact_top_k, normalise, open_dense_index, recall_at
-from indexing.dense.settings import DenseSettings
-from indexing.filters import filter_mask
-from indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 from lsr.errors import LsrError
 from lsr.models import DenseEncoder, load_encoder
 

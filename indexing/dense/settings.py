@@ -19,11 +19,11 @@ class DenseSettings:
         return {name: self.options.get(name, value) for name, value in defaults.items()}
 
     def build(self) -> dict[str, int]:
-        from indexing.dense import BACKENDS
+        from lsr.indexing.dense import BACKENDS
 
         return self._pick(BACKENDS[self.backend].build_params)
 
     def search(self) -> dict[str, int]:
-        from indexing.dense import BACKENDS
+        from lsr.indexing.dense import BACKENDS
 
         return self._pick(BACKENDS[self.backend].search_params)

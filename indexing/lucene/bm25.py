@@ -17,9 +17,9 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+from lsr.indexing.lucene.jvm import lucene_search_module, start_jvm
 from tqdm.auto import tqdm
 
-from indexing.lucene.jvm import lucene_search_module, start_jvm
 from lsr.data.beir import BeirDataset, Document
 from lsr.errors import DataWarning, LsrError
 from lsr.fsutil import atomic_dir

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.indexing.lucene.jvm import lucene_search_module
 
-from indexing.lucene.jvm import lucene_search_module
 from lsr.fsutil import atomic_dir
 
 SCALE = 100

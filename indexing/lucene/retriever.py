@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsr.indexing.cache import entry
+from lsr.indexing.lucene import bm25
+from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 
-from indexing.cache import entry
-from indexing.lucene import bm25
-from indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 from lsr.errors import LsrError
 from lsr.fsutil import forcing
 from lsr.runs import ranked

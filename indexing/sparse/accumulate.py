@@ -1,4 +1,4 @@
-"""Posting loops shared by the CPU kernels (:mod:`indexing.sparse.search`, :mod:`indexing.sparse.dynamic`).
+"""Posting loops shared by the CPU kernels (:mod:`lsr.indexing.sparse.search`, :mod:`lsr.indexing.sparse.dynamic`).
 
 Each loop runs from 0 over slices of the posting arrays and reads document numbers as unsigned: Numba
 compiles a ``for p in range(start, end): scores[docs[p]] += ...`` loop over signed indices with a

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.indexing.sparse.format import ARRAYS, IndexMeta, crc32_file
 from numba import njit, prange
 from tqdm.auto import tqdm
 
-from indexing.sparse.format import ARRAYS, IndexMeta, crc32_file
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 

@@ -16,7 +16,7 @@ whose small contributions were not read.
 earlier and read fewer postings, at some cost in recall; a larger ``rerank``
 recovers recall for a little more work.
 
-The kernel follows the exact one's loop discipline (:mod:`indexing.sparse.accumulate`): where a round
+The kernel follows the exact one's loop discipline (:mod:`lsr.indexing.sparse.accumulate`): where a round
 stops in each list is found by binary search (contributions never increase along a list), so the posting
 loop runs from 0 over a slice, with unsigned document numbers and no test per posting; and the stopping
 test counts the scores above ``alpha x R`` (the k-th best is above it exactly when k of them are) instead
@@ -42,10 +42,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from lsr.indexing.sparse.accumulate import add_segment, add_segment_touched
+from lsr.indexing.sparse.topk import best_of, listed_is_cheaper, rerank_top, top_of_listed
 from numba import njit, prange
-
-from indexing.sparse.accumulate import add_segment, add_segment_touched
-from indexing.sparse.topk import best_of, listed_is_cheaper, rerank_top, top_of_listed
 
 
 @njit(inline="always")
@@ -107,7 +106,7 @@ def _search_dynamic_one(
 ) -> int:
     """Top ``k`` of one query by round-wise reading, early termination and exact rescoring; returns the hit count.
 
-    The arguments are :func:`indexing.sparse.search._search_one`'s, with ``alpha``. As there, a query whose
+    The arguments are :func:`lsr.indexing.sparse.search._search_one`'s, with ``alpha``. As there, a query whose
     terms hold many postings for the corpus size (a quarter of it or more) keeps no list of touched documents:
     the counts and the candidates then come from scans of the score array; and a filter's few allowed documents
     are scored alone, exactly, when that costs less than reading all the query's postings.
@@ -170,7 +169,7 @@ def search_dynamic_batch(
 ) -> None:
     """:func:`_search_dynamic_one` for every query row, in parallel threads with per-thread buffers.
 
-    The arguments are those of :func:`indexing.sparse.search._search_batch` with ``alpha`` for ``budget``.
+    The arguments are those of :func:`lsr.indexing.sparse.search._search_batch` with ``alpha`` for ``budget``.
     """
     for q in prange(len(indptr) - 1):
         thread = numba.get_thread_id()

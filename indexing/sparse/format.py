@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsr.indexing.filters import DocNumbers
 
-from indexing.filters import DocNumbers
 from lsr.errors import LsrError
 
 FORMAT = "lsr-index/1"
@@ -306,7 +306,7 @@ class SparseIndex:
 
     def doc_numbers(self, ids: Iterable[str]) -> np.ndarray:
         """The document number of each id (int64), -1 for ids not in the index: the input of
-        :func:`indexing.filters.allow_mask`. The lookup is built on first use (hashes of every id, 16 bytes each)."""
+        :func:`.filters.allow_mask`. The lookup is built on first use (hashes of every id, 16 bytes each)."""
         if self._numbers is None:
             self._numbers = DocNumbers(self._ids, self._id_offsets)
         return self._numbers.numbers(ids)

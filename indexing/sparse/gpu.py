@@ -1,7 +1,7 @@
 """Batch search on a GPU: CUDA kernels (numba.cuda) score a batch of queries against the whole index.
 
 Three strategies, same results. ``tiles`` (the default, exact search): one block per (query, tile of
-8,192 documents) of the tiled postings (:mod:`indexing.sparse.tiles`) adds the query's terms' segments
+8,192 documents) of the tiled postings (:mod:`lsr.indexing.sparse.tiles`) adds the query's terms' segments
 into the tile's scores in shared memory, term by term in query order, then keeps the tile's best ``k``
 (a threshold that ``k`` documents reach, then an exact ranking of the few above it); only those
 candidates reach global memory, and one ``topk`` over them per query finishes. It reads each query
@@ -16,7 +16,7 @@ Every selection orders by score descending, then document number ascending, the 
 all return the same documents (scores agree to float rounding). Without a GPU the same kernels run under
 Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), which is how the tests check them on CPU.
 
-Filters (``allow``, :mod:`indexing.filters`) go to the device as a byte per document: the tiles kernel zeroes
+Filters (``allow``, :mod:`lsr.indexing.filters`) go to the device as a byte per document: the tiles kernel zeroes
 the scores of excluded documents in shared memory before its selection, the dense-matrix kernels' score rows are
 zeroed there before the top-k. Zero, not minus infinity: every selection takes positive scores only as hits, and
 the device top-k's keys order non-negative float bits.
@@ -33,12 +33,11 @@ import scipy.sparse as sp
 if not hasattr(np, "row_stack"):  # numba-cuda (<= 0.30) overloads np.row_stack, which NumPy 2.4 removed
     np.row_stack = np.vstack
 
+from lsr.indexing.filters import check_allow
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.tiles import TILE, build_tiles
 from numba import cuda  # noqa: E402 - after the NumPy alias above
 from numba.core import config  # noqa: E402
-
-from indexing.filters import check_allow
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.tiles import TILE, build_tiles
 
 THREADS = 256
 POSTINGS_PER_BLOCK = 4 * THREADS
@@ -353,7 +352,7 @@ def _decoded(index: SparseIndex, codes: np.ndarray) -> np.ndarray:
 
 
 class GpuSearcher:
-    """Batch top-k on the GPU with the same interface and results as :class:`indexing.sparse.search.Searcher`.
+    """Batch top-k on the GPU with the same interface and results as :class:`lsr.indexing.sparse.search.Searcher`.
 
     ``tiles`` (the default) scores one tile of documents per block in shared memory and keeps each
     tile's best ``k``, so it writes no score matrix; above ``MAX_TILE_K`` it hands over to ``forward``
@@ -392,7 +391,7 @@ class GpuSearcher:
     def search(
         self, queries: sp.csr_matrix, k: int = 10, budget: int = 0, allow: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`indexing.sparse.search.Searcher.search`'s results, ``allow`` included (its mask is uploaded once
+        """:meth:`lsr.indexing.sparse.search.Searcher.search`'s results, ``allow`` included (its mask is uploaded once
         per call, a byte per document)."""
         queries = sp.csr_matrix(queries, dtype=np.float32)
         if queries.shape[1] != self.index.meta.vocab_size:

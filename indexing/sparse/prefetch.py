@@ -1,7 +1,7 @@
 """A software prefetch hint for Numba kernels (LLVM's ``llvm.prefetch``: ``prefetcht0`` on x86).
 
 It never changes a result: it only asks the cache to start fetching a line the kernel will read soon.
-The tiled CPU kernel (:mod:`indexing.sparse.search`) reads thousands of short posting segments per
+The tiled CPU kernel (:mod:`lsr.indexing.sparse.search`) reads thousands of short posting segments per
 query; the hardware prefetcher only catches each one after its first misses, so the kernel hints the
 next segment's first lines while it adds the current one.
 """

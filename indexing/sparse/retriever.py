@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.indexing.cache import cached_index, encoded_corpus, entry, model_name
+from lsr.indexing.filters import filter_mask
+from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import hits
 
-from indexing.cache import cached_index, encoded_corpus, entry, model_name
-from indexing.filters import filter_mask
-from indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.search import hits
 from lsr.errors import LsrError
 from lsr.models import SparseEncoder, load_encoder
 
@@ -40,20 +40,19 @@ class Pruning:
 
 
 class SparseSearcher:
-    """Sparse query vectors to :class:`~indexing.retrieval.Hits` over one index, on the CPU or the GPU."""
+    """Sparse query vectors to :class:`~lsr.indexing.retrieval.Hits` over one index, on the CPU or the GPU."""
 
     def __init__(self, index: SparseIndex, device: str = "cpu", pruning: Pruning = Pruning()) -> None:
         self.index, self.pruning, self.device = index, pruning, device
         if device == "cpu":
-            from indexing.sparse.search import Searcher
+            from lsr.indexing.sparse.search import Searcher
 
             if pruning.alpha is not None and (pruning.alpha <= 0 or pruning.budget):
                 raise LsrError("--approximate takes an alpha in (0, 1] and does not combine with --budget")
             self.kernel: Any = Searcher(index)
         elif device == "cuda":
+            from lsr.indexing.sparse.gpu import STRATEGIES, GpuSearcher
             from numba import cuda
-
-            from indexing.sparse.gpu import STRATEGIES, GpuSearcher
 
             if not cuda.is_available():
                 raise LsrError("--device cuda: no CUDA GPU is visible")
@@ -114,7 +113,8 @@ class SparseRetriever(Retriever):
         folder = entry(corpus.cache, "index", corpus.dataset, name, "sparse-float16")
 
         def build(out: Path) -> None:
-            from indexing.sparse.build import build_index
+            from lsr.indexing.sparse.build import build_index
+
             from lsr.encode.shards import iter_shards
 
             build_index(lambda: iter_shards(vectors), out, name, encoder.kind)

@@ -7,9 +7,9 @@ the reset afterwards cost only what was touched; when it reads many (a quarter
 of the corpus size or more), that bookkeeping costs more than one scan of the
 score array, so the kernel accumulates without it and scans (1.6x faster on the
 200k-document synthetic benchmark). By default (``Searcher(tiled=True)``) it does so tile by tile over the
-tiled postings (:mod:`indexing.sparse.tiles`, built on the first such query, 4 bytes per posting in memory),
+tiled postings (:mod:`.tiles`, built on the first such query, 4 bytes per posting in memory),
 so the scores being added to stay in L2 and each posting reads 4 bytes instead of 6. Tiles are
-:data:`~indexing.sparse.tiles.CPU_TILE` (65,536) documents, not the GPU's 8,192: a query reads one
+:data:`~lsr.indexing.sparse.tiles.CPU_TILE` (65,536) documents, not the GPU's 8,192: a query reads one
 (tile, term) segment per tile and term, and each short segment starts with cache misses (hidden in part
 by prefetching the next one). Results are bit-identical to ``tiled=False`` (the same additions in the same
 order). Untiled, each posting's loop is indexed from 0 over slices so the compiler drops the
@@ -26,8 +26,8 @@ first ``budget`` postings of each term keeps each term's largest contributions;
 ``rerank`` then rescores the pruned search's best candidates exactly from the
 forward index, which recovers most of the recall that pruning loses.
 
-Filters (``allow``, :mod:`indexing.filters`) are tested at top-k selection in every path (tiled, untiled,
-pruned, reranked, dynamic; :mod:`indexing.sparse.topk`), so a filtered search does the unfiltered one's work and
+Filters (``allow``, :mod:`lsr.indexing.filters`) are tested at top-k selection in every path (tiled, untiled,
+pruned, reranked, dynamic; :mod:`lsr.indexing.sparse.topk`), so a filtered search does the unfiltered one's work and
 returns exactly the top k of the allowed documents, with the same scores. A filter that allows few documents
 (:data:`LISTED_SHARE`) also lists them, and a query whose postings would cost more to read than scoring the
 listed documents alone scores just those (same scores again). At 200k random documents, one query on one thread
@@ -40,16 +40,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 import scipy.sparse as sp
+from lsr.indexing.filters import check_allow
+from lsr.indexing.hits import Hits
+from lsr.indexing.sparse.accumulate import add_segment, add_segment_touched
+from lsr.indexing.sparse.dynamic import search_dynamic_batch
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.prefetch import prefetch
+from lsr.indexing.sparse.tiles import CPU_TILE, MAX_TILE, Tiles, build_tiles
+from lsr.indexing.sparse.topk import best_of, listed_is_cheaper, offer_block, rank, rerank_top, top_of_listed
 from numba import njit, prange
-
-from indexing.filters import check_allow
-from indexing.hits import Hits
-from indexing.sparse.accumulate import add_segment, add_segment_touched
-from indexing.sparse.dynamic import search_dynamic_batch
-from indexing.sparse.format import SparseIndex
-from indexing.sparse.prefetch import prefetch
-from indexing.sparse.tiles import CPU_TILE, MAX_TILE, Tiles, build_tiles
-from indexing.sparse.topk import best_of, listed_is_cheaper, offer_block, rank, rerank_top, top_of_listed
 
 
 @njit(nogil=True, cache=True)
@@ -74,7 +73,7 @@ def _search_one(
     rescored exactly from the forward index before the final top ``k`` is taken. ``postings`` is
     ``(offsets, docs, codes, table)``, ``forward`` the document-major copy ``(indptr, terms, codes)``;
     ``work`` is the thread's ``(scores, touched, dense query)`` buffers, ``candidates`` the rerank buffers,
-    ``tiles`` the tiled copy ``(offsets, docs, codes, tile size)`` (:mod:`indexing.sparse.tiles`; empty when not built).
+    ``tiles`` the tiled copy ``(offsets, docs, codes, tile size)`` (:mod:`.tiles`; empty when not built).
     ``filters`` is ``(allow, listed)``: the mask of documents that may be returned (empty: all) and, when they are
     few, their numbers (else empty).
     """
@@ -218,7 +217,7 @@ _NO_TILES = {
 _NO_MASK = np.zeros(0, bool)  # the kernels' "no filter"
 _NOT_LISTED = np.zeros(0, np.int32)  # the kernels' "too many allowed documents to list"
 LISTED_SHARE = 16
-"""A filter's allowed documents are listed for :func:`~indexing.sparse.topk.top_of_listed` when they are at most
+"""A filter's allowed documents are listed for :func:`~lsr.indexing.sparse.topk.top_of_listed` when they are at most
 this fraction of the corpus: more would only pay off for a query reading a quarter of the index's postings."""
 
 
@@ -228,7 +227,7 @@ class Searcher:
     def __init__(
         self, index: SparseIndex, threads: int | None = None, tiled: bool = True, tile: int = CPU_TILE
     ) -> None:
-        """``tiled``: exact queries that read many postings use the tiled copy (:mod:`indexing.sparse.tiles`, ``tile``
+        """``tiled``: exact queries that read many postings use the tiled copy (:mod:`.tiles`, ``tile``
         documents per tile), built on the first such query; it costs 4 bytes per posting of memory (0.9 GB at 1M
         documents) and a few seconds, and returns the same results, bit for bit, as ``tiled=False``.
         """
@@ -257,10 +256,10 @@ class Searcher:
 
         ``budget`` > 0 reads at most that many postings per term (pruned search); 0 is exact.
         ``rerank`` > 0 rescores that many of the pruned search's best documents exactly.
-        ``alpha`` in (0, 1] switches to dynamic pruning (:mod:`indexing.sparse.dynamic`), rescoring the
+        ``alpha`` in (0, 1] switches to dynamic pruning (:mod:`lsr.indexing.sparse.dynamic`), rescoring the
         ``rerank`` best candidates (at least ``k``): smaller ``alpha`` reads fewer postings, losing some recall.
         ``allow``: a bool or uint8 mask of ``index.num_docs`` documents, true where a document may be returned
-        (:func:`indexing.filters.allow_mask`); exact search then returns the exact top ``k`` of those documents.
+        (:func:`.filters.allow_mask`); exact search then returns the exact top ``k`` of those documents.
         """
         if rerank and rerank < k:
             raise ValueError(f"rerank ({rerank}) must be at least k ({k})")
@@ -309,7 +308,7 @@ class Searcher:
         return out_docs, out_scores, sizes
 
     def _filters(self, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """The kernels' ``(allow, listed)`` for a checked mask (:func:`indexing.filters.check_allow`); None when the
+        """The kernels' ``(allow, listed)`` for a checked mask (:func:`lsr.indexing.filters.check_allow`); None when the
         mask allows nothing, so that no kernel runs."""
         if mask is None:
             return _NO_MASK, _NOT_LISTED

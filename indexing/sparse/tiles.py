@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from lsr.indexing.sparse.format import SparseIndex
 from numba import njit, prange
-
-from indexing.sparse.format import SparseIndex
 
 TILE = 8192  # documents per tile: 32 KB of float32 scores, within L1 and a GPU block's 48 KB of shared memory
 CPU_TILE = 1 << 16  # the CPU kernel's: 256 KB of scores stay in L2, and a query has 8x fewer segments than at TILE

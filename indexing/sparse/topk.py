@@ -2,10 +2,10 @@
 score array (:func:`best_of`), exact rescoring of the best candidates of a pruned accumulation from the
 forward index (:func:`rerank_top`), and the top k of a short list of documents scored alone (:func:`top_of_listed`).
 
-Ties are broken by the lower document number, the rule :func:`indexing.sparse.search.brute_force` uses,
+Ties are broken by the lower document number, the rule :func:`lsr.indexing.sparse.search.brute_force` uses,
 so every kernel returns the same list for the same scores.
 
-Filters (:mod:`indexing.filters`) are tested here, at selection: ``allow`` is a bool mask of the documents a
+Filters (:mod:`lsr.indexing.filters`) are tested here, at selection: ``allow`` is a bool mask of the documents a
 search may return, empty for no filter. Accumulation adds every posting whatever the filter (testing a mask per
 posting would cost a scattered read each), and a document the mask excludes is never offered to the heap, so the
 result is exactly the top k of the allowed documents, for a second look at the few blocks of scores that pass

@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from indexing.cache import cache_root
 from lsr.data.beir import BeirDataset
 from lsr.data.qrels import write_qrels
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
+from lsr.indexing.cache import cache_root
 from lsr.train.data import EXAMPLES_FILE
 from lsr.train.examples import build_examples, write_examples
 from lsr.train.pseudo import PSEUDO_SPLIT, pseudo_queries

@@ -1,6 +1,6 @@
 """The teacher ensemble: several retrievers of different kinds score each query's candidates.
 
-Teachers are retrievers by their registered name (:mod:`indexing.retrieval`): ``bm25`` (Lucene), ``dense`` (a
+Teachers are retrievers by their registered name (:mod:`lsr.indexing.retrieval`): ``bm25`` (Lucene), ``dense`` (a
 sentence-transformers bi-encoder, all-MiniLM-L6-v2 by default, searched exactly) and ``sparse`` (a SPLADE model),
 or any other registered one. Each retrieves its top ``depth`` documents for every query through the same cached
 retrievers ``lsr eval run`` opens (so a corpus is encoded once for evaluation and teaching); a
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from indexing.dense.settings import DenseSettings
-from indexing.retrieval import Corpus, RetrieverOptions, check_names, open_retriever
 from lsr.data.beir import BeirDataset
 from lsr.defaults import DEFAULT_DENSE
 from lsr.errors import LsrError
+from lsr.indexing.dense.settings import DenseSettings
+from lsr.indexing.retrieval import Corpus, RetrieverOptions, check_names, open_retriever
 from lsr.runs import Run
 from lsr.train.losses import combine_teachers
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from serve.proto.lsr.v1 import lsr_pb2 as serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2
+from lsr.serve.proto.lsr.v1 import lsr_pb2 as lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in serve/proto/lsr/v1/lsr_pb2_grpc.py depends on'
+        + ' but the generated code in lsr/serve/proto/lsr/v1/lsr_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,23 +36,23 @@ class RetrievalStub:
         """
         self.Search = channel.unary_unary(
                 '/lsr.v1.Retrieval/Search',
-                request_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchRequest.SerializeToString,
-                response_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchResponse.FromString,
+                request_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchRequest.SerializeToString,
+                response_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchResponse.FromString,
                 _registered_method=True)
         self.BatchSearch = channel.unary_unary(
                 '/lsr.v1.Retrieval/BatchSearch',
-                request_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchRequest.SerializeToString,
-                response_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchResponse.FromString,
+                request_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchRequest.SerializeToString,
+                response_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchResponse.FromString,
                 _registered_method=True)
         self.Encode = channel.unary_unary(
                 '/lsr.v1.Retrieval/Encode',
-                request_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeRequest.SerializeToString,
-                response_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeResponse.FromString,
+                request_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeRequest.SerializeToString,
+                response_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeResponse.FromString,
                 _registered_method=True)
         self.Stats = channel.unary_unary(
                 '/lsr.v1.Retrieval/Stats',
-                request_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsRequest.SerializeToString,
-                response_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsResponse.FromString,
+                request_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsRequest.SerializeToString,
+                response_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsResponse.FromString,
                 _registered_method=True)
 
 
@@ -88,23 +88,23 @@ def add_RetrievalServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
-                    request_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchRequest.FromString,
-                    response_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchResponse.SerializeToString,
+                    request_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchRequest.FromString,
+                    response_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchResponse.SerializeToString,
             ),
             'BatchSearch': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchSearch,
-                    request_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchRequest.FromString,
-                    response_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchResponse.SerializeToString,
+                    request_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchRequest.FromString,
+                    response_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchResponse.SerializeToString,
             ),
             'Encode': grpc.unary_unary_rpc_method_handler(
                     servicer.Encode,
-                    request_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeRequest.FromString,
-                    response_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeResponse.SerializeToString,
+                    request_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeRequest.FromString,
+                    response_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeResponse.SerializeToString,
             ),
             'Stats': grpc.unary_unary_rpc_method_handler(
                     servicer.Stats,
-                    request_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsRequest.FromString,
-                    response_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsResponse.SerializeToString,
+                    request_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsRequest.FromString,
+                    response_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,8 +132,8 @@ class Retrieval:
             request,
             target,
             '/lsr.v1.Retrieval/Search',
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchRequest.SerializeToString,
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchResponse.FromString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchRequest.SerializeToString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -159,8 +159,8 @@ class Retrieval:
             request,
             target,
             '/lsr.v1.Retrieval/BatchSearch',
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchRequest.SerializeToString,
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchResponse.FromString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchRequest.SerializeToString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.BatchSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -186,8 +186,8 @@ class Retrieval:
             request,
             target,
             '/lsr.v1.Retrieval/Encode',
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeRequest.SerializeToString,
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeResponse.FromString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeRequest.SerializeToString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.EncodeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -213,8 +213,8 @@ class Retrieval:
             request,
             target,
             '/lsr.v1.Retrieval/Stats',
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsRequest.SerializeToString,
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsResponse.FromString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsRequest.SerializeToString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -237,8 +237,8 @@ class RecommendationStub:
         """
         self.Recommend = channel.unary_unary(
                 '/lsr.v1.Recommendation/Recommend',
-                request_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendRequest.SerializeToString,
-                response_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendResponse.FromString,
+                request_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendRequest.SerializeToString,
+                response_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendResponse.FromString,
                 _registered_method=True)
 
 
@@ -256,8 +256,8 @@ def add_RecommendationServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Recommend': grpc.unary_unary_rpc_method_handler(
                     servicer.Recommend,
-                    request_deserializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendRequest.FromString,
-                    response_serializer=serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendResponse.SerializeToString,
+                    request_deserializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendRequest.FromString,
+                    response_serializer=lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -285,8 +285,8 @@ class Recommendation:
             request,
             target,
             '/lsr.v1.Recommendation/Recommend',
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendRequest.SerializeToString,
-            serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendResponse.FromString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendRequest.SerializeToString,
+            lsr_dot_serve_dot_proto_dot_lsr_dot_v1_dot_lsr__pb2.RecommendResponse.FromString,
             options,
             channel_credentials,
             insecure,

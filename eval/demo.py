@@ -35,7 +35,8 @@ def demo(
     show: Annotated[int, typer.Option(min=0, help="How many queries to show with their top hits.")] = 3,
 ) -> None:
     """Run the whole pipeline on a small corpus: encode, index, search, fuse, show hits, evaluate."""
-    from eval.pipeline import RunSpec, run_pipeline
+    from lsr.eval.pipeline import RunSpec, run_pipeline
+
     from lsr.data.beir import BeirDataset
     from lsr.defaults import DEFAULT_SPARSE  # imports torch: kept out of `lsr --help`
 
