@@ -31,15 +31,7 @@ COLLECTIONS = {"flat": "BeirFlatCollection", "multifield": "BeirMultifieldCollec
 
 
 def _fingerprint(dataset: BeirDataset, convention: str) -> dict[str, object]:
-    src = dataset.corpus_source
-    stat = src.path.stat()
-    return {
-        "corpus": str(src.path.resolve()),
-        "member": src.member,
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "convention": convention,
-    }
+    return {**dataset.corpus_source.fingerprint(), "convention": convention}
 
 
 def _indexed_text(doc: Document, convention: str) -> str:
