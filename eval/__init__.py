@@ -1,1 +1,1 @@
-"""Evaluation: TREC run files, trec_eval-exact metrics, BEIR and recsys runs, benchmarks and results."""
+"""Evaluation (installed as ``lsr.eval``): BEIR pipelines, the demo, run comparisons, recsys tables, benchmarks."""

@@ -1,4 +1,4 @@
-"""``lsr eval``: baselines and scoring of run files on BEIR splits."""
+"""``lsr eval``: BM25 baselines, any retriever or hybrid on BEIR splits, scoring and comparing run files."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Training objectives for learned sparse encoders: ranking losses, distillation and sparsity regularisers."""
+"""Training sparse encoders: losses, teacher ensembles, the trainer, MLM warm-up and label-free adaptation."""
