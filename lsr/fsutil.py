@@ -368,9 +368,10 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         target.parent.mkdir(parents=True, exist_ok=True)
         _reclaim_files(target)
         fd, name = tempfile.mkstemp(prefix=f"{_sibling(target, _TMP)}.{os.getpid()}.", dir=target.parent)
+        os.close(fd)
         tmp = Path(name)
-        try:
-            with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+        try:  # opened by name, so handle.name is the path (hnswlib and others write to it by name)
+            with open(tmp, mode, encoding=None if "b" in mode else encoding) as handle:
                 yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
