@@ -29,9 +29,9 @@ small request behind it would wait (head-of-line blocking). Four rules prevent t
 - **an express lane**: a slice cannot be interrupted, so even after the rules above a small item may wait
   for the one large item being run (a long query at k = 1000). Given ``express`` (the batch function of a
   second copy of the kernel), items of requests costing at most ``express_cost`` go to a second worker of
-  their own, and large ones never delay them. When that lane is idle, the caller runs its item itself:
-  handing it to the worker and the result back costs two thread wake-ups, which on a busy machine are most
-  of a small search's time.
+  their own, and large ones never delay them. When that lane is idle and no other caller is active, the
+  caller runs its item itself: handing it to the worker and the result back costs two thread wake-ups,
+  which on a busy machine are most of a small search's time.
 
 Items carry an optional deadline (``time.monotonic()`` seconds): one that has passed, or whose
 caller gave up (cancelled the future), is dropped before its batch runs, so a backlog of abandoned
@@ -168,8 +168,10 @@ class MicroBatcher(Generic[T, R]):
             state = lane.groups.setdefault(key, [lane.virtual, 0])
             start = max(lane.virtual, state[0])
             entry = _Entry(start, next(self._seq), cost, key, item, deadline, future)
+            # run it here if the lane is idle and (given callers) no other caller may join a batch, the window's rule
+            alone = self.callers is None or not self._joinable(lane, 1)
+            inline = small and alone and not lane.running and not lane.heap
             lane.pending += 1
-            inline = small and not lane.running and not lane.heap
             if inline:
                 lane.running = True
                 if not state[1]:

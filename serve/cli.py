@@ -75,8 +75,8 @@ def serve(
     # default), and a small search needs the lock several times on its way through: a shorter interval bounds
     # what each of those waits costs it, for a little throughput.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    # Batches of texts are tokenized on one core, as searches are (lsr.serve.engine): the other stays free for the
-    # small searches of the express lane.
+    # A batch of texts is tokenized on one core, not all of them, so that large Encode calls leave cores to
+    # searches, the express lane's among them (lsr.serve.engine keeps one core from the main searcher likewise).
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if token is None and os.environ.get("LSR_TOKEN") == "":
         token = ""  # click reads an empty variable as unset: kept empty, check_options refuses it

@@ -217,7 +217,7 @@ def closing() -> Iterator[list[MicroBatcher]]:
     batchers: list[MicroBatcher] = []
     yield batchers
     for batcher in batchers:
-        batcher.close()
+        batcher.close(timeout=5)  # a failed test may leave a worker held
 
 
 def test_slices_are_sized_by_measured_throughput(closing: list[MicroBatcher]) -> None:
