@@ -203,8 +203,10 @@ class Worker:
         self.threads: list[str] = []
         self.release = threading.Event()
         self.release.set()
+        self.entered = threading.Event()  # set once a batch has reached the function (then maybe waits to run)
 
     def __call__(self, items: list[float]) -> list[float]:
+        self.entered.set()
         self.release.wait()
         self.batches.append(list(items))
         self.threads.append(threading.current_thread().name)
@@ -253,6 +255,7 @@ def test_the_express_lane_serves_small_calls_while_the_main_worker_is_busy(closi
     closing.append(batcher)
     main.release.clear()
     large = batcher.submit(50.0, cost=50.0)
+    assert main.entered.wait(5)  # the large batch is taken (and stuck): a later item cannot join it
     assert batcher.submit(1.0, cost=1.0).result(5) == 1.0  # the main worker is stuck; the small call is not
     assert express.threads == [threading.current_thread().name]  # an idle express lane runs in the caller
     big_request_item = batcher.submit(2.0, cost=2.0, request_cost=500.0)  # a small item of a large request
