@@ -126,9 +126,9 @@ class Engine:
     def __init__(self, config: EngineConfig) -> None:
         from lsr.indexing.fusion import METHODS
         from lsr.indexing.sparse.format import SparseIndex
+        from lsr.indexing.sparse.retriever import sparse_encoder
 
         from lsr.errors import LsrError
-        from lsr.models import SparseEncoder, load_encoder
 
         if config.fusion not in METHODS:
             raise LsrError(f"unknown fusion {config.fusion!r}; choose one of {', '.join(METHODS)}")
@@ -137,14 +137,7 @@ class Engine:
         self.started = time.monotonic()
         self.index = SparseIndex.open(config.index, verify=config.verify)
         self.model = config.model or self.index.meta.model
-        encoder = load_encoder(self.model, device=config.encode_device)
-        if not isinstance(encoder, SparseEncoder):
-            raise LsrError(f"{self.model} is not a sparse encoder; the sparse index needs its sparse model")
-        if len(encoder.vocabulary) != self.index.meta.vocab_size:
-            raise LsrError(
-                f"{self.model} has {len(encoder.vocabulary)} terms, the index {self.index.meta.vocab_size}: "
-                "not the index's model"
-            )
+        encoder = sparse_encoder(self.model, self.index.meta.vocab_size, config.encode_device)
         self.encoder = encoder
         self._encode_lock = threading.Lock()  # the sparse encoder serves three workers (see _encode_sparse)
         self._lock_shared = not _thread_safe(encoder)
@@ -206,34 +199,23 @@ class Engine:
             batcher.calibrate([item], [cost])
 
     def _searcher(self, device: str):  # noqa: ANN202 - Searcher or GpuSearcher
-        from lsr.indexing.sparse.search import Searcher
+        """The main kernel, chosen where ``lsr search`` and the retrievers choose theirs; on the CPU it leaves the
+        express lane a core."""
+        import numba
+        from lsr.indexing.sparse.retriever import SparseSearcher
 
-        from lsr.errors import LsrError
-
-        if device == "cpu":
-            import numba
-
-            return Searcher(self.index, threads=max(numba.get_num_threads() - (self.express is not None), 1))
-        if device == "cuda":
-            from lsr.indexing.sparse.gpu import GpuSearcher
-            from numba import cuda
-
-            if not cuda.is_available():
-                raise LsrError("--device cuda: no CUDA GPU is visible")
-            return GpuSearcher(self.index)
-        raise LsrError(f"--device must be cpu or cuda, not {device!r}")
+        threads = max(numba.get_num_threads() - (self.express is not None), 1)
+        return SparseSearcher(self.index, device, threads=threads).kernel
 
     def _open_dense(self, config: EngineConfig) -> None:
         from lsr.indexing.dense import open_dense_index
+        from lsr.indexing.dense.retriever import dense_encoder
 
         from lsr.errors import LsrError
-        from lsr.models import DenseEncoder, load_encoder
 
         self.dense_index = open_dense_index(config.dense_index, verify=config.verify)
         name = config.dense_model or self.dense_index.meta.model
-        encoder = load_encoder(name, device=config.encode_device)
-        if not isinstance(encoder, DenseEncoder):
-            raise LsrError(f"{name} is not a dense encoder; the dense index needs its dense model")
+        encoder = dense_encoder(name, config.encode_device)
         if encoder.dimension != self.dense_index.meta.dimension:
             held = self.dense_index.meta.dimension
             raise LsrError(f"{name} makes {encoder.dimension}-d vectors, the dense index holds {held}-d")

@@ -42,14 +42,17 @@ class Pruning:
 class SparseSearcher:
     """Sparse query vectors to :class:`~lsr.indexing.retrieval.Hits` over one index, on the CPU or the GPU."""
 
-    def __init__(self, index: SparseIndex, device: str = "cpu", pruning: Pruning = Pruning()) -> None:
+    def __init__(
+        self, index: SparseIndex, device: str = "cpu", pruning: Pruning = Pruning(), threads: int | None = None
+    ) -> None:
+        """``threads``: CPU threads of one search (default: all of Numba's)."""
         self.index, self.pruning, self.device = index, pruning, device
         if device == "cpu":
             from lsr.indexing.sparse.search import Searcher
 
             if pruning.alpha is not None and (pruning.alpha <= 0 or pruning.budget):
                 raise LsrError("--approximate takes an alpha in (0, 1] and does not combine with --budget")
-            self.kernel: Any = Searcher(index)
+            self.kernel: Any = Searcher(index, threads=threads)
         elif device == "cuda":
             from lsr.indexing.sparse.gpu import STRATEGIES, GpuSearcher
             from numba import cuda
