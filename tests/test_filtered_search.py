@@ -3,14 +3,12 @@ allowed documents, as brute force over those documents alone does, with the scor
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from gpu_support import run_gpu_check
 from lsr.indexing.dense import build_dense_index, exact_top_k, normalise, open_dense_index, recall_at
 from lsr.indexing.filters import UNKNOWN, DocNumbers, allow_mask, check_allow
 from lsr.indexing.sparse.build import build_index
@@ -231,27 +229,13 @@ print("agree")
 def test_gpu_kernels_filter_as_the_cpu_kernel(tmp_path: Path, mode: str) -> None:
     """Every GPU strategy applies the mask on the device and returns the CPU kernel's documents (run in a
     subprocess: the simulator is chosen by an environment variable read at import)."""
-    if mode == "gpu":
-        from numba import cuda
-
-        if not cuda.is_available():
-            pytest.skip("no GPU")
     matrix = sp.random(300, 50, density=0.1, random_state=0, format="csr", dtype=np.float32)
     matrix[11] = matrix[3]
     matrix = sp.csr_matrix(matrix)
     build_index(lambda: [([f"d{i}" for i in range(300)], matrix)], tmp_path / "idx", "m", "splade")
     queries = sp.vstack([sp.random(5, 50, density=0.2, random_state=1, format="csr", dtype=np.float32), matrix[3]])
     sp.save_npz(tmp_path / "q.npz", sp.csr_matrix(queries))
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1" if mode == "simulator" else "0")
-    result = subprocess.run(
-        [sys.executable, "-c", GPU_CHECK, str(tmp_path / "idx"), str(tmp_path / "q.npz")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert result.returncode == 0 and "agree" in result.stdout, result.stderr[-3000:]
+    run_gpu_check(GPU_CHECK, [str(tmp_path / "idx"), str(tmp_path / "q.npz")], mode)
 
 
 RNG = np.random.default_rng(11)

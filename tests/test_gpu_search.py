@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from gpu_support import run_gpu_check
 from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import Searcher, brute_force
@@ -57,21 +55,7 @@ def _check(index: Path, queries: Path, mode: str, cases: int) -> None:
     The tiles kernel is checked against the CPU kernel, uncapped and with a register cap, then the first
     ``cases`` of the other kernels' cases; with any of those, also ``k = 20`` (handed over to ``forward``).
     """
-    if mode == "gpu":
-        from numba import cuda
-
-        if not cuda.is_available():
-            pytest.skip("no GPU")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1" if mode == "simulator" else "0")
-    result = subprocess.run(
-        [sys.executable, "-c", CHECK, str(index), str(queries), str(cases)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert result.returncode == 0 and "agree" in result.stdout, result.stderr[-3000:]
+    run_gpu_check(CHECK, [str(index), str(queries), str(cases)], mode)
 
 
 @pytest.mark.parametrize("mode", ["simulator", "gpu"])
