@@ -1,0 +1,108 @@
+"""One interface for every engine the speed benchmark compares, lsr's own and the field's.
+
+Why: a fair comparison feeds every engine the identical postings and queries and asks
+each the same question. Every engine here indexes one :class:`Vectors` (integer
+impacts, the quantisation Anserini uses for SPLADE: weight x 100, rounded) and answers
+one query at a time with document row numbers and scores, best first. The harness
+(`lsr.eval.bench.engines.harness`) owns timing, repetitions and recall; engines only
+build and search. An engine that can time itself without the Python call in the
+measured region (Lucene inside the JVM) overrides :meth:`Engine.latencies`.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """Rows of integer impacts (stored as float32) over a shared vocabulary; row ``i`` is ``ids[i]``."""
+
+    ids: list[str]
+    matrix: sp.csr_matrix
+
+    def row(self, number: int) -> tuple[np.ndarray, np.ndarray]:
+        """Term ids (int32) and impacts (float32) of one row."""
+        start, end = self.matrix.indptr[number], self.matrix.indptr[number + 1]
+        return self.matrix.indices[start:end].astype(np.int32), self.matrix.data[start:end].astype(np.float32)
+
+    def __len__(self) -> int:
+        return self.matrix.shape[0]
+
+
+@dataclass(frozen=True)
+class Built:
+    """What building cost: wall seconds, bytes on disk (or in memory where the engine keeps none on disk)."""
+
+    seconds: float
+    index_bytes: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One query's top k: document row numbers and scores, best first, no padding."""
+
+    rows: np.ndarray  # int64
+    scores: np.ndarray  # float32
+
+
+class Engine(ABC):
+    """An engine under one setting. ``exact`` engines must return lsr's exact top-k scores."""
+
+    system: ClassVar[str]
+    exact: ClassVar[bool]
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings
+
+    @property
+    def label(self) -> str:
+        """``system`` plus its settings, as the results table shows it."""
+        extra = " ".join(f"{key}={value}" for key, value in sorted(self.settings.items()))
+        return f"{self.system} {extra}".strip()
+
+    @abstractmethod
+    def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:
+        """Index ``docs`` under ``workdir`` (a fresh folder the engine owns)."""
+
+    @abstractmethod
+    def search(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Answer:
+        """The top ``k`` of one query, single-threaded."""
+
+    def search_batch(self, queries: Vectors, k: int, threads: int) -> list[Answer]:
+        """All queries with ``threads`` threads; engines with a native parallel batch override this."""
+        return [self.search(*queries.row(i), k) for i in range(len(queries))]
+
+    def latencies(self, queries: Vectors, k: int) -> np.ndarray:
+        """Seconds per query, batch 1, one thread, measured around :meth:`search`."""
+        out = np.empty(len(queries))
+        for i in range(len(queries)):
+            terms, weights = queries.row(i)
+            started = time.perf_counter()
+            self.search(terms, weights, k)
+            out[i] = time.perf_counter() - started
+        return out
+
+    def close(self) -> None:
+        """Release what the engine holds (a JVM searcher, a mapped file)."""
+
+
+@dataclass
+class Registry:
+    """Engine factories by system name, so the CLI can list and pick them."""
+
+    factories: dict[str, type[Engine]] = field(default_factory=dict)
+
+    def add(self, engine: type[Engine]) -> type[Engine]:
+        self.factories[engine.system] = engine
+        return engine
+
+
+ENGINES = Registry()
