@@ -9,7 +9,8 @@ Retrievers are opened by name from the registry (:func:`open_retriever`), either
 (:class:`Corpus`: the corpus is encoded and indexed into the cache once, as ``lsr eval run`` and training
 teachers need) or over an index folder already built (what ``lsr serve`` is given). ``lsr eval run``, ``lsr serve``,
 the training teachers and the Milvus path all open retrievers this way, and :class:`Hybrid` fuses any number of
-them. Adding a retriever is one class with :func:`register` on it.
+them. Adding a retriever is one class with :func:`register` on it; another package offers its retrievers through
+the ``lsr.retrievers`` entry-point group (:data:`ENTRY_POINTS`), loaded by name when asked for.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class RetrieverOptions:
     multifield: bool = False
     device: str = "auto"
     gpu: bool = False
+    threads: int | None = None
+    """CPU threads of one search (default: all); ``lsr serve`` keeps one for its express lane."""
 
 
 class Retriever(ABC):
@@ -80,6 +83,22 @@ class Retriever(ABC):
         """What to record about this retriever in a run's ``config.json``."""
         return {"retriever": self.name}
 
+    @property
+    def num_docs(self) -> int:
+        """How many documents it searches. ``lsr serve`` needs this and :attr:`longest_id` to bound a reply's size
+        before any work; a retriever that does not say cannot be served."""
+        raise LsrError(f"the {self.name} retriever does not say how many documents it holds (num_docs)")
+
+    @property
+    def longest_id(self) -> int:
+        """Bytes (UTF-8) of the longest document id it may return; see :attr:`num_docs`."""
+        raise LsrError(f"the {self.name} retriever does not say how long its document ids are (longest_id)")
+
+    def express(self) -> Retriever | None:
+        """A second retriever sharing this one's index and encoder but with a single-threaded searcher of its own,
+        for a server's small searches to run beside large ones; None (the default) where there is no such thing."""
+        return None
+
     def retrieve(self, queries: Mapping[str, str], k: int, allow: DocFilter | None = None) -> Run:
         ids = list(queries)
         hits = self.search(self.encode([queries[q] for q in ids]), k, allow) if ids else []
@@ -94,6 +113,16 @@ _BUILT_IN = {
     "dense": "lsr.indexing.dense.retriever",
 }
 """Where the built-in retrievers live; imported on first use so that the CLI starts without torch or the JVM."""
+ENTRY_POINTS = "lsr.retrievers"
+"""The entry-point group through which an installed package offers retrievers: ``NAME = "module"`` (or
+``"module:Class"``); the module is imported only when a retriever of that name is asked for, and must register it."""
+
+
+def _plugins() -> dict[str, Any]:
+    """The retrievers other installed packages offer, by name (nothing imported yet)."""
+    from importlib.metadata import entry_points
+
+    return {point.name: point for point in entry_points(group=ENTRY_POINTS)}
 
 
 def register(cls: R) -> R:
@@ -105,14 +134,19 @@ def register(cls: R) -> R:
 
 
 def retriever_names() -> list[str]:
-    """Every registered retriever name (the built-ins first), without ``hybrid``."""
-    return list(dict.fromkeys([*_BUILT_IN, *_REGISTRY]))
+    """Every registered retriever name (the built-ins first, then those registered or offered by installed
+    packages), without ``hybrid``."""
+    return list(dict.fromkeys([*_BUILT_IN, *_REGISTRY, *_plugins()]))
 
 
 def retriever_class(name: str) -> type[Retriever]:
     """The class registered as ``name``; an unknown name is an error naming it and what exists."""
     if name not in _REGISTRY and name in _BUILT_IN:
         importlib.import_module(_BUILT_IN[name])
+    if name not in _REGISTRY and name in (plugins := _plugins()):
+        offered = plugins[name].load()
+        if isinstance(offered, type) and issubclass(offered, Retriever) and offered.name not in _REGISTRY:
+            register(offered)
     if name not in _REGISTRY:
         raise LsrError(f"unknown retriever {name!r}; choose one of {', '.join([*retriever_names(), Hybrid.name])}")
     return _REGISTRY[name]
@@ -121,7 +155,7 @@ def retriever_class(name: str) -> type[Retriever]:
 def check_names(names: Sequence[str], what: str = "retriever", also: Sequence[str] = ()) -> None:
     """Fail fast, before any model or index is loaded, on a name that is not registered (or in ``also``)."""
     for name in names:
-        if name not in _REGISTRY and name not in _BUILT_IN and name not in also:
+        if name not in _REGISTRY and name not in _BUILT_IN and name not in also and name not in _plugins():
             raise LsrError(f"unknown {what} {name!r}; choose one of {', '.join([*retriever_names(), *also])}")
 
 
@@ -182,7 +216,12 @@ class Hybrid(Retriever):
 
     def search(self, queries: Any, k: int, allow: DocFilter | None = None) -> list[Hits]:
         depth = max(k, self.depth)
-        per_retriever = [r.search(q, depth, allow) for r, q in zip(self.retrievers, queries, strict=True)]
+        return self.combine([r.search(q, depth, allow) for r, q in zip(self.retrievers, queries, strict=True)], k)
+
+    def combine(self, per_retriever: Sequence[Sequence[Hits]], k: int) -> list[Hits]:
+        """The fused top ``k`` of each query, given each retriever's hits of the same queries (in retriever order,
+        each searched ``max(k, depth)`` deep): how :meth:`search` fuses, and how ``lsr serve`` fuses the hits its
+        retrievers' own batchers found."""
         runs = [self.prepare({str(i): h.as_dict() for i, h in enumerate(hits)}) for hits in per_retriever]
         fused = self.fuse(runs, k)
         return [_hits(fused.get(str(i), {})) for i in range(len(per_retriever[0]))]

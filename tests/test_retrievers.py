@@ -3,56 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
+import retriever_support  # noqa: F401 - registers the 'overlap' retriever
 from conftest import DOCS
-from lsr.indexing.retrieval import (
-    Corpus,
-    DocFilter,
-    Hits,
-    Hybrid,
-    Retriever,
-    RetrieverOptions,
-    open_retriever,
-    register,
-    retriever_names,
-)
+from lsr.indexing.retrieval import Corpus, DocFilter, Hybrid, RetrieverOptions, open_retriever, retriever_names
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
 from lsr.cli import app
 from lsr.errors import LsrError
-
-
-class WordOverlap(Retriever):
-    """A small retriever: a document scores the number of query words it contains."""
-
-    name = "overlap"
-
-    def __init__(self, documents: dict[str, set[str]]) -> None:
-        self.documents = documents
-
-    @classmethod
-    def from_corpus(cls, corpus: Corpus, options: RetrieverOptions) -> WordOverlap:
-        return cls({doc.id: set(f"{doc.title} {doc.text}".lower().split()) for doc in corpus.dataset.corpus()})
-
-    def encode(self, texts: Sequence[str]) -> list[set[str]]:
-        return [set(text.lower().split()) for text in texts]
-
-    def search(self, queries: list[set[str]], k: int, allow: DocFilter | None = None) -> list[Hits]:
-        found = []
-        admitted = {doc: terms for doc, terms in self.documents.items() if allow is None or allow.admits(doc)}
-        for words in queries:
-            scored = sorted(((len(words & terms), doc) for doc, terms in admitted.items()), key=lambda p: (-p[0], p[1]))
-            top = [(doc, score) for score, doc in scored if score > 0][:k]
-            found.append(Hits([d for d, _ in top], np.asarray([s for _, s in top], dtype=np.float32)))
-        return found
-
-
-register(WordOverlap)
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +55,20 @@ def test_hybrid_fuses_any_number_of_retrievers_and_filters_each(beir_dir: Path, 
         Hybrid([sparse, sparse])
     with pytest.raises(LsrError, match="unknown retriever 'bm52'"):
         open_retriever("bm52", corpus)
+
+
+def test_an_installed_package_offers_a_retriever_by_entry_point(monkeypatch: pytest.MonkeyPatch, beir_dir: Path):
+    """Named in the lsr.retrievers group, the class is loaded and registered when its name is asked for."""
+    import importlib.metadata
+
+    from lsr.indexing.retrieval import ENTRY_POINTS, check_names
+
+    from lsr.data.beir import BeirDataset
+
+    offered = [importlib.metadata.EntryPoint("words", "retriever_support:Words", ENTRY_POINTS)]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: offered if group == ENTRY_POINTS else [])
+    assert "words" in retriever_names()
+    check_names(["words", "overlap"])
+    words = open_retriever("words", Corpus(BeirDataset(beir_dir), beir_dir))
+    assert type(words) is retriever_support.Words
+    assert list(words.retrieve({"q3": "user item embeddings"}, 2)["q3"]) == ["d4"]

@@ -80,12 +80,23 @@ class DenseRetriever(Retriever):
     @classmethod
     def from_index(cls, path: Path, options: RetrieverOptions) -> DenseRetriever:
         index = open_dense_index(path, device=options.dense.device)
-        encoder = dense_encoder(options.dense_model if options.dense_model else index.meta.model, options.device)
+        name = options.dense_model if options.dense_model else index.meta.model
+        encoder = dense_encoder(name, options.device)
+        if encoder.dimension != index.meta.dimension:
+            raise LsrError(f"{name} makes {encoder.dimension}-d vectors, the dense index holds {index.meta.dimension}-d")
         settings = DenseSettings(index.meta.backend, options.dense.options, options.dense.device)
         return cls(index, encoder, settings)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return self.encoder.encode_query(list(texts))
+
+    @property
+    def num_docs(self) -> int:
+        return self.index.meta.num_docs
+
+    @property
+    def longest_id(self) -> int:
+        return max((len(doc.encode()) for doc in self.index.ids), default=0)
 
     def search(self, queries: np.ndarray, k: int, allow: DocFilter | None = None) -> list[Hits]:
         filtering = (

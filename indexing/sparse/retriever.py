@@ -43,16 +43,22 @@ class SparseSearcher:
     """Sparse query vectors to :class:`~lsr.indexing.retrieval.Hits` over one index, on the CPU or the GPU."""
 
     def __init__(
-        self, index: SparseIndex, device: str = "cpu", pruning: Pruning = Pruning(), threads: int | None = None
+        self,
+        index: SparseIndex,
+        device: str = "cpu",
+        pruning: Pruning = Pruning(),
+        threads: int | None = None,
+        tiled: bool = True,
     ) -> None:
-        """``threads``: CPU threads of one search (default: all of Numba's)."""
+        """``threads``: CPU threads of one search (default: all of Numba's); ``tiled``: whether the CPU kernel may
+        build its tiled copy of the index (:class:`~lsr.indexing.sparse.search.Searcher`)."""
         self.index, self.pruning, self.device = index, pruning, device
         if device == "cpu":
             from lsr.indexing.sparse.search import Searcher
 
             if pruning.alpha is not None and (pruning.alpha <= 0 or pruning.budget):
                 raise LsrError("--approximate takes an alpha in (0, 1] and does not combine with --budget")
-            self.kernel: Any = Searcher(index, threads=threads)
+            self.kernel: Any = Searcher(index, threads=threads, tiled=tiled)
         elif device == "cuda":
             from lsr.indexing.sparse.gpu import STRATEGIES, GpuSearcher
             from numba import cuda
@@ -100,11 +106,17 @@ class SparseRetriever(Retriever):
     name = "sparse"
 
     def __init__(
-        self, index: SparseIndex, encoder: SparseEncoder, device: str = "cpu", pruning: Pruning = Pruning()
+        self,
+        index: SparseIndex,
+        encoder: SparseEncoder,
+        device: str = "cpu",
+        pruning: Pruning = Pruning(),
+        threads: int | None = None,
+        tiled: bool = True,
     ) -> None:
         self.index = index
         self.encoder = encoder
-        self.searcher = SparseSearcher(index, device, pruning)
+        self.searcher = SparseSearcher(index, device, pruning, threads, tiled)
 
     @classmethod
     def from_corpus(cls, corpus: Corpus, options: RetrieverOptions) -> SparseRetriever:
@@ -128,7 +140,22 @@ class SparseRetriever(Retriever):
     def from_index(cls, path: Path, options: RetrieverOptions) -> SparseRetriever:
         index = SparseIndex.open(path)
         encoder = sparse_encoder(options.model or index.meta.model, index.meta.vocab_size, options.device)
-        return cls(index, encoder, "cuda" if options.gpu else "cpu")
+        return cls(index, encoder, "cuda" if options.gpu else "cpu", threads=options.threads)
+
+    def express(self) -> SparseRetriever | None:
+        """On the CPU, a searcher of one thread without the tiled copy (its memory is a score buffer the size of the
+        corpus) over the same index and encoder."""
+        if self.searcher.device != "cpu":
+            return None
+        return SparseRetriever(self.index, self.encoder, "cpu", self.searcher.pruning, threads=1, tiled=False)
+
+    @property
+    def num_docs(self) -> int:
+        return self.index.num_docs
+
+    @property
+    def longest_id(self) -> int:
+        return self.index.longest_id
 
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self.encoder.encode_query(list(texts))

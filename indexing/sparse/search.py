@@ -334,7 +334,7 @@ class Searcher:
 def hits(index: SparseIndex, docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> list[Hits]:
     """Search output (document numbers, scores, filled counts; CPU or GPU) as hits with the corpus's ids."""
     return [
-        Hits([index.doc_id(int(d)) for d in docs[i, : sizes[i]]], np.asarray(scores[i, : sizes[i]]))
+        Hits(index.doc_ids(docs[i, : sizes[i]]), np.asarray(scores[i, : sizes[i]]))
         for i in range(len(sizes))
     ]
 
