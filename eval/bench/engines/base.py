@@ -54,19 +54,39 @@ class Answer:
 
 
 class Engine(ABC):
-    """An engine under one setting. ``exact`` engines must return lsr's exact top-k scores."""
+    """One built index of an engine, searched under one search-time setting at a time.
+
+    ``settings`` (constructor) are build-time parameters; ``search_settings`` (set by
+    :meth:`configure`, swept over :meth:`grid`) are read by :meth:`search`, so a sweep of
+    search-time knobs reuses one index. ``exact`` engines must return the exact top-k scores.
+    """
 
     system: ClassVar[str]
     exact: ClassVar[bool]
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
+        self.search_settings: dict[str, Any] = {}
 
     @property
     def label(self) -> str:
-        """``system`` plus its settings, as the results table shows it."""
-        extra = " ".join(f"{key}={value}" for key, value in sorted(self.settings.items()))
+        """``system`` plus its build and search settings, as the results table shows it."""
+        every = {**self.settings, **self.search_settings}
+        extra = " ".join(f"{key}={value}" for key, value in sorted(every.items()))
         return f"{self.system} {extra}".strip()
+
+    def grid(self) -> list[dict[str, Any]]:
+        """The search-time settings the benchmark sweeps for this index (one empty setting: nothing to sweep)."""
+        return [{}]
+
+    def configure(self, **search_settings: Any) -> None:
+        """Search with these search-time settings from now on."""
+        self.search_settings = search_settings
+
+    def warm_up(self, queries: Vectors, k: int) -> None:
+        """One untimed pass over every query, so caches, JIT and lazily built structures are warm."""
+        for i in range(len(queries)):
+            self.search(*queries.row(i), k)
 
     @abstractmethod
     def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:
