@@ -111,7 +111,7 @@ class Engine(ABC):
         return out
 
     def close(self) -> None:
-        """Release what the engine holds (a JVM searcher, a mapped file)."""
+        """Release what the engine holds (a JVM searcher, a mapped file); nothing by default."""  # noqa: B027
 
 
 @dataclass

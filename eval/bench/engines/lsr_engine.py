@@ -1,0 +1,78 @@
+"""lsr's own inverted index as a benchmark engine: exact, dynamically pruned and posting-budget search.
+
+The index stores the integer impacts as float16, which holds every integer up to 2,048
+exactly, so lsr scores the same integers the other engines do and its exact top-k is
+the reference every other engine's recall is measured against. Search-time settings
+(:meth:`LsrEngine.grid`), all :meth:`Searcher.search` keyword arguments:
+
+* none: the exact kernel (tiled where a query reads a large share of the corpus);
+* ``alpha`` in (0, 1] with ``rerank``: dynamic pruning (:mod:`lsr.indexing.sparse.dynamic`);
+  ``alpha=1`` is safe, smaller values skip more postings and lose some recall;
+* ``budget`` with ``rerank``: at most ``budget`` postings per term, then exact rescoring.
+
+The Numba kernels compile on first use; the harness's warm-up pass keeps that out of
+every timed search.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Engine, Vectors
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.search import Searcher
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of every file under ``folder``: an engine's index size on disk."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+@ENGINES.add
+class LsrEngine(Engine):
+    """See the module docstring."""
+
+    system: ClassVar[str] = "lsr"
+    exact: ClassVar[bool] = True  # at its first setting; the harness measures each setting's recall
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.searcher: Searcher | None = None
+
+    def grid(self) -> list[dict[str, Any]]:
+        dynamic = [{"alpha": a, "rerank": 100} for a in (1.0, 0.8, 0.6, 0.5, 0.4, 0.3)]
+        budgets = [{"budget": b, "rerank": 100} for b in (20000, 5000, 1000)]
+        return [{}, *dynamic, *budgets]
+
+    def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:
+        started = time.perf_counter()
+        build_index(lambda: [(docs.ids, docs.matrix)], workdir / "lsr", "bench", "splade", weights="float16")
+        seconds = time.perf_counter() - started
+        self.searcher = Searcher(SparseIndex.open(workdir / "lsr"), threads=1)
+        return Built(seconds, folder_bytes(workdir / "lsr"))
+
+    def _searcher(self) -> Searcher:
+        if self.searcher is None:
+            raise RuntimeError("build the lsr engine before searching it")
+        return self.searcher
+
+    def search(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Answer:
+        searcher = self._searcher()
+        shape = (1, searcher.index.meta.vocab_size)
+        query = sp.csr_matrix((weights, terms, np.array([0, len(terms)])), shape=shape, dtype=np.float32)
+        docs, scores, sizes = searcher.search(query, k=k, **self.search_settings)
+        return Answer(docs[0, : sizes[0]].astype(np.int64), scores[0, : sizes[0]])
+
+    def search_batch(self, queries: Vectors, k: int, threads: int) -> list[Answer]:
+        searcher = self._searcher()
+        searcher.threads = threads
+        try:
+            docs, scores, sizes = searcher.search(queries.matrix, k=k, **self.search_settings)
+        finally:
+            searcher.threads = 1
+        return [Answer(docs[i, : sizes[i]].astype(np.int64), scores[i, : sizes[i]]) for i in range(len(queries))]
