@@ -110,8 +110,8 @@ class Engine(ABC):
             out[i] = time.perf_counter() - started
         return out
 
-    def close(self) -> None:
-        """Release what the engine holds (a JVM searcher, a mapped file); nothing by default."""  # noqa: B027
+    def close(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Release what the engine holds (a JVM searcher, a mapped file); nothing by default."""
 
 
 @dataclass
