@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,49 +25,58 @@ def index(
     weights: Annotated[str, typer.Option(help="float16 (exact half precision) or uint8 (quantised).")] = "float16",
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option(help="Encoding device: auto, cpu or cuda.")] = "auto",
-    keep_vectors: Annotated[bool, typer.Option(help="Keep the encoded shards next to the index.")] = False,
+    keep_vectors: Annotated[bool, typer.Option(help="Also put the encoded shards next to the index.")] = False,
     dense_backend: Annotated[
         str, typer.Option(help="Dense models: hnsw, exact, faiss-flat, faiss-hnsw or faiss-ivf (default settings).")
     ] = "hnsw",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Shared encodings cache (default $LSR_CACHE, else the platform cache).")
+    ] = None,
 ) -> None:
     """Encode a corpus (or take encoded shards) and build an on-disk inverted index (a dense index for a dense
-    model, as `lsr serve --dense-index` takes)."""
-    import shutil
-
+    model, as `lsr serve --dense-index` takes). Encodings already in the cache (from lsr encode or lsr eval run of
+    the same model over the same corpus) are used without loading the model."""
     from lsr.indexing.sparse.build import build_index
 
     from lsr.encode.shards import iter_merged, merged_manifest
 
-    encoder = None
+    loaded: list = []
     folders = list(vectors or [])
-    scratch = output.with_name(output.name + ".vectors")
     if not folders:
         if model is None or corpus is None:
             raise typer.BadParameter("give --model and --corpus, or --vectors", param_hint="lsr index")
+        from lsr.cache import cache_root, cached_vectors, materialise
         from lsr.data.beir import corpus_source
-        from lsr.encode.corpus import encode_corpus
-        from lsr.models import load_encoder
 
         model = str(Path(model).resolve()) if Path(model).is_dir() else model
-        folders = [scratch]
-        encoder = load_encoder(model, device=device)
-        # the scratch folder is this index's own: vectors of an earlier corpus or model there are restarted
-        encode_corpus(encoder, model, corpus_source(corpus), scratch, batch_size=batch_size, restart_stale=True)
+
+        def load() -> Any:  # only on a cache miss: a hit never loads the model
+            loaded.append(_encoder(model, device))
+            return loaded[0]
+
+        folders = [cached_vectors(cache_root(cache_dir), corpus_source(corpus), model, load, batch_size)]
+        if keep_vectors:
+            materialise(folders[0], output.with_name(output.name + ".vectors"))
     manifest = merged_manifest(folders)
+    name = model or manifest.model
     if manifest.dense:
         from lsr.indexing.dense import build_dense_index
 
-        from lsr.models import load_encoder
+        from lsr.cache.vectors import similarity as recorded
 
-        similarity = (encoder or load_encoder(manifest.model, device="cpu")).similarity
-        dense = build_dense_index(lambda: iter_merged(folders), output, manifest.model, similarity, dense_backend)
+        similarity = recorded(folders[0]) or (loaded[0] if loaded else _encoder(manifest.model)).similarity
+        dense = build_dense_index(lambda: iter_merged(folders), output, name, similarity, dense_backend)
         summary = f"indexed {dense.num_docs:,} {dense.dimension}-d vectors ({dense_backend}, {similarity})"
     else:
-        meta = build_index(lambda: iter_merged(folders), output, manifest.model, manifest.kind, weights)
+        meta = build_index(lambda: iter_merged(folders), output, name, manifest.kind, weights)
         summary = f"indexed {meta.num_docs:,} documents, {meta.nnz:,} postings"
-    if not keep_vectors and folders == [scratch]:
-        shutil.rmtree(scratch)
     console.print(f"{summary}, at {output}")
+
+
+def _encoder(model: str, device: str = "cpu") -> Any:
+    from lsr.models import load_encoder
+
+    return load_encoder(model, device=device)
 
 
 @writes("output", file_kind="trec")

@@ -12,6 +12,7 @@ import warnings
 import typer
 from rich.console import Console
 
+from lsr.cache.cli import app as cache_app
 from lsr.data.cli import app as data_app
 from lsr.encode.cli import app as encode_app
 from lsr.errors import DataWarning, LsrError
@@ -35,6 +36,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(export_app, name="export")
 app.add_typer(recommend_app, name="recommend")
 app.add_typer(train_app, name="train")
+app.add_typer(cache_app, name="cache")
 app.command("demo")(demo)
 app.command("index")(index)
 app.command("search")(search)

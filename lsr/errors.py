@@ -34,3 +34,17 @@ class OfflineError(LsrError):
 
 class ChecksumError(LsrError):
     """A downloaded file does not match its published checksum."""
+
+
+def no_folder(folder: str | Path, what: str) -> str:
+    """Why ``folder`` is not a ``what`` folder when it is not a folder at all ("" when it is one), naming what
+    exists beside it: a misspelt path is the usual cause, and the neighbours show the right spelling."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return ""
+    if folder.exists():
+        return f"{folder}: is a file, not {what} folder"
+    parent = folder.parent
+    near = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))[:8] if parent.is_dir() else []
+    where = f"; {parent} holds {', '.join(near)}" if near else f"; {parent} does not exist either"
+    return f"{folder}: does not exist{where if parent != folder else ''}"

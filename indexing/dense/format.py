@@ -63,8 +63,6 @@ class DenseMeta:
     def load(cls, folder: Path, verify: bool = True) -> DenseMeta:
         """Read and check ``meta.json``: field types, sizes, checksums (recomputed for every file when ``verify``)."""
         path = folder / META
-        if not folder.is_dir():
-            raise DenseIndexError(f"{folder}: no such dense index folder")
         meta = cls(**read_meta(path, FIELDS, FORMAT, verify, DenseIndexError, "dense index"))
         if meta.similarity not in SIMILARITIES:
             raise DenseIndexError(f"{path}: field 'similarity' is {meta.similarity!r}, not one of {SIMILARITIES}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsr.indexing.cache import cached_index, encoded_corpus, entry, model_name
+from lsr.indexing.cache import about, cached_index, encoded_corpus, entry, model_name
 from lsr.indexing.dense import (
     BACKENDS,
     DenseIndex,
@@ -74,6 +74,7 @@ class DenseRetriever(Retriever):
             entry(corpus.cache, "index", corpus.dataset, name, label),
             lambda folder: open_dense_index(folder, device=settings.device),
             build_index,
+            about(corpus, name, label),
         )
         return cls(index, encoder, settings, vectors if settings.backend not in EXACT else None)
 

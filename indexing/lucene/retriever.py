@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsr.indexing.cache import entry
+from lsr.indexing.cache import about, index_entry, record_use
 from lsr.indexing.lucene import bm25
 from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 
-from lsr.errors import LsrError
+from lsr.errors import LsrError, no_folder
 from lsr.fsutil import forcing
 from lsr.runs import ranked
 
@@ -29,14 +29,17 @@ class BM25Retriever(Retriever):
     @classmethod
     def from_corpus(cls, corpus: Corpus, options: RetrieverOptions) -> BM25Retriever:
         convention = "multifield" if options.multifield else "flat"
-        index = entry(corpus.cache, "index", corpus.dataset, "bm25", convention)
+        index = index_entry(corpus.cache, corpus.dataset, "bm25", convention)
         with forcing():  # the cache is lsr's: an entry from an older lsr (without the output marker) is replaced
             bm25.build_index(corpus.dataset, index, convention)
+        record_use(index, about(corpus, "bm25", convention))
         return cls(index, convention)
 
     @classmethod
     def from_index(cls, path: Path, options: RetrieverOptions) -> BM25Retriever:
         meta = path / bm25.META_FILE
+        if no_folder(path, "a BM25 index"):
+            raise LsrError(no_folder(path, "a BM25 index"))
         try:
             convention = json.loads(meta.read_text())["source"]["convention"]
         except (OSError, ValueError, KeyError, TypeError) as exc:

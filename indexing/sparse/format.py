@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from lsr.indexing.filters import DocNumbers
 
-from lsr.errors import LsrError
+from lsr.errors import LsrError, no_folder
 
 FORMAT = "lsr-index/1"
 META = "meta.json"
@@ -90,8 +90,9 @@ def read_meta(
     """
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise error(f"{path.parent}: not an lsr index (no {path.name})") from exc
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        absent = no_folder(path.parent, f"{'an' if what[0] in 'aeiou' else 'a'} {what}")
+        raise error(absent or f"{path.parent}: not an lsr {what} (no {path.name})") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{path}: unreadable ({exc})") from exc
     if not isinstance(raw, dict):

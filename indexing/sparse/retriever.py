@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from lsr.indexing.cache import cached_index, encoded_corpus, entry, model_name
+from lsr.indexing.cache import about, cached_index, encoded_corpus, entry, model_name
 from lsr.indexing.filters import filter_mask
 from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 from lsr.indexing.sparse.format import SparseIndex
@@ -134,7 +134,8 @@ class SparseRetriever(Retriever):
 
             build_index(lambda: iter_shards(vectors), out, name, encoder.kind)
 
-        return cls(cached_index(folder, SparseIndex.open, build), encoder, "cuda" if options.gpu else "cpu")
+        index = cached_index(folder, SparseIndex.open, build, about(corpus, name, "sparse-float16"))
+        return cls(index, encoder, "cuda" if options.gpu else "cpu")
 
     @classmethod
     def from_index(cls, path: Path, options: RetrieverOptions) -> SparseRetriever:

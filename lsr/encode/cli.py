@@ -38,28 +38,43 @@ def encode(
         ),
     ] = None,
     max_retries: Annotated[int, typer.Option(min=0, help="With --ray: reruns of a block whose worker failed.")] = 3,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Shared encodings cache (default $LSR_CACHE, else the platform cache).")
+    ] = None,
 ) -> None:
-    """Encode every document of a corpus into vector shards, with progress; rerun to resume."""
+    """Encode every document of a corpus into vector shards, with progress; rerun to resume. Encodings of the same
+    model over the same corpus already in the cache (from lsr index, lsr eval run) are reused, not recomputed."""
     if ctx.invoked_subcommand is not None:
         return
     if model is None or corpus is None or output is None:
         raise typer.BadParameter("--model, --corpus and --output are required", param_hint="lsr encode")
+    from lsr.cache import cache_root, find_vectors, materialise, publish_vectors
+    from lsr.cache.vectors import encoding_settings
     from lsr.data.beir import corpus_source
     from lsr.encode.corpus import encode_corpus
+    from lsr.encode.shards import Manifest
     from lsr.models import load_encoder
 
     if Path(model).is_dir():  # the manifest must name the model from anywhere, not relative to this directory
         model = str(Path(model).resolve())
+    root, src, settings = cache_root(cache_dir), corpus_source(corpus), encoding_settings(max_length, dtype)
+    cached = find_vectors(root, src, model, settings)
+    if cached is not None:
+        materialise(cached, output)
+        console.print(f"{Manifest.load(output).documents:,} documents at {output}, from the cache (not encoded again)")
+        return
     if ray is not None:
         from lsr.encode.distributed import encode_corpus_ray
 
         manifest = encode_corpus_ray(
-            model, corpus_source(corpus), output, ray, shard_size, batch_size, device, dtype, max_length, max_retries
+            model, src, output, ray, shard_size, batch_size, device, dtype, max_length, max_retries
         )
+        publish_vectors(output, root, src, model, settings, None)
         console.print(f"{manifest.documents:,} documents in {len(manifest.shards)} shard(s) at {output} (Ray)")
         return
     encoder = load_encoder(model, device=device, dtype=dtype, **({"max_length": max_length} if max_length else {}))
-    manifest = encode_corpus(encoder, model, corpus_source(corpus), output, shard_size, batch_size)
+    manifest = encode_corpus(encoder, model, src, output, shard_size, batch_size)
+    publish_vectors(output, root, src, model, settings, encoder)
     console.print(f"{manifest.documents:,} documents in {len(manifest.shards)} shard(s) at {output}")
 
 

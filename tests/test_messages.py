@@ -1,0 +1,49 @@
+"""The wording of the errors a user meets first: a misspelt path says it does not exist and what is there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import make_beir
+from typer.testing import CliRunner
+
+from lsr.cli import app
+
+
+def error(*args: str | Path) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code != 0
+    return str(result.exception)
+
+
+def test_a_missing_index_does_not_exist(tmp_path: Path) -> None:
+    queries = make_beir(tmp_path / "data") / "queries.jsonl"
+    (tmp_path / "runs" / "scifact").mkdir(parents=True)
+    search = ("search", "--queries", queries, "--output", tmp_path / "run.trec", "--index")
+    message = error(*search, tmp_path / "runs" / "scifcat")
+    assert message == f"{tmp_path / 'runs' / 'scifcat'}: does not exist; {tmp_path / 'runs'} holds scifact"
+    assert "does not exist either" in error(*search, tmp_path / "nowhere" / "index")
+    assert error(*search, queries) == f"{queries}: is a file, not an index folder"
+    assert error(*search, tmp_path / "runs" / "scifact").endswith("scifact: not an lsr index (no meta.json)")
+
+
+def test_a_missing_dense_or_bm25_index_does_not_exist(tmp_path: Path) -> None:
+    from lsr.indexing.dense import open_dense_index
+    from lsr.indexing.lucene.retriever import BM25Retriever
+    from lsr.indexing.retrieval import RetrieverOptions
+
+    from lsr.errors import LsrError
+
+    with pytest.raises(LsrError, match="dense: does not exist"):
+        open_dense_index(tmp_path / "dense")
+    with pytest.raises(LsrError, match="bm25: does not exist"):
+        BM25Retriever.from_index(tmp_path / "bm25", RetrieverOptions())
+
+
+def test_a_misspelt_model_path_says_so(tmp_path: Path) -> None:
+    data = make_beir(tmp_path / "data")
+    (tmp_path / "models" / "splade-tiny").mkdir(parents=True)
+    message = error("index", "--model", tmp_path / "models" / "splade-tni", "--corpus", data,
+                    "--output", tmp_path / "index", "--cache-dir", tmp_path / "cache")  # fmt: skip
+    assert "splade-tni: no such model folder" in message and "holds splade-tiny" in message
