@@ -16,6 +16,7 @@ from lsr.models.idf import IDF_FILE
 from lsr.models.inference_free import InferenceFreeEncoder
 from lsr.models.mistral_splade import MistralSpladeEncoder
 from lsr.models.splade import SpladeEncoder
+from lsr.models.st_layout import read_layout
 
 SPARSE_KINDS: dict[str, type] = {
     SpladeEncoder.kind: SpladeEncoder,
@@ -25,11 +26,13 @@ SPARSE_KINDS: dict[str, type] = {
 
 
 def detect_kind(folder: Path) -> str:
-    """The encoder kind a folder holds: from ``lsr_config.json``, else guessed from its files."""
+    """The encoder kind a folder holds: from ``lsr_config.json``, else from its sentence-transformers module types
+    (:func:`lsr.models.st_layout.read_layout`, which refuses layouts it does not know), else from its files."""
     if (folder / CONFIG_FILE).is_file():
         return json.loads((folder / CONFIG_FILE).read_text())["kind"]
-    if (folder / "modules.json").is_file():
-        return DenseEncoder.kind
+    layout = read_layout(folder)
+    if layout is not None:
+        return layout.kind
     if (folder / IDF_FILE).is_file():
         return InferenceFreeEncoder.kind
     try:

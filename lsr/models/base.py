@@ -32,7 +32,12 @@ class EncoderConfig:
     max_length: int = 256
     top_k: int | None = None
     vocab_chunk: int = 8192
+    activation: str = "relu"
+    """``relu``: ``log(1 + relu(x))``; ``log1p_relu``: one more ``log1p`` (OpenSearch's v3 models)."""
+    zero_special: bool = True
+    """Zero special tokens' dimensions; False for models loaded from other libraries, which keep them."""
     extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else; ``training`` (how it was trained) and ``results`` (measured scores) go into the model card."""
 
     def save(self, folder: Path) -> None:
         (folder / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=2))

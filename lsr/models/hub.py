@@ -65,7 +65,7 @@ def refuse_remote_code(folder: Path) -> Path:
     folders = [folder]
     modules = folder / "modules.json"
     if modules.is_file():
-        entries = _read_json(modules)
+        entries = read_json(modules)
         for module in entries if isinstance(entries, list) else [entries]:
             kind = module.get("type", "") if isinstance(module, dict) else ""
             if not str(kind).startswith(LIBRARY_MODULES):
@@ -73,13 +73,13 @@ def refuse_remote_code(folder: Path) -> Path:
             folders.append(folder / str(module.get("path", "")))
     for place in folders:
         for config in sorted(place.glob("*config*.json")):
-            found = _code_reference(_read_json(config))
+            found = _code_reference(read_json(config))
             if found:
                 _refuse(folder, config, found)
     return folder
 
 
-def _read_json(path: Path) -> object:
+def read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:

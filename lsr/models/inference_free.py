@@ -9,6 +9,7 @@ CPU core. The table can be made learnable in training (see ``lsr train``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,9 +20,11 @@ import torch
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 from lsr.models.base import EncoderConfig, SparseEncoder
+from lsr.models.card import write_card
 from lsr.models.hub import resolve_model
 from lsr.models.idf import IDF_FILE, load_idf, save_idf
 from lsr.models.splade import SpladeEncoder
+from lsr.models.st_layout import DOCUMENT_DIR, read_layout, static_weights, write_inference_free_modules
 
 
 class InferenceFreeEncoder(SparseEncoder):
@@ -36,7 +39,7 @@ class InferenceFreeEncoder(SparseEncoder):
             )
         self.document_encoder = document_encoder
         self.idf = np.asarray(idf, dtype=np.float32).copy()
-        self.idf[document_encoder.special_ids] = 0.0
+        self.idf[document_encoder.special_ids] = 0.0  # none when the model keeps special tokens' dimensions
         self._rust = getattr(document_encoder.tokenizer, "_tokenizer", None)
 
     @classmethod
@@ -47,20 +50,32 @@ class InferenceFreeEncoder(SparseEncoder):
         dtype: str | torch.dtype | None = None,
         **overrides: Any,
     ) -> InferenceFreeEncoder:
+        """Load an lsr folder, or a sentence-transformers Router folder (OpenSearch's, or ``SparseEncoder.save``'s).
+
+        The IDF table is the query module's own weights where it keeps them (what sentence-transformers computes
+        with), else ``idf.json`` (OpenSearch, and lsr folders of before the sentence-transformers layout).
+        """
         folder = resolve_model(name_or_path)
-        if not (folder / IDF_FILE).is_file():
-            raise LsrError(f"{folder}: no {IDF_FILE}; compute one with `lsr encode idf`")
+        layout = read_layout(folder)
+        idf = static_weights(layout.static) if layout and layout.static else None
+        if idf is None and not (folder / IDF_FILE).is_file():
+            raise LsrError(f"{folder}: no {IDF_FILE} nor query weights; compute an IDF table with `lsr encode idf`")
         documents = SpladeEncoder.from_pretrained(folder, device, dtype, **overrides)
         documents.config.kind = cls.kind
-        return cls(documents, load_idf(folder, documents.tokenizer))
+        return cls(documents, load_idf(folder, documents.tokenizer) if idf is None else idf)
 
     def save_pretrained(self, path: str | Path) -> None:
-        config: EncoderConfig = self.document_encoder.config
-        with atomic_dir(path) as tmp, self.document_encoder.module.restored_backbone() as backbone:
-            backbone.save_pretrained(tmp)
-            self.document_encoder.tokenizer.save_pretrained(tmp)
-            EncoderConfig(**{**config.__dict__, "kind": self.kind}).save(tmp)
-            save_idf(self.idf, self.document_encoder.tokenizer, tmp)
+        """sentence-transformers' Router layout (document model in a sub-folder), plus ``idf.json`` and a card."""
+        documents = self.document_encoder
+        config = EncoderConfig(**{**documents.config.__dict__, "kind": self.kind})
+        with atomic_dir(path) as tmp:
+            documents.write_transformer(tmp / DOCUMENT_DIR)
+            config.save(tmp)
+            save_idf(self.idf, documents.tokenizer, tmp)
+            write_inference_free_modules(
+                tmp, config.pooling, config.activation, config.max_length, config.top_k, self.idf, documents.tokenizer
+            )
+            write_card(tmp, Path(path), replace(documents.card(), kind=self.kind, config=config))
 
     @property
     def vocabulary(self) -> list[str]:

@@ -32,6 +32,7 @@ class MistralSpladeEncoder(SpladeEncoder):
 
     kind: ClassVar[str] = "mistral-splade"
     auto_class: ClassVar[str] = "AutoModelForCausalLM"
+    sentence_transformers_layout: ClassVar[bool] = False  # the echoed input has no module there
 
     def __init__(
         self,

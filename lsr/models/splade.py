@@ -11,6 +11,7 @@ padded per batch, and on the GPU the backbone runs in bf16 with SDPA attention.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,10 +22,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
-from lsr.models.base import EncoderConfig, SparseEncoder, pick_device, pick_dtype
+from lsr.models.base import CONFIG_FILE, EncoderConfig, SparseEncoder, pick_device, pick_dtype
+from lsr.models.card import ModelCard, write_card
 from lsr.models.hub import resolve_model
 from lsr.models.sparse import keep_top_k, splade_pool, to_csr
+from lsr.models.st_layout import Layout, read_layout, write_splade_modules
 from lsr.safeload import refusing_code
 
 
@@ -47,14 +51,21 @@ def _projection_slot(model: nn.Module) -> tuple[nn.Module, str]:
 class SpladeModule(nn.Module):
     """Backbone plus vocabulary projection; ``forward`` gives pooled SPLADE weights (differentiable, for training)."""
 
-    def __init__(self, backbone: nn.Module, pooling: str = "max", vocab_chunk: int = 8192) -> None:
+    def __init__(
+        self, backbone: nn.Module, pooling: str = "max", vocab_chunk: int = 8192, activation: str = "relu"
+    ) -> None:
         super().__init__()
+        if activation not in ("relu", "log1p_relu") or (activation == "log1p_relu" and pooling != "max"):
+            raise LsrError(
+                f"activation {activation!r} with {pooling!r} pooling: lsr knows relu, or log1p_relu with max"
+            )
         parent, attr = _projection_slot(backbone)
         self.projection: nn.Linear = getattr(parent, attr)
         setattr(parent, attr, _Passthrough())
         self.backbone = backbone
         self.pooling = pooling
         self.vocab_chunk = vocab_chunk
+        self.activation = activation
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask: torch.Tensor | None = None
@@ -62,7 +73,7 @@ class SpladeModule(nn.Module):
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
         mask = attention_mask if pool_mask is None else pool_mask
         weight, bias = self.projection.weight, self.projection.bias
-        return splade_pool(
+        pooled = splade_pool(
             hidden,
             weight.to(hidden.dtype),
             None if bias is None else bias.to(hidden.dtype),
@@ -70,6 +81,8 @@ class SpladeModule(nn.Module):
             self.pooling,
             self.vocab_chunk,
         )
+        # log1p is monotone, so after a max it equals the per-token log1p(log1p(relu)) of OpenSearch's v3 models
+        return torch.log1p(pooled) if self.activation == "log1p_relu" else pooled
 
     @contextlib.contextmanager
     def restored_backbone(self) -> Iterator[nn.Module]:
@@ -80,6 +93,35 @@ class SpladeModule(nn.Module):
             yield self.backbone
         finally:
             setattr(parent, attr, _Passthrough())
+
+
+def _config_of(kind: str, layout: Layout, tokenizer: Any, backbone: nn.Module) -> EncoderConfig:
+    """The settings a sentence-transformers folder's modules give; its token limit is the tokenizer's, as there."""
+    length = layout.max_length or min(
+        int(tokenizer.model_max_length), int(getattr(backbone.config, "max_position_embeddings", 512))
+    )
+    return EncoderConfig(
+        kind=kind,
+        pooling=layout.pooling,
+        activation=layout.activation,
+        max_length=length,
+        top_k=layout.top_k,
+        zero_special=False,
+    )
+
+
+@contextlib.contextmanager
+def _silenced(projection: nn.Linear, ids: list[int]) -> Iterator[None]:
+    """Within the block, the projection's bias is -1e4 for ``ids`` (see :meth:`SpladeEncoder.write_transformer`)."""
+    if not ids or projection.bias is None:
+        yield
+        return
+    kept = projection.bias.data[ids].clone()
+    projection.bias.data[ids] = -1e4
+    try:
+        yield
+    finally:
+        projection.bias.data[ids] = kept
 
 
 def _projection_slot_of_passthrough(model: nn.Module) -> tuple[nn.Module, str]:
@@ -93,6 +135,8 @@ class SpladeEncoder(SparseEncoder):
 
     kind: ClassVar[str] = "splade"
     auto_class: ClassVar[str] = "AutoModelForMaskedLM"
+    #: Whether sentence-transformers computes this encoder's vectors from its saved modules (not with echo input).
+    sentence_transformers_layout: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -105,9 +149,10 @@ class SpladeEncoder(SparseEncoder):
         self.config = config or EncoderConfig(kind=self.kind)
         self.tokenizer = tokenizer
         self.device = pick_device(device)
-        self.module = SpladeModule(backbone, self.config.pooling, self.config.vocab_chunk)
+        self.module = SpladeModule(backbone, self.config.pooling, self.config.vocab_chunk, self.config.activation)
         self.module.to(self.device, pick_dtype(dtype, self.device)).eval()
-        self.special_ids = sorted(set(tokenizer.all_special_ids))
+        #: the dimensions zeroed in every vector (none for a model from a library that keeps them)
+        self.special_ids = sorted(set(tokenizer.all_special_ids)) if self.config.zero_special else []
 
     # -- loading and saving -------------------------------------------------------------------------------
     @classmethod
@@ -118,25 +163,68 @@ class SpladeEncoder(SparseEncoder):
         dtype: str | torch.dtype | None = None,
         **overrides: Any,
     ) -> SpladeEncoder:
-        """Load from a local folder or a Hugging Face id; ``overrides`` replace ``lsr_config.json`` settings."""
+        """Load from a local folder or a Hugging Face id; ``overrides`` replace ``lsr_config.json`` settings.
+
+        A sentence-transformers folder without ``lsr_config.json`` (naver, OpenSearch, ``SparseEncoder.save``) is
+        read by its modules: the transformer's folder, pooling, activation, token limit and top-k come from them.
+        """
         import transformers
 
         folder = resolve_model(name_or_path)
-        config = EncoderConfig.load(folder) if (folder / "lsr_config.json").is_file() else EncoderConfig(kind=cls.kind)
-        for key, value in overrides.items():
-            setattr(config, key, value)
+        layout = read_layout(folder)
+        weights = layout.transformer if layout else folder
         with refusing_code(folder):
             backbone = getattr(transformers, cls.auto_class).from_pretrained(
-                folder, attn_implementation="sdpa", trust_remote_code=False
+                weights, attn_implementation="sdpa", trust_remote_code=False
             )
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(weights, trust_remote_code=False)
+        if (folder / CONFIG_FILE).is_file():
+            config = EncoderConfig.load(folder)
+        elif layout is not None and layout.kind != "dense":
+            config = _config_of(cls.kind, layout, tokenizer, backbone)
+        else:
+            config = EncoderConfig(kind=cls.kind)
+        for key, value in overrides.items():
+            setattr(config, key, value)
         return cls(backbone, tokenizer, config, device, dtype)
 
     def save_pretrained(self, path: str | Path) -> None:
-        with atomic_dir(path) as tmp, self.module.restored_backbone() as backbone:
-            backbone.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
+        """The weights, tokenizer and ``lsr_config.json``, sentence-transformers' module files, and a model card."""
+        with atomic_dir(path) as tmp:
+            self.write_transformer(tmp)
             self.config.save(tmp)
+            if self.sentence_transformers_layout:
+                c = self.config
+                write_splade_modules(tmp, c.pooling, c.activation, c.max_length, c.top_k)
+            write_card(tmp, Path(path), self.card())
+
+    def write_transformer(self, folder: Path) -> None:
+        """The backbone with its projection, and the tokenizer, in Hugging Face layout.
+
+        lsr zeroes special tokens' dimensions after pooling; sentence-transformers does not. So that both compute the
+        same vectors from these files, the saved projection's bias sends those tokens' logits to -1e4 (relu gives 0);
+        the encoder in memory is left as it was. Half-precision weights stay half on disk, but the configuration
+        names float32: lsr computes in float32 on a CPU whatever the file holds, and libraries that load with
+        ``dtype="auto"`` (sentence-transformers) would otherwise compute in float16 there, slower and less exact.
+        """
+        with self.module.restored_backbone() as backbone, _silenced(self.module.projection, self.special_ids):
+            backbone.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        settings = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        half = {key: "float32" for key in ("dtype", "torch_dtype") if settings.get(key) in ("float16", "bfloat16")}
+        if half:  # "torch_dtype" before transformers 4.56
+            (folder / "config.json").write_text(json.dumps({**settings, **half}, indent=2), encoding="utf-8")
+
+    def card(self) -> ModelCard:
+        """What the model card says about this encoder."""
+        backbone = self.module.backbone.config
+        return ModelCard(
+            kind=self.kind,
+            config=self.config,
+            architecture=", ".join(getattr(backbone, "architectures", None) or [type(self.module.backbone).__name__]),
+            vocabulary=int(self.module.projection.weight.shape[0]),
+            sentence_transformers=self.sentence_transformers_layout,
+        )
 
     # -- encoding -------------------------------------------------------------------------------------------
     @property
