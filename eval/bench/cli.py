@@ -32,12 +32,41 @@ def _query_vectors(queries: Path, model: str):  # noqa: ANN202 - a scipy CSR mat
 
 def _report(result: dict, output: Path | None) -> None:
     """Print a benchmark's result, and keep it as JSON when asked."""
+    console.print_json(json.dumps(result))
+    _save(result, output)
+
+
+def _save(result: dict, output: Path | None) -> None:
+    """Keep a benchmark's whole result as JSON when asked (what a table on screen leaves out is there)."""
     from lsr.fsutil import atomic_file
 
-    console.print_json(json.dumps(result))
     if output:
         with atomic_file(output) as handle:
             json.dump(result, handle, indent=2)
+        console.print(f"the whole result is in {output}")
+
+
+def _serve_table(result: dict) -> None:
+    """``lsr bench serve`` as a table: one row per retriever, then the soak run's memory in one line."""
+    from rich.table import Table
+
+    table = Table(title=f"lsr serve, {result['queries']:,} queries, k={result['k']}", title_justify="left")
+    for column in ("retriever", "QPS", "p50 ms", "p90 ms", "p99 ms", "batch", "errors"):
+        table.add_column(column, justify="left" if column == "retriever" else "right")
+    for name, run in result.get("retrievers", {}).items():
+        batch = ", ".join(f"{v:g}" for v in run.get("mean_batch", {}).values()) or "-"
+        errors = sum(run.get("errors", {}).values())
+        table.add_row(name, f"{run['qps']:,.1f}", *(f"{run[p]:.2f}" for p in ("p50_ms", "p90_ms", "p99_ms")),
+                      batch, str(errors))  # fmt: skip
+    console.print(table)
+    soak = result.get("soak")
+    if soak:
+        rss = soak["rss_mb"]
+        verdict = "stable" if soak["memory_stable"] else f"NOT stable (over {soak['max_growth_mb']} MB)"
+        console.print(
+            f"soak {soak['seconds']:g} s at {soak['load']['qps']:,.1f} QPS: RSS {rss['first_quarter_median']} -> "
+            f"{rss['last_quarter_median']} MB (growth {rss['growth']} MB, max {rss['max']} MB): {verdict}"
+        )
 
 
 @app.command("encode")
@@ -132,6 +161,45 @@ def compare_bench(
         parts.append(shard)
     query_vectors = _query_vectors(queries, Manifest.load(vectors).model)
     _report(compare(ids, sp.vstack(parts, format="csr"), query_vectors, k=k, lucene=lucene), output)
+
+
+@app.command("engines")
+@writes("output", file_kind="json")
+def engines_bench(
+    vectors: Annotated[Path, typer.Option(help="Vectors folder from `lsr encode` (a sparse model's).")],
+    dataset: Annotated[Path, typer.Option(help="BEIR folder whose queries are encoded with the vectors' model.")],
+    split: Annotated[str, typer.Option(help="Queries of this split, or 'unjudged' (efficiency queries).")] = "test",
+    engine: Annotated[
+        list[str] | None, typer.Option(help="Engines to compare after lsr (repeat): pisa, bmp, seismic, kannolo, ...")
+    ] = None,
+    k: Annotated[int, typer.Option(min=1)] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved timed repetitions.")] = 3,
+    threads: Annotated[int, typer.Option(min=1, help="Threads for builds and the throughput column.")] = 1,
+    docs: Annotated[int | None, typer.Option(min=1, help="Only the first DOCS documents.")] = None,
+    queries: Annotated[int | None, typer.Option(min=1, help="Only the first QUERIES queries.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here (and a .png plot beside).")] = None,
+) -> None:
+    """lsr and the field's engines on identical quantised vectors: batch-1 latency, recall at matched quality."""
+    import os
+
+    from lsr.eval.bench.engines import engine as make_engine
+    from lsr.eval.bench.engines.harness import compare
+    from lsr.eval.bench.engines.inputs import corpus_vectors, query_texts, query_vectors
+    from lsr.eval.bench.engines.plot import plot
+
+    from lsr.data.beir import BeirDataset
+    from lsr.encode.shards import Manifest
+    from lsr.models import load_encoder
+
+    chosen = [make_engine("lsr"), *(make_engine(name) for name in engine or [])]
+    beir = BeirDataset(dataset)
+    texts = query_texts(beir, split, queries)
+    encoded = load_encoder(Manifest.load(vectors).model, device="cpu").encode_query(list(texts.values()))
+    report = compare(chosen, corpus_vectors(vectors, docs), query_vectors(list(texts), encoded), k, rounds, threads)
+    result = {"dataset": beir.name, "split": split, "cpu_count": os.cpu_count(), **report.to_json()}
+    _report(result, output)
+    if output:
+        plot(report, output.with_suffix(".png"), f"{beir.name} ({split})")
 
 
 @app.command("synthetic")
@@ -260,15 +328,15 @@ def serve_bench(
         result["retrievers"] = {}
         for name in chosen:
             result["retrievers"][name] = run_retriever(address, texts, name, concurrency, requests, k, warmup)
-            console.print(f"{name}: {result['retrievers'][name]}")
+            console.print(f"{name}: {result['retrievers'][name]['qps']:,.1f} QPS")
         if soak_seconds:
             result["soak"] = soak(
                 address, texts, chosen, concurrency, soak_seconds, k, soak_interval, max_growth_mb=max_growth_mb
             )
-            console.print(f"soak: {result['soak']['rss_mb']}, stable: {result['soak']['memory_stable']}")
     finally:
         result["server_exit_status"] = stop_server(process)
-    _report(result, output)
+    _serve_table(result)
+    _save(result, output)
 
 
 @app.command("serve-fairness")

@@ -1,0 +1,207 @@
+"""The speed comparison's protocol: same vectors, same queries, same k; latency first, recall matched.
+
+Why each rule (issue 21's audit of the old comparison):
+
+* **Batch-1 latency, one thread**, is the primary figure (mean, p50, p99): it needs no
+  cores to share and is what a query waits. Throughput with ``threads`` is reported
+  apart, with its thread count.
+* **Interleaved repetitions**: every setting of every engine is timed once per round, in
+  an order rotated each round, so a noisy neighbour hits all engines alike; the spread
+  of per-round means gives a 95 % confidence interval, and the load average is kept
+  with every round.
+* **Warm**: each engine runs one untimed pass over all queries before its first timed
+  pass (JIT, caches, lazily built structures).
+* **Exact engines are checked**, not trusted: their top-k scores must equal lsr's exact
+  ones, which are themselves checked against a brute-force product on a sample.
+* **Approximate engines are compared at matched recall**: recall@k against the exact
+  top k (tie-aware: a returned document whose exact score reaches the k-th best score
+  counts), and for each target the cheapest setting that reaches it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from lsr.eval.bench.engines.base import Answer, Engine, Vectors
+from tqdm.auto import tqdm
+
+TARGETS = (0.90, 0.95, 0.97, 0.99)
+
+
+@dataclass
+class Row:
+    """One engine under one search setting: quality, latency over all rounds, throughput."""
+
+    system: str
+    label: str
+    settings: dict[str, Any]
+    recall: float
+    exact_scores_match: bool | None
+    mean_ms: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms_ci95: tuple[float, float]
+    rounds_mean_ms: list[float]
+    throughput_qps: float | None = None
+
+
+@dataclass
+class Report:
+    """Everything one comparison measured, with its context."""
+
+    documents: int
+    postings: int
+    queries: int
+    k: int
+    rounds: int
+    threads: int
+    load_average: list[list[float]]
+    builds: dict[str, dict[str, float]]
+    rows: list[Row] = field(default_factory=list)
+    reference_checked_queries: int = 0
+
+    def matched(self) -> dict[str, dict[str, dict[str, Any] | None]]:
+        """For each system and recall target: the setting with the lowest mean latency reaching it."""
+        out: dict[str, dict[str, dict[str, Any] | None]] = {}
+        for system in sorted({row.system for row in self.rows}):
+            rows = [row for row in self.rows if row.system == system]
+            out[system] = {}
+            for target in TARGETS:
+                good = [row for row in rows if row.recall >= target]
+                best = min(good, key=lambda row: row.mean_ms, default=None)
+                out[system][f"{target:.2f}"] = (
+                    None if best is None else {"label": best.label, "mean_ms": best.mean_ms, "p50_ms": best.p50_ms}
+                )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["matched_recall"] = self.matched()
+        return data
+
+
+def true_scores(docs: Vectors, terms: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Exact dot products of documents ``rows`` with one query (float64, so integer impacts sum exactly)."""
+    query = np.zeros(docs.matrix.shape[1])
+    query[terms] = weights
+    return np.asarray(docs.matrix[rows] @ query).ravel()
+
+
+def brute_force(docs: Vectors, terms: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    """The exact top-k scores of one query by a full product over every document (the check of the reference)."""
+    query = sp.csr_matrix((weights.astype(np.float64), terms, [0, len(terms)]), shape=(1, docs.matrix.shape[1]))
+    scores = np.asarray((docs.matrix @ query.T).todense()).ravel()
+    return np.sort(scores)[::-1][:k]
+
+
+def recall(docs: Vectors, queries: Vectors, reference: Sequence[Answer], found: Sequence[Answer], k: int) -> float:
+    """Tie-aware recall@k: the share of the exact top k matched by returned documents scoring at least the k-th."""
+    shares = []
+    for i, (want, got) in enumerate(zip(reference, found, strict=True)):
+        if len(want.rows) == 0:
+            continue
+        kth = float(want.scores[: min(k, len(want.scores))].min())
+        rows = np.unique(got.rows[:k])
+        exact = true_scores(docs, *queries.row(i), rows) if len(rows) else np.empty(0)
+        shares.append(min(int(np.count_nonzero(exact >= kth - 1e-6)), len(want.rows[:k])) / len(want.rows[:k]))
+    return float(np.mean(shares)) if shares else 1.0
+
+
+def same_scores(reference: Sequence[Answer], found: Sequence[Answer], k: int) -> bool:
+    """Whether two engines return the same top-k score lists (ids may differ only among equal scores)."""
+    for want, got in zip(reference, found, strict=True):
+        a, b = want.scores[:k], got.scores[:k]
+        if len(a) != len(b) or not np.allclose(np.sort(a)[::-1], np.sort(b)[::-1], rtol=1e-5, atol=1e-3):
+            return False
+    return True
+
+
+def _ci95(values: list[float]) -> tuple[float, float]:
+    """A t interval of the mean of per-round means (the rounds are the independent repetitions)."""
+    if len(values) < 2:
+        return (values[0], values[0]) if values else (math.nan, math.nan)
+    from scipy import stats
+
+    mean, sem = statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+    half = float(stats.t.ppf(0.975, len(values) - 1)) * sem
+    return (mean - half, mean + half)
+
+
+def compare(
+    engines: Sequence[Engine],
+    docs: Vectors,
+    queries: Vectors,
+    k: int = 10,
+    rounds: int = 3,
+    threads: int = 1,
+    check_queries: int = 20,
+) -> Report:
+    """Build every engine, check the exact ones, then time every setting in interleaved rounds."""
+    report = Report(len(docs), int(docs.matrix.nnz), len(queries), k, rounds, threads, [], {})
+    with tempfile.TemporaryDirectory(prefix="lsr-bench-") as tmp:
+        for number, engine in enumerate(tqdm(engines, desc="build", unit=" engines")):
+            workdir = Path(tmp) / f"{number}-{engine.system}"
+            workdir.mkdir()
+            built = engine.build(docs, workdir, threads=threads)
+            report.builds[engine.label] = {"seconds": built.seconds, "index_mib": built.index_bytes / 2**20}
+        reference_engine = engines[0]
+        reference_engine.configure()
+        reference_engine.warm_up(queries, k)
+        reference = [reference_engine.search(*queries.row(i), k) for i in range(len(queries))]
+        for i in range(min(check_queries, len(queries))):
+            if not np.allclose(brute_force(docs, *queries.row(i), k), reference[i].scores, rtol=1e-5, atol=1e-3):
+                raise AssertionError(f"{reference_engine.label} is not exact on query {i}: the reference is wrong")
+        report.reference_checked_queries = min(check_queries, len(queries))
+        cases = [(engine, setting) for engine in engines for setting in engine.grid()]
+        quality: list[tuple[float, bool | None]] = []
+        for engine, setting in tqdm(cases, desc="warm-up and recall", unit=" settings"):
+            engine.configure(**setting)
+            engine.warm_up(queries, k)
+            found = [engine.search(*queries.row(i), k) for i in range(len(queries))]
+            exact = same_scores(reference, found, k) if engine.exact and not setting else None
+            quality.append((recall(docs, queries, reference, found, k), exact))
+        timings: list[list[np.ndarray]] = [[] for _ in cases]
+        for round_number in tqdm(range(rounds), desc="timed rounds", unit=" rounds"):
+            report.load_average.append(list(os.getloadavg()))
+            shift = round_number % len(cases)
+            for position in [*range(shift, len(cases)), *range(shift)]:
+                engine, setting = cases[position]
+                engine.configure(**setting)
+                timings[position].append(engine.latencies(queries, k))
+        for (engine, setting), (found_recall, exact), rounds_seconds in zip(cases, quality, timings, strict=True):
+            engine.configure(**setting)
+            every = np.concatenate(rounds_seconds) * 1000
+            per_round = [float(np.mean(r) * 1000) for r in rounds_seconds]
+            qps = None
+            if threads > 1:
+                started = time.perf_counter()
+                engine.search_batch(queries, k, threads)
+                qps = len(queries) / (time.perf_counter() - started)
+            report.rows.append(
+                Row(
+                    engine.system,
+                    engine.label,
+                    {**engine.settings, **setting},
+                    found_recall,
+                    exact,
+                    float(np.mean(every)),
+                    float(np.percentile(every, 50)),
+                    float(np.percentile(every, 99)),
+                    _ci95(per_round),
+                    per_round,
+                    qps,
+                )
+            )
+        for engine in engines:
+            engine.close()
+    return report
