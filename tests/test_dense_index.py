@@ -89,7 +89,7 @@ def test_damaged_or_foreign_indexes_fail_clearly(tmp_path: Path) -> None:
     graph.unlink()
     with pytest.raises(DenseIndexError, match="hnsw.bin is missing"):
         open_dense_index(tmp_path / "i")
-    with pytest.raises(DenseIndexError, match="no such dense index"):
+    with pytest.raises(DenseIndexError, match="nothing: does not exist"):
         open_dense_index(tmp_path / "nothing")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "meta.json").write_text('{"format": "lsr-index/1"}')
