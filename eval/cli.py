@@ -140,7 +140,7 @@ def run_cmd(
     device: Annotated[str, typer.Option(help="Encoder device: auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Encode, index, search and score a retriever on BEIR split(s) in one go; encodings are cached."""
-    from lsr.eval.outputs import print_metrics
+    from lsr.eval.outputs import print_metrics, print_tuning
     from lsr.eval.pipeline import RunSpec, run_many, run_pipeline
     from lsr.indexing.dense.settings import DenseSettings
 
@@ -173,6 +173,7 @@ def run_cmd(
     if len(pairs) == 1:
         _, evaluation = run_pipeline(*pairs[0], spec, output_dir, cache_dir)
         print_metrics(evaluation, f"{retriever} on {pairs[0][0]} {pairs[0][1]}", console)
+        print_tuning(output_dir, console)
         console.print(f"wrote {output_dir}/run.trec and {output_dir}/metrics.json")
         return
     summary = run_many(pairs, spec, output_dir, cache_dir)
@@ -185,6 +186,8 @@ def run_cmd(
     for name, values in summary.items():
         table.add_row(name, *(f"{values[m]:.4f}" for m in measures))
     console.print(table)
+    for name in summary:
+        print_tuning(output_dir / name, console)
     console.print(f"wrote {output_dir}/<dataset>/ and {output_dir}/summary.json")
 
 
@@ -199,9 +202,8 @@ def compare_cmd(
     plot: Annotated[Path | None, typer.Option(help="Save a bar chart to this image (.png, .svg, .pdf).")] = None,
 ) -> None:
     """Runs side by side with a paired t-test of each against the first, and a bar chart."""
-    from lsr.eval.compare import SIGNIFICANCE, compare, load_run_scores
+    from lsr.eval.compare import compare, load_run_scores, table
     from lsr.eval.compare import plot as save_plot
-    from rich.table import Table
 
     from lsr.errors import LsrError
     from lsr.metrics import DEFAULT_MEASURES
@@ -212,21 +214,6 @@ def compare_cmd(
         raise LsrError(f"{len(name)} names for {len(runs)} runs")
     scores = [load_run_scores(folder, label) for folder, label in zip(runs, name or [None] * len(runs), strict=True)]
     measures = measure or list(DEFAULT_MEASURES)
-    tests = compare(scores, measures)
-    table = Table(title=f"baseline: {scores[0].name}; Δ and paired t-test p against it (* p < {SIGNIFICANCE})")
-    table.add_column("run")
-    for m in measures:
-        table.add_column(m, justify="right")
-    for run in scores:
-        cells = []
-        for m in measures:
-            cell = f"{run.aggregate.get(m, float('nan')):.4f}"
-            if run.name in tests:
-                test = tests[run.name][m]
-                star = "*" if test.p_value < SIGNIFICANCE else ""
-                cell += f" ({test.delta:+.4f}, p={test.p_value:.3g}{star})"
-            cells.append(cell)
-        table.add_row(run.name, *cells)
-    console.print(table)
+    console.print(table(scores, compare(scores, measures), measures, console.width))
     if plot is not None:
         console.print(f"plot saved to {save_plot(scores, measures, plot)}")
