@@ -15,12 +15,29 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 def serve(
-    index: Annotated[Path, typer.Option(help="Sparse index folder from `lsr index` (its model encodes queries).")],
+    index: Annotated[
+        Path | None, typer.Option(help="Sparse index folder from `lsr index` (its model encodes queries).")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Query encoder instead of the one the index names.")] = None,
     dense_index: Annotated[
         Path | None, typer.Option(help="Dense index folder (`lsr index` with a dense model): dense and hybrid search.")
     ] = None,
     dense_model: Annotated[str | None, typer.Option(help="Dense query encoder instead of the index's.")] = None,
+    retriever: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME=FOLDER", help="Serve the registered retriever NAME over FOLDER too (repeatable)."),
+    ] = None,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            metavar="MODULE",
+            help="Import this module first, so that the retrievers it registers are served.",
+        ),
+    ] = None,
+    hybrid_legs: Annotated[
+        str | None, typer.Option(help="The retrievers hybrid search fuses, comma-separated (default: all served).")
+    ] = None,
     recommender: Annotated[
         Path | None, typer.Option(help="Trained recommender folder (`lsr recommend train`): the Recommend call.")
     ] = None,
@@ -61,7 +78,9 @@ def serve(
     ] = None,
     grace: Annotated[float, typer.Option(min=0.0, help="Seconds to finish calls in flight on SIGTERM/SIGINT.")] = 10.0,
 ) -> None:
-    """Serve search (sparse, dense, hybrid), query encoding and recommendations over gRPC (lsr.v1)."""
+    """Serve search (sparse, dense, any registered retriever, and their hybrid), query encoding and recommendations
+    over gRPC (lsr.v1)."""
+    import importlib
     import logging
     import os
     import sys
@@ -69,6 +88,8 @@ def serve(
     from lsr.serve.engine import Engine, EngineConfig, Limits
     from lsr.serve.server import ServerOptions, check_options, serve_until_signalled, start_server
     from rich.logging import RichHandler
+
+    from lsr.errors import LsrError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err_console)])
     # A thread building a large reply keeps the interpreter lock until the switch interval asks for it (5 ms by
@@ -92,12 +113,25 @@ def serve(
         grace=grace,
     )
     check_options(options)
+    others = []
+    for pair in retriever or ():
+        name, _, folder = pair.partition("=")
+        if not name or not folder:
+            raise LsrError(f"--retriever takes NAME=FOLDER, not {pair!r}")
+        others.append((name, Path(folder)))
+    for module in imports or ():  # the user's own choice of code to run, as with `python -m` or `pytest -p`
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise LsrError(f"--import {module}: {exc}") from exc
     engine = Engine(
         EngineConfig(
             index=index,
             model=model,
             dense_index=dense_index,
             dense_model=dense_model,
+            retrievers=tuple(others),
+            hybrid_legs=tuple(hybrid_legs.split(",")) if hybrid_legs else None,
             recommender=recommender,
             device=device,
             encode_device=encode_device,
@@ -114,7 +148,7 @@ def serve(
     what = ", ".join(engine.retrievers) + (", recommend" if engine.recommender is not None else "")
     scheme = "TLS" if tls_cert else "plaintext"
     err_console.print(
-        f"serving {engine.index.num_docs:,} documents ({what}) on {running.address} ({scheme}"
+        f"serving {engine.describe()['num_docs']:,} documents ({what}) on {running.address} ({scheme}"
         f"{', token required' if token else ''}); Ctrl-C stops",
         highlight=False,
     )
@@ -125,7 +159,9 @@ def query(
     text: Annotated[str | None, typer.Argument(help="Query text.")] = None,
     server: Annotated[str, typer.Option(help="HOST:PORT of an `lsr serve`.")] = "127.0.0.1:50051",
     k: Annotated[int, typer.Option(min=1, help="Hits wanted.")] = 10,
-    retriever: Annotated[str, typer.Option(help="sparse, dense or hybrid.")] = "sparse",
+    retriever: Annotated[str, typer.Option(help="sparse, dense, hybrid, or another retriever the server has.")] = (
+        "sparse"
+    ),
     user: Annotated[str | None, typer.Option(help="Recommend for this user id instead of searching.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit and line.")] = False,
     token: Annotated[str | None, typer.Option(envvar="LSR_TOKEN", help="Bearer token the server requires.")] = None,

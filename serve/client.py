@@ -54,13 +54,14 @@ class Client:
     def request(
         query: str | tuple[Sequence[int], Sequence[float]],
         k: int = 10,
-        retriever: str = "sparse",
+        retriever: str = "",
         doc_ids: Sequence[str] = (),
         exclude_doc_ids: Sequence[str] = (),
         fusion: str = "",
         weights: Sequence[float] = (),
     ) -> lsr_pb2.SearchRequest:
-        """A SearchRequest from text, or from a sparse vector given as (term ids, weights)."""
+        """A SearchRequest from text, or from a sparse vector given as (term ids, weights); ``retriever`` empty: the
+        server's default (sparse, or its first retriever)."""
         fields = dict(
             k=k, retriever=retriever, doc_ids=doc_ids, exclude_doc_ids=exclude_doc_ids, fusion=fusion, weights=weights
         )

@@ -1,13 +1,17 @@
-"""The search engine behind the servicers: indexes and encoders opened once, shared read-only, micro-batched.
+"""The search engine behind the servicers: retrievers opened once, shared read-only, micro-batched.
 
-It holds a sparse index (whose metadata names the model its queries must be encoded with; for an
-inference-free model that is a tokenizer and an IDF lookup, no network), optionally a dense index
-and its encoder, and optionally a trained recommender folder. Hybrid search fuses the sparse and
-dense legs with :mod:`lsr.indexing.fusion` (RRF by default), as ``lsr eval run`` does.
+Its legs are retrievers opened by name from the registry (:func:`~lsr.indexing.retrieval.open_retriever`) over
+index folders: ``sparse`` (``--index``: the index's metadata names the model its queries are encoded with; for an
+inference-free model that is a tokenizer and an IDF lookup, no network), ``dense`` (``--dense-index``), and any
+other registered name (``--retriever NAME=FOLDER``, a user's own retriever included, see ``lsr serve --import``).
+With two legs or more, ``hybrid`` fuses them with :class:`~lsr.indexing.retrieval.Hybrid`, the fusion
+``lsr eval run`` uses. The sparse leg also answers Encode and searches by pre-encoded vector; a trained
+recommender folder answers Recommend.
 
-Every kernel and encoder is driven by :class:`~lsr.serve.batching.MicroBatcher` workers, so concurrent
-requests share kernel calls and no kernel is entered from two threads at once; sparse search has two,
-each with its own searcher: one for large requests and an express lane for small ones.
+Every leg and the Encode call are driven by :class:`~lsr.serve.batching.MicroBatcher` workers, so concurrent
+requests share kernel calls and no kernel is entered from two threads at once; a leg whose retriever offers an
+express copy (:meth:`~lsr.indexing.retrieval.Retriever.express`: the sparse one on the CPU) has two workers, each
+with its own searcher: one for large requests and an express lane for small ones.
 
 The work a request may cause is bounded, not only its size: every query and text gets a cost estimate
 (:func:`text_cost`, :meth:`Engine.query_cost`), a request whose total exceeds ``Limits.max_request_cost``
@@ -15,9 +19,9 @@ is refused before any work (RESOURCE_EXHAUSTED), and the batchers cut the work o
 accept into slices of about ``slice_ms`` served in fair order, so a large request never holds a worker
 for longer than a slice while others wait, and never delays a small search at all (the express lane).
 
-Document-id filters are applied after search, with the search depth widened (4x a round) until
-``k`` allowed hits are found or the leg has nothing more to return, so filtered results are the
-exact top ``k`` among the allowed documents.
+Document-id filters go into the search as a :class:`~lsr.indexing.hits.DocFilter`: each retriever turns it into
+a mask its kernel tests (:mod:`lsr.indexing.filters`), so a filtered search is one search of the usual depth and
+returns the exact top ``k`` among the admitted documents.
 """
 
 from __future__ import annotations
@@ -34,14 +38,14 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.indexing.hits import DocFilter, Hits
+from lsr.indexing.retrieval import Hybrid, Retriever
 from lsr.serve.batching import BatcherClosed, DeadlineExpired, MicroBatcher, wait
 from lsr.serve.errors import DeadlineExceeded, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
-RETRIEVERS = ("sparse", "dense", "hybrid")
+SPARSE, DENSE, HYBRID, ENCODE = "sparse", "dense", Hybrid.name, "encode"
 DEFAULT_K = 10
 CHARS_PER_TOKEN = 4  # a rough average for word pieces of English text: costs are estimates, not token counts
-
-Hits = list[tuple[str, float]]
 
 
 @dataclass
@@ -61,12 +65,16 @@ class Limits:
 
 @dataclass
 class EngineConfig:
-    """What the server loads and how it batches; ``model`` overrides the model named by the sparse index."""
+    """What the server loads and how it batches. ``index`` is the sparse leg, ``dense_index`` the dense one,
+    ``retrievers`` (name, folder) pairs of any other registered retrievers; ``model`` and ``dense_model`` override
+    the models the indexes name; ``hybrid_legs`` are the legs ``hybrid`` fuses, in order (default: all of them)."""
 
-    index: Path
+    index: Path | None = None
     model: str | None = None
     dense_index: Path | None = None
     dense_model: str | None = None
+    retrievers: tuple[tuple[str, Path], ...] = ()
+    hybrid_legs: tuple[str, ...] | None = None
     recommender: Path | None = None
     device: str = "cpu"
     encode_device: str = "cpu"
@@ -76,7 +84,6 @@ class EngineConfig:
     window_ms: float = 2.0
     slice_ms: float = 10.0
     express_cost: int = 512
-    verify: bool = True
     limits: Limits = field(default_factory=Limits)
 
 
@@ -87,11 +94,22 @@ class Query:
     text: str | None = None
     vector: tuple[np.ndarray, np.ndarray] | None = None
     k: int = DEFAULT_K
-    retriever: str = "sparse"
-    allow: frozenset[str] | None = None
-    deny: frozenset[str] = frozenset()
+    retriever: str = SPARSE
+    filter: DocFilter | None = None
     fusion: str | None = None
     weights: tuple[float, ...] | None = None
+
+
+@dataclass(eq=False)
+class Leg:
+    """One retriever the server searches: its batcher, the lock of its encoder, and what bounds its replies."""
+
+    retriever: Retriever
+    lock: threading.Lock
+    thread_safe: bool  # whether two workers may encode at once (see Engine._encode)
+    num_docs: int
+    id_bytes: int
+    batcher: MicroBatcher | None = None
 
 
 @dataclass(eq=False)
@@ -125,8 +143,6 @@ class Engine:
 
     def __init__(self, config: EngineConfig) -> None:
         from lsr.indexing.fusion import METHODS
-        from lsr.indexing.sparse.format import SparseIndex
-        from lsr.indexing.sparse.retriever import sparse_encoder
 
         from lsr.errors import LsrError
 
@@ -135,35 +151,24 @@ class Engine:
         self.config = config
         self.limits = config.limits
         self.started = time.monotonic()
-        self.index = SparseIndex.open(config.index, verify=config.verify)
-        self.model = config.model or self.index.meta.model
-        encoder = sparse_encoder(self.model, self.index.meta.vocab_size, config.encode_device)
-        self.encoder = encoder
-        self._encode_lock = threading.Lock()  # the sparse encoder serves three workers (see _encode_sparse)
-        self._lock_shared = not _thread_safe(encoder)
-        # Small searches get a second CPU searcher of their own (one thread, no tiled copy: its memory is a score
-        # buffer the size of the corpus), so they never wait for a large request's slice on the first one, which
-        # leaves them a core.
-        self.express = None
-        if config.device == "cpu" and config.express_cost > 0:
-            from lsr.indexing.sparse.search import Searcher
-
-            self.express = Searcher(self.index, threads=1, tiled=False)
-        self.searcher = self._searcher(config.device)
         self.arriving = 0  # queries inside search_many/encode not yet submitted: a batch waits only for those
         self._arriving_lock = threading.Lock()
-        express = None if self.express is None else functools.partial(self._sparse_batch, searcher=self.express)
-        self.batchers: dict[str, MicroBatcher] = {
-            "sparse": self._batcher("sparse", self._sparse_batch, express),
-            "encode": self._batcher("encode", self._encode_batch),
-        }
-        self.dense_index = self.dense_encoder = None
-        self.id_bytes = {"sparse": _longest_id(self.index)}
-        self._heaviest = float(np.max(self.index.codebook, initial=0.0))  # bounds a vector's scores
-        if config.dense_index is not None:
-            self._open_dense(config)
-            self.batchers["dense"] = self._batcher("dense", self._dense_batch)
-            self.id_bytes["dense"] = max((len(doc.encode()) for doc in self.dense_index.ids), default=0)
+        self.legs = self._open_legs(config)
+        self.hybrid_legs = self._hybrid_legs(config)
+        self.batchers: dict[str, MicroBatcher] = {}
+        for name, leg in self.legs.items():
+            express = leg.retriever.express() if config.device == "cpu" and config.express_cost > 0 else None
+            lane = None if express is None else functools.partial(self._leg_batch, leg, retriever=express)
+            leg.batcher = self.batchers[name] = self._batcher(name, functools.partial(self._leg_batch, leg), lane)
+        # the sparse leg also encodes (Encode) and searches pre-encoded vectors
+        sparse = self.legs.get(SPARSE)
+        self.sparse = sparse if sparse is not None and _lsr_sparse(sparse.retriever) else None
+        self.index = self.encoder = self.model = None
+        if self.sparse is not None:
+            self.index, self.encoder = self.sparse.retriever.index, self.sparse.retriever.encoder
+            self.model = config.model or self.index.meta.model
+            self._heaviest = float(np.max(self.index.codebook, initial=0.0))  # bounds a vector's scores
+            self.batchers[ENCODE] = self._batcher(ENCODE, self._encode_batch)
         self.recommender = None
         self._recommend_lock = threading.Lock()
         if config.recommender is not None:
@@ -173,6 +178,48 @@ class Engine:
             if self.recommender.model.dot_product:
                 self.recommender.index()  # built (or loaded) now, not by the first request
         self.warm_up()
+
+    @staticmethod
+    def _open_legs(config: EngineConfig) -> dict[str, Leg]:
+        """Every leg's retriever, opened from the registry by name over its folder; names are checked before any
+        model or index loads. With an express lane, a leg's main searcher leaves it a core."""
+        import numba
+        from lsr.indexing.retrieval import RetrieverOptions, check_names, open_retriever
+
+        from lsr.errors import LsrError
+
+        named = [(SPARSE, config.index), (DENSE, config.dense_index), *config.retrievers]
+        folders = [(name, Path(folder)) for name, folder in named if folder is not None]
+        names = [name for name, _ in folders]
+        if not folders:
+            raise LsrError("nothing to serve: give --index, --dense-index or --retriever NAME=FOLDER")
+        if len(set(names)) != len(names) or ENCODE in names:
+            raise LsrError(f"each retriever is served once, and none may be called {ENCODE!r}: {', '.join(names)}")
+        check_names(names)
+        express = config.device == "cpu" and config.express_cost > 0
+        options = RetrieverOptions(
+            model=config.model,
+            dense_model=config.dense_model or "",  # the dense index's own model unless overridden
+            device=config.encode_device,
+            gpu=config.device == "cuda",
+            threads=max(numba.get_num_threads() - 1, 1) if express else None,
+        )
+        legs = {}
+        for name, folder in folders:
+            retriever = open_retriever(name, folder, options)
+            safe = _thread_safe(retriever)
+            legs[name] = Leg(retriever, threading.Lock(), safe, retriever.num_docs, retriever.longest_id)
+        return legs
+
+    def _hybrid_legs(self, config: EngineConfig) -> tuple[str, ...]:
+        """The legs ``hybrid`` fuses (none: no hybrid)."""
+        from lsr.errors import LsrError
+
+        legs = tuple(config.hybrid_legs) if config.hybrid_legs is not None else tuple(self.legs)
+        unknown = [name for name in legs if name not in self.legs]
+        if unknown or (config.hybrid_legs is not None and (len(set(legs)) != len(legs) or len(legs) < 2)):
+            raise LsrError(f"hybrid legs must be two or more of the served retrievers ({', '.join(self.legs)})")
+        return legs if len(legs) >= 2 else ()
 
     def _batcher(self, name: str, fn: Callable, express: Callable | None = None) -> MicroBatcher:
         """A batcher whose window waits only while a request is on its way to submitting (not for requests
@@ -193,80 +240,70 @@ class Engine:
         throughput to size its slices by."""
         probe = Query(text="warm up", k=1)
         for name, batcher in self.batchers.items():
-            item = probe.text if name == "encode" else (probe, 1)
-            cost = text_cost(probe.text) if name == "encode" else self.query_cost(probe, name, 1)
+            item = probe.text if name == ENCODE else (probe, 1)
+            cost = text_cost(probe.text) if name == ENCODE else self.query_cost(probe, name, 1)
             batcher.fn([item])
             batcher.calibrate([item], [cost])
 
-    def _searcher(self, device: str):  # noqa: ANN202 - Searcher or GpuSearcher
-        """The main kernel, chosen where ``lsr search`` and the retrievers choose theirs; on the CPU it leaves the
-        express lane a core."""
-        import numba
-        from lsr.indexing.sparse.retriever import SparseSearcher
-
-        threads = max(numba.get_num_threads() - (self.express is not None), 1)
-        return SparseSearcher(self.index, device, threads=threads).kernel
-
-    def _open_dense(self, config: EngineConfig) -> None:
-        from lsr.indexing.dense import open_dense_index
-        from lsr.indexing.dense.retriever import dense_encoder
-
-        from lsr.errors import LsrError
-
-        self.dense_index = open_dense_index(config.dense_index, verify=config.verify)
-        name = config.dense_model or self.dense_index.meta.model
-        encoder = dense_encoder(name, config.encode_device)
-        if encoder.dimension != self.dense_index.meta.dimension:
-            held = self.dense_index.meta.dimension
-            raise LsrError(f"{name} makes {encoder.dimension}-d vectors, the dense index holds {held}-d")
-        self.dense_model = name
-        self.dense_encoder = encoder
-
     @property
     def retrievers(self) -> tuple[str, ...]:
-        return RETRIEVERS if self.dense_index is not None else ("sparse",)
+        """What a query may name: every leg, and ``hybrid`` when there are legs to fuse."""
+        return (*self.legs, *((HYBRID,) if self.hybrid_legs else ()))
 
-    # -- batch functions, each run by its batcher's single worker thread --------------------------------
+    @property
+    def default_retriever(self) -> str:
+        """What a query naming no retriever searches: the sparse leg, or the first one."""
+        return SPARSE if SPARSE in self.legs else next(iter(self.legs))
 
-    def _encode_sparse(self, texts: list[str], lock: bool) -> sp.csr_matrix:
-        """Encode with the sparse encoder, under its lock if ``lock``. The express lane always takes it (holding
-        the lock pauses small searches, as tests do); the Encode worker and the main search worker only when the
-        encoder is not thread-safe, so with one that is, a small search never waits for their encoding."""
-        with self._encode_lock if lock else contextlib.nullcontext():
-            return sp.csr_matrix(self.encoder.encode_query(texts, batch_size=max(len(texts), 1)), dtype=np.float32)
+    # -- batch functions, each run by its batcher's worker threads ----------------------------------------
 
-    def _sparse_batch(
-        self, items: list[tuple[Query, int]], searcher: Any = None
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Encode the batch's texts in one call, stack them with the given vectors, search once (with the express
-        lane's ``searcher``, or the main one)."""
-        vocab = self.index.meta.vocab_size
-        texts = [q.text for q, _ in items if q.vector is None]
-        encoded = (
-            iter(self._encode_sparse(texts, lock=searcher is not None or self._lock_shared)) if texts else iter(())
-        )
-        rows = []
-        for query, _ in items:
-            if query.vector is None:
-                rows.append(next(encoded))
-            else:
-                indices, values = query.vector
-                rows.append(sp.csr_matrix((values, indices, [0, len(indices)]), shape=(1, vocab)))
-        depth = max(d for _, d in items)
-        docs, scores, sizes = (searcher or self.searcher).search(sp.vstack(rows, format="csr"), k=depth)
-        return [(docs[i, : min(sizes[i], d)], scores[i, : min(sizes[i], d)]) for i, (_, d) in enumerate(items)]
+    def _leg_batch(self, leg: Leg, items: list[tuple[Query, int]], retriever: Retriever | None = None) -> list[Hits]:
+        """Search a batch of (query, depth) items with the leg's retriever (or its express copy, ``retriever``).
 
-    def _dense_batch(self, items: list[tuple[Query, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        matrix = self.dense_encoder.encode_query([q.text for q, _ in items], batch_size=max(len(items), 1))
-        rows, scores = self.dense_index.search(matrix, max(d for _, d in items))
-        out = []
-        for i, (_, depth) in enumerate(items):
-            keep = rows[i, :depth] >= 0
-            out.append((rows[i, :depth][keep], scores[i, :depth][keep]))
+        Items are grouped by filter, and each group is encoded and searched in one call with its own filter: a
+        retriever's search takes one filter for all its queries, and the kernels one mask per call. Giving them a
+        mask per query instead would mean a mask per row of every batch (a byte per document each) and a change to
+        every kernel, while traffic without filters, or with one filter, stays a single call this way; queries
+        with different filters cost one kernel call per distinct filter, each at the usual depth.
+        """
+        express = retriever is not None
+        groups: dict[DocFilter | None, list[int]] = {}
+        for number, (query, _) in enumerate(items):
+            groups.setdefault(query.filter, []).append(number)
+        out: list[Hits] = [Hits([], np.zeros(0, np.float32))] * len(items)
+        for allow, numbers in groups.items():
+            encoded = self._encode(leg, [items[n][0] for n in numbers], lock=express or not leg.thread_safe)
+            depths = [items[n][1] for n in numbers]
+            found = (retriever or leg.retriever).search(encoded, max(depths), allow)
+            for number, depth, hits in zip(numbers, depths, found, strict=True):
+                out[number] = Hits(hits.ids[:depth], hits.scores[:depth])
         return out
 
+    def _encode(self, leg: Leg, queries: list[Query], lock: bool) -> Any:
+        """The leg's encoding of ``queries``, under its encoder's lock if ``lock``: the express lane always takes it
+        (holding the lock pauses small searches, as tests do), the other workers only when the encoder is not
+        thread-safe, so with one that is, a small search never waits for their encoding. Pre-encoded vectors (only
+        the sparse leg admits them) are stacked with the encoded texts."""
+        texts = [q.text for q in queries if q.vector is None]
+        with leg.lock if lock else contextlib.nullcontext():
+            encoded = leg.retriever.encode(texts) if texts else None
+        if len(texts) == len(queries):
+            return encoded
+        vocab = self.index.meta.vocab_size
+        rows = iter(() if encoded is None else sp.csr_matrix(encoded, dtype=np.float32))
+        return sp.vstack(
+            [
+                next(rows)
+                if q.vector is None
+                else sp.csr_matrix((q.vector[1], q.vector[0], [0, len(q.vector[0])]), (1, vocab))
+                for q in queries
+            ],
+            format="csr",
+        )
+
     def _encode_batch(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        matrix = self._encode_sparse(texts, lock=self._lock_shared)
+        with self.sparse.lock if not self.sparse.thread_safe else contextlib.nullcontext():
+            matrix = sp.csr_matrix(self.sparse.retriever.encode(texts), dtype=np.float32)
         bounds = matrix.indptr
         return [(matrix.indices[a:b], matrix.data[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
@@ -277,11 +314,10 @@ class Engine:
         from lsr.indexing.fusion import METHODS
 
         limits = self.limits
-        if query.retriever not in RETRIEVERS:
-            raise InvalidArgument(f"unknown retriever {query.retriever!r}; choose one of {', '.join(self.retrievers)}")
         if query.retriever not in self.retrievers:
             raise InvalidArgument(
-                f"retriever {query.retriever!r} needs a dense index, and this server has none (lsr serve --dense-index)"
+                f"unknown retriever {query.retriever!r}; this server has {', '.join(self.retrievers)} "
+                "(lsr serve adds others: --dense-index, --retriever NAME=FOLDER)"
             )
         if not 1 <= query.k <= limits.max_k:
             raise InvalidArgument(f"k must be between 1 and {limits.max_k}, not {query.k}")
@@ -291,21 +327,27 @@ class Engine:
             if len(query.text) > limits.max_query_chars:
                 raise InvalidArgument(f"query of {len(query.text)} characters; the limit is {limits.max_query_chars}")
         else:
-            if query.retriever != "sparse":
+            if query.retriever != SPARSE or self.sparse is None:
                 raise InvalidArgument(f"a pre-encoded vector searches the sparse index only, not {query.retriever}")
             self.check_vector(*query.vector)
-        filters = len(query.allow or ()) + len(query.deny)
-        if filters > limits.max_filter_ids:
-            raise InvalidArgument(f"{filters} document ids in filters; the limit is {limits.max_filter_ids}")
+        if query.filter is not None:
+            filters = len(query.filter.allow or ()) + len(query.filter.deny)
+            if filters > limits.max_filter_ids:
+                raise InvalidArgument(f"{filters} document ids in filters; the limit is {limits.max_filter_ids}")
         if query.fusion is not None and query.fusion not in METHODS:
             raise InvalidArgument(f"unknown fusion {query.fusion!r}; choose one of {', '.join(METHODS)}")
         if query.weights is not None:
-            if query.retriever != "hybrid" or len(query.weights) != 2:
-                raise InvalidArgument("weights apply to hybrid search: two of them, sparse then dense")
+            legs = self.hybrid_legs
+            if query.retriever != HYBRID or len(query.weights) != len(legs):
+                raise InvalidArgument(
+                    f"weights apply to hybrid search: {len(legs)} of them, one per retriever ({', '.join(legs)})"
+                )
             if not all(math.isfinite(w) and w >= 0 for w in query.weights) or not any(query.weights):
                 raise InvalidArgument("weights must be finite, non-negative and not all zero")
 
     def check_vector(self, indices: np.ndarray, values: np.ndarray) -> None:
+        if self.sparse is None:
+            raise InvalidArgument("this server has no sparse index to search a vector in (lsr serve --index)")
         vocab = self.index.meta.vocab_size
         if len(indices) != len(values):
             raise InvalidArgument(f"malformed vector: {len(indices)} indices but {len(values)} values")
@@ -326,7 +368,7 @@ class Engine:
     # -- requests -----------------------------------------------------------------------------------------
 
     def search(self, query: Query, deadline: float | None = None) -> Hits:
-        """The top ``query.k`` hits (document id, score), best first."""
+        """The top ``query.k`` hits, best first."""
         return self.search_many([query], deadline)[0]
 
     def search_many(self, queries: list[Query], deadline: float | None = None) -> list[Hits]:
@@ -349,17 +391,17 @@ class Engine:
         return cost
 
     def query_cost(self, query: Query, leg: str | None = None, depth: int | None = None) -> int:
-        """The estimated work of a query (of one ``leg`` at ``depth``, or of all its legs at their first depth):
+        """The estimated work of a query (of one ``leg`` at ``depth``, or of all its legs at their depth):
         the terms to encode or look up, plus the hits to rank and return."""
         if leg is None:
-            return sum(self.query_cost(query, leg, depth) for leg, depth in self._first_depths(query).items())
+            return sum(self.query_cost(query, leg, self._depth(query)) for leg in self._legs_of(query))
         terms = len(query.vector[0]) if query.vector is not None else text_cost(query.text or "")
         return terms + (depth or query.k)
 
     def reply_shape(self, query: Query) -> tuple[int, int]:
         """At most how many hits an admitted ``query`` returns, and at most how many bytes each hit's id has."""
-        legs = self._first_depths(query)
-        return min(query.k, sum(map(self._leg_size, legs))), max(self.id_bytes[leg] for leg in legs)
+        legs = [self.legs[name] for name in self._legs_of(query)]
+        return min(query.k, sum(leg.num_docs for leg in legs)), max(leg.id_bytes for leg in legs)
 
     def _within_budget(self, cost: int, what: str) -> None:
         budget = self.limits.max_request_cost
@@ -387,65 +429,32 @@ class Engine:
             with self._arriving_lock:
                 self.arriving -= count
 
-    def _first_depths(self, query: Query) -> dict[str, int]:
-        """The legs a query searches, and how deep each searches first (deeper when filters may drop hits)."""
-        legs = ("sparse", "dense") if query.retriever == "hybrid" else (query.retriever,)
-        want = self._wanted(query)
-        return {leg: self._first_depth(leg, query, want) for leg in legs}
+    def _legs_of(self, query: Query) -> tuple[str, ...]:
+        return self.hybrid_legs if query.retriever == HYBRID else (query.retriever,)
 
-    def _wanted(self, query: Query) -> int:
-        return max(self.config.hybrid_depth, query.k) if query.retriever == "hybrid" else query.k
+    def _depth(self, query: Query) -> int:
+        """How deep each leg searches: ``k``, or for a hybrid at least the hits per leg it fuses."""
+        return max(self.config.hybrid_depth, query.k) if query.retriever == HYBRID else query.k
 
     def _start(self, query: Query, deadline: float | None, call: _Call) -> Callable[[], Hits]:
-        """Submit a query's first kernel work now; the returned function waits for it and finishes the query."""
-        want, depths = self._wanted(query), self._first_depths(query)
-        # the dense leg is queued first, as a small sparse leg runs in this thread when the express lane is idle
-        queued = {leg: self._submit(leg, query, depths[leg], deadline, call) for leg in reversed(depths)}
-        first = {leg: queued[leg] for leg in depths}
+        """Submit a query's kernel work now; the returned function waits for it and finishes the query."""
+        legs, depth = self._legs_of(query), self._depth(query)
+        # the later legs are queued first, as a small sparse leg runs in this thread when the express lane is idle
+        cost = {name: self.query_cost(query, name, depth) for name in legs}
+        futures = {
+            name: self.batchers[name].submit((query, depth), deadline, call, cost[name], call.cost)
+            for name in reversed(legs)
+        }
 
         def finish() -> Hits:
-            hits = {leg: self._filtered(leg, query, want, deadline, first[leg], call) for leg in first}
-            if query.retriever != "hybrid":
-                return hits[query.retriever]
-            from lsr.indexing.fusion import fuse
-
-            from lsr.runs import ranked
-
-            runs = [{"q": dict(hits[leg])} for leg in first]
-            fused = fuse(runs, query.fusion or self.config.fusion, query.weights, depth=query.k)
-            return ranked(fused.get("q", {}))
+            found = [wait(futures[name], deadline) for name in legs]
+            if query.retriever != HYBRID:
+                return found[0]
+            retrievers = [self.legs[name].retriever for name in legs]
+            hybrid = Hybrid(retrievers, query.fusion or self.config.fusion, query.weights, self.config.hybrid_depth)
+            return hybrid.combine([[hits] for hits in found], query.k)[0]
 
         return finish
-
-    def _leg_size(self, leg: str) -> int:
-        return self.index.num_docs if leg == "sparse" else self.dense_index.meta.num_docs
-
-    def _first_depth(self, leg: str, query: Query, k: int) -> int:
-        if query.allow is None and not query.deny:
-            return k
-        return max(min(self._leg_size(leg), max(4 * k, k + len(query.deny))), 1)
-
-    def _submit(self, leg: str, query: Query, depth: int, deadline: float | None, call: _Call):  # noqa: ANN202
-        """A (future, depth) pair: the leg's search of ``query`` at ``depth``, queued in the request's group."""
-        cost = self.query_cost(query, leg, depth)
-        return (self.batchers[leg].submit((query, depth), deadline, call, cost, call.cost), depth)
-
-    def _hits(self, leg: str, docs: np.ndarray, scores: np.ndarray) -> Hits:
-        if leg == "sparse":
-            return list(zip(_doc_ids(self.index, docs), scores.tolist(), strict=True))
-        ids = self.dense_index.ids
-        return [(ids[r], s) for r, s in zip(docs.tolist(), scores.tolist(), strict=True)]
-
-    def _filtered(self, leg: str, query: Query, k: int, deadline: float | None, first: tuple, call: _Call) -> Hits:
-        """The leg's top ``k`` among allowed documents, searching deeper while filters leave too few."""
-        future, depth = first
-        limit = self._leg_size(leg)
-        while True:
-            found = self._hits(leg, *wait(future, deadline))
-            kept = [hit for hit in found if _allowed(hit[0], query)]
-            if len(kept) >= k or len(found) < depth or depth >= limit:
-                return kept[:k]
-            future, depth = self._submit(leg, query, min(limit, depth * 4), deadline, call)
 
     def encode(self, texts: list[str], deadline: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Sparse query vectors (term ids, weights) of ``texts``, as the server's own searches encode them."""
@@ -455,6 +464,8 @@ class Engine:
 
     def admit_texts(self, texts: list[str]) -> int:
         """Check an Encode request before any work, as :meth:`admit` does a search; returns its cost."""
+        if self.sparse is None:
+            raise Unavailable("this server has no sparse index, whose model Encode uses (lsr serve --index)")
         if not texts:
             raise InvalidArgument("no texts to encode")
         if len(texts) > self.limits.max_batch_queries:
@@ -473,7 +484,7 @@ class Engine:
         call = _Call(sum(map(text_cost, texts)))
         with _mapped_errors():
             with self._arrival(len(texts)):
-                futures = [self.batchers["encode"].submit(t, deadline, call, text_cost(t)) for t in texts]
+                futures = [self.batchers[ENCODE].submit(t, deadline, call, text_cost(t)) for t in texts]
             try:
                 for future in futures:
                     yield wait(future, deadline)
@@ -481,7 +492,7 @@ class Engine:
                 for future in futures:
                     future.cancel()
 
-    def recommend(self, user: str, k: int, exclude_seen: bool = True) -> Hits:
+    def recommend(self, user: str, k: int, exclude_seen: bool = True) -> list[tuple[str, float]]:
         """Top ``k`` items for a user of the recommender's training data (NOT_FOUND for anyone else)."""
         from lsr.recommend.serve import UnknownUser
 
@@ -498,14 +509,17 @@ class Engine:
             raise NotFound(str(exc)) from None
 
     def describe(self) -> dict[str, Any]:
-        """What the server holds, and its batchers' counters (the Stats call)."""
+        """What the server holds, and its batchers' counters (the Stats call): the sparse leg's model and size (the
+        first leg's size where there is no sparse one), and the dense leg's."""
+        dense = self.legs.get(DENSE)
+        first = self.sparse or next(iter(self.legs.values()))
         return {
-            "model": self.model,
-            "num_docs": self.index.num_docs,
-            "vocab_size": self.index.meta.vocab_size,
+            "model": self.model or "",
+            "num_docs": first.num_docs,
+            "vocab_size": self.index.meta.vocab_size if self.index is not None else 0,
             "retrievers": list(self.retrievers),
-            "dense_model": getattr(self, "dense_model", "") if self.dense_index is not None else "",
-            "dense_docs": self.dense_index.meta.num_docs if self.dense_index is not None else 0,
+            "dense_model": (self.config.dense_model or dense.retriever.info.get("model", "")) if dense else "",
+            "dense_docs": dense.num_docs if dense is not None else 0,
             "recommender": self.recommender is not None,
             "uptime_seconds": time.monotonic() - self.started,
             "rss_bytes": rss_bytes(),
@@ -517,38 +531,21 @@ class Engine:
             batcher.close()
 
 
-def _thread_safe(encoder: Any) -> bool:
-    """Whether two threads may encode queries with ``encoder`` at once. An inference-free encoder's queries are its
-    Rust tokenizer's ``encode_batch``, which changes no state, and an IDF lookup; a model's tokenizer call sets the
-    shared tokenizer's truncation first (two at once fail with "Already borrowed")."""
+def _lsr_sparse(retriever: Retriever) -> bool:
+    """Whether ``retriever`` is lsr's own sparse retriever (an index with a vocabulary, and its encoder)."""
+    from lsr.indexing.sparse.retriever import SparseRetriever
+
+    return isinstance(retriever, SparseRetriever)
+
+
+def _thread_safe(retriever: Retriever) -> bool:
+    """Whether two threads may encode queries with ``retriever`` at once: only lsr's sparse retriever with an
+    inference-free encoder, whose queries are its Rust tokenizer's ``encode_batch``, which changes no state, and an
+    IDF lookup; a model's tokenizer call sets the shared tokenizer's truncation first (two at once fail with
+    "Already borrowed"), and other retrievers' encoders are not known to be safe."""
     from lsr.models import InferenceFreeEncoder
 
-    return isinstance(encoder, InferenceFreeEncoder)
-
-
-# SparseIndex looks ids up one at a time; a reply of many hits reads them here from the same arrays (its id blob and
-# offsets) in one gather, about eight times faster, which matters because it runs holding the interpreter lock.
-
-
-def _longest_id(index: Any) -> int:
-    """Bytes of the longest document id of a sparse index (read once, at start-up)."""
-    offsets = index._id_offsets
-    return int(np.diff(offsets).max()) if len(offsets) > 1 else 0
-
-
-def _doc_ids(index: Any, numbers: np.ndarray) -> list[str]:
-    """The document ids of document ``numbers`` of a sparse index."""
-    offsets, blob = index._id_offsets, index._ids
-    starts = np.asarray(offsets[numbers], dtype=np.int64)
-    lengths = np.asarray(offsets[numbers + 1], dtype=np.int64) - starts
-    bounds = np.concatenate(([0], np.cumsum(lengths)))
-    data = np.asarray(blob[np.repeat(starts - bounds[:-1], lengths) + np.arange(bounds[-1])]).tobytes()
-    ends = bounds.tolist()
-    return [data[a:b].decode() for a, b in zip(ends[:-1], ends[1:], strict=True)]
-
-
-def _allowed(doc_id: str, query: Query) -> bool:
-    return (query.allow is None or doc_id in query.allow) and doc_id not in query.deny
+    return _lsr_sparse(retriever) and isinstance(retriever.encoder, InferenceFreeEncoder)
 
 
 @contextlib.contextmanager

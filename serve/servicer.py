@@ -28,7 +28,8 @@ from collections.abc import Iterator
 
 import grpc
 import numpy as np
-from lsr.serve.engine import DEFAULT_K, Engine, Query
+from lsr.indexing.hits import DocFilter, Hits
+from lsr.serve.engine import DEFAULT_K, SPARSE, Engine, Query
 from lsr.serve.errors import InvalidArgument, ResourceExhausted, ServeError
 from lsr.serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
 
@@ -86,8 +87,8 @@ class CallTracker:
             return out
 
 
-def to_query(request: lsr_pb2.SearchRequest) -> Query:
-    """A SearchRequest as an engine query (unset k is 10, unset retriever sparse); checked by the engine."""
+def to_query(request: lsr_pb2.SearchRequest, retriever: str = SPARSE) -> Query:
+    """A SearchRequest as an engine query (unset k is 10, unset retriever ``retriever``); checked by the engine."""
     vector = None
     if request.WhichOneof("input") == "vector":
         vector = (
@@ -98,9 +99,10 @@ def to_query(request: lsr_pb2.SearchRequest) -> Query:
         text=request.query if vector is None else None,
         vector=vector,
         k=request.k or DEFAULT_K,
-        retriever=request.retriever or "sparse",
-        allow=frozenset(request.doc_ids) if request.doc_ids else None,
-        deny=frozenset(request.exclude_doc_ids),
+        retriever=request.retriever or retriever,
+        filter=DocFilter(frozenset(request.doc_ids) or None, frozenset(request.exclude_doc_ids))
+        if request.doc_ids or request.exclude_doc_ids
+        else None,
         fusion=request.fusion or None,
         weights=tuple(request.weights) if request.weights else None,
     )
@@ -115,19 +117,21 @@ def _field_size(payload: int) -> int:
     return 1 + _varint_size(payload) + payload
 
 
-def search_reply_bound(hits: int, id_bytes: int) -> int:
-    """The largest SearchResponse of ``hits`` hits whose document ids have at most ``id_bytes`` bytes."""
+def search_reply_bound(hits: int, id_bytes: int, retriever: str = "hybrid") -> int:
+    """The largest SearchResponse of ``hits`` hits whose document ids have at most ``id_bytes`` bytes, from the
+    retriever named ``retriever``."""
     hit = _field_size(id_bytes) + 5  # the id, and the score as a tagged 32-bit float
-    return hits * _field_size(hit) + _field_size(max(map(len, ("sparse", "dense", "hybrid"))))
+    return hits * _field_size(hit) + _field_size(len(retriever.encode()))
 
 
 def too_large(size: str, limit: int, advice: str) -> ResourceExhausted:
     return ResourceExhausted(f"{size}, over this server's {limit:,}-byte message limit (--max-message-mb): {advice}")
 
 
-def to_response(query: Query, hits: list[tuple[str, float]]) -> lsr_pb2.SearchResponse:
+def to_response(query: Query, hits: Hits) -> lsr_pb2.SearchResponse:
     return lsr_pb2.SearchResponse(
-        hits=[lsr_pb2.Hit(doc_id=doc, score=score) for doc, score in hits], retriever=query.retriever
+        hits=[lsr_pb2.Hit(doc_id=doc, score=score) for doc, score in zip(hits.ids, hits.scores.tolist(), strict=True)],
+        retriever=query.retriever,
     )
 
 
@@ -139,10 +143,10 @@ class RetrievalServicer(lsr_pb2_grpc.RetrievalServicer):
         self.tracker = tracker
         self.max_reply_bytes = max_reply_bytes
 
-    def _search(self, queries: list[Query], deadline: float | None, batch: bool) -> list[list[tuple[str, float]]]:
+    def _search(self, queries: list[Query], deadline: float | None, batch: bool) -> list[Hits]:
         """Admit the queries, bound their reply, then search: every refusal comes before any work."""
         self.engine.admit(queries)
-        sizes = [search_reply_bound(*self.engine.reply_shape(query)) for query in queries]
+        sizes = [search_reply_bound(*self.engine.reply_shape(query), query.retriever) for query in queries]
         size = sum(_field_size(size) for size in sizes) if batch else sizes[0]
         if size > self.max_reply_bytes:
             advice = "ask for fewer hits, or fewer queries per call" if batch else "ask for fewer hits"
@@ -151,7 +155,7 @@ class RetrievalServicer(lsr_pb2_grpc.RetrievalServicer):
 
     def Search(self, request: lsr_pb2.SearchRequest, context: grpc.ServicerContext) -> lsr_pb2.SearchResponse:  # noqa: N802
         with self.tracker.track("Search", context) as deadline:
-            query = to_query(request)
+            query = to_query(request, self.engine.default_retriever)
             return to_response(query, self._search([query], deadline, batch=False)[0])
 
     def BatchSearch(  # noqa: N802
@@ -160,7 +164,7 @@ class RetrievalServicer(lsr_pb2_grpc.RetrievalServicer):
         with self.tracker.track("BatchSearch", context) as deadline:
             if not request.requests:
                 raise InvalidArgument("BatchSearch with no requests")
-            queries = [to_query(r) for r in request.requests]
+            queries = [to_query(r, self.engine.default_retriever) for r in request.requests]
             results = self._search(queries, deadline, batch=True)
             return lsr_pb2.BatchSearchResponse(
                 responses=[to_response(q, hits) for q, hits in zip(queries, results, strict=True)]

@@ -75,7 +75,13 @@ def demo_queries() -> list[str]:
 
 
 @contextlib.contextmanager
-def running(artifacts: Artifacts, dense: bool = True, recommender: bool = True, **settings) -> Iterator:  # noqa: ANN003
+def running(  # noqa: ANN201
+    artifacts: Artifacts,
+    dense: bool = True,
+    recommender: bool = True,
+    sparse: bool = True,
+    **settings,  # noqa: ANN003
+) -> Iterator:
     """A server on a free loopback port; ``settings`` go to EngineConfig or ServerOptions by name."""
     from dataclasses import fields
 
@@ -85,7 +91,7 @@ def running(artifacts: Artifacts, dense: bool = True, recommender: bool = True, 
     engine_keys = {f.name for f in fields(EngineConfig)}
     engine = Engine(
         EngineConfig(
-            index=artifacts.sparse_index,
+            index=artifacts.sparse_index if sparse else None,
             dense_index=artifacts.dense_index if dense else None,
             recommender=artifacts.recommender if recommender else None,
             **{k: v for k, v in settings.items() if k in engine_keys},

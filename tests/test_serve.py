@@ -172,7 +172,10 @@ BAD_REQUESTS = [
     (lsr_pb2.SearchRequest(query="index", k=1001), "k must be between 1 and 1000"),
     (lsr_pb2.SearchRequest(query="index", retriever="bm25"), "unknown retriever 'bm25'"),
     (lsr_pb2.SearchRequest(query="index", retriever="hybrid", fusion="max"), "unknown fusion 'max'"),
-    (lsr_pb2.SearchRequest(query="index", retriever="hybrid", weights=[1.0]), "two of them"),
+    (
+        lsr_pb2.SearchRequest(query="index", retriever="hybrid", weights=[1.0]),
+        "2 of them, one per retriever (sparse, dense)",
+    ),
     (lsr_pb2.SearchRequest(query="index", retriever="hybrid", weights=[0.0, 0.0]), "not all zero"),
     (lsr_pb2.SearchRequest(vector=lsr_pb2.SparseVector(indices=[1, 2], values=[1.0])), "2 indices but 1 values"),
     (lsr_pb2.SearchRequest(vector=lsr_pb2.SparseVector()), "the vector has no terms"),
@@ -234,7 +237,7 @@ def test_overload_is_rejected_at_once(artifacts: Artifacts) -> None:
     with running(artifacts, dense=False, recommender=False, max_in_flight=1) as server:
         with Client(server.address) as client, ThreadPoolExecutor(1) as pool:
             client.wait_ready()
-            with server.engine._encode_lock:
+            with server.engine.legs["sparse"].lock:
                 first = pool.submit(client.search, "inverted index", 3)
                 wait_until(lambda: server.engine.batchers["sparse"].pending == 1)
                 started = time.monotonic()
@@ -249,7 +252,7 @@ def test_deadlines_are_honoured_and_expired_work_is_dropped(artifacts: Artifacts
         with Client(server.address) as client, Client(server.address, timeout=0.15) as hurried:
             client.wait_ready()
             sparse = server.engine.batchers["sparse"]
-            with ThreadPoolExecutor(1) as pool, server.engine._encode_lock:  # the encoder is busy
+            with ThreadPoolExecutor(1) as pool, server.engine.legs["sparse"].lock:  # the encoder is busy
                 first = pool.submit(client.search, "inverted index", 3)
                 wait_until(lambda: sparse.pending == 1)
                 started = time.monotonic()
@@ -264,7 +267,7 @@ def test_graceful_shutdown_finishes_calls_in_flight(artifacts: Artifacts) -> Non
     with running(artifacts, dense=False, recommender=False) as server:
         with Client(server.address) as client, ThreadPoolExecutor(1) as pool:
             client.wait_ready()
-            with server.engine._encode_lock:
+            with server.engine.legs["sparse"].lock:
                 in_flight = pool.submit(client.search, "inverted index", 3)
                 wait_until(lambda: server.engine.batchers["sparse"].pending == 1)
                 stopper = threading.Thread(target=server.stop, kwargs={"grace": 10})

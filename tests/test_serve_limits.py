@@ -129,7 +129,7 @@ def test_reply_bounds_hold_for_real_replies(artifacts: Artifacts) -> None:
     from lsr.serve.servicer import search_reply_bound
 
     with running(artifacts, recommender=False) as server, Client(server.address) as client:
-        longest = max(server.engine.id_bytes.values())
+        longest = max(leg.id_bytes for leg in server.engine.legs.values())
         for retriever, k in [("sparse", 1), ("sparse", 40), ("dense", 7), ("hybrid", 1000)]:
             request = client.request("inverted index postings lists", k=k, retriever=retriever)
             reply = client.retrieval.Search(request, timeout=10)

@@ -1,0 +1,175 @@
+"""The server on the one retriever contract: a user's retriever (registered by one class) served by ``lsr serve``
+alone and in a hybrid with a built-in one, and document filters searched as masks, each query of a batch with its
+own, giving the top k among the admitted documents."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+import retriever_support  # noqa: F401 - registers the 'overlap' retriever
+from conftest import REPO
+from lsr.eval.demo import demo_dataset
+from lsr.serve.client import Client
+from lsr.serve.proto.lsr.v1 import lsr_pb2
+from serve_support import Artifacts, demo_queries, running
+
+Hits = list[tuple[str, float]]
+OVERLAP = (("overlap", demo_dataset()),)
+
+
+@pytest.fixture(scope="module")
+def artifacts(serve_artifacts: Artifacts) -> Artifacts:
+    return serve_artifacts
+
+
+@pytest.fixture(scope="module")
+def overlap_only(artifacts: Artifacts):  # noqa: ANN201 - a RunningServer whose one retriever is the user's
+    with running(artifacts, sparse=False, dense=False, recommender=False, retrievers=OVERLAP) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def with_sparse(artifacts: Artifacts):  # noqa: ANN201 - the user's retriever beside lsr's sparse one, and their hybrid
+    with running(artifacts, dense=False, recommender=False, retrievers=OVERLAP, window_ms=50) as server:
+        yield server
+
+
+def admitted(hits: Hits, allow: set[str] | None = None, deny: set[str] = frozenset()) -> Hits:
+    return [(doc, score) for doc, score in hits if (allow is None or doc in allow) and doc not in deny]
+
+
+def filters_for(everything: Hits) -> list[tuple[set[str] | None, set[str]]]:
+    """An allow list of every third hit (the top k among them lies deeper than k) and a deny list of the top five."""
+    docs = [doc for doc, _ in everything]
+    return [(set(docs[::3]), set()), (None, set(docs[:5])), (set(docs[::2]), set(docs[:4]))]
+
+
+def check_filters(client: Client, query: str, retriever: str, k: int = 4) -> None:
+    """Filtered searches return admitted documents only, and the top k of the unfiltered ranking restricted to them."""
+    everything = client.search(query, k=40, retriever=retriever)
+    assert len(everything) > 2 * k
+    for allow, deny in filters_for(everything):
+        got = client.search(query, k=k, retriever=retriever, doc_ids=sorted(allow or ()), exclude_doc_ids=sorted(deny))
+        assert got == admitted(everything, allow, deny)[:k], (allow, deny)
+    assert client.search(query, k=k, retriever=retriever, doc_ids=["no-such-document"]) == []
+
+
+def test_a_users_retriever_served_alone(overlap_only) -> None:  # noqa: ANN001
+    query = demo_queries()[0]
+    with Client(overlap_only.address) as client:
+        stats = client.stats()
+        assert list(stats.retrievers) == ["overlap"] and stats.num_docs == 40
+        reply = client.retrieval.Search(client.request(query, k=5), timeout=10)  # no retriever named: its only one
+        assert reply.retriever == "overlap" and len(reply.hits) == 5
+        assert [h.doc_id for h in reply.hits] == [d for d, _ in client.search(query, k=5, retriever="overlap")]
+        check_filters(client, query, "overlap")
+        with pytest.raises(grpc.RpcError) as caught:
+            client.encode(["inverted index"])
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE and "--index" in caught.value.details()
+        with pytest.raises(grpc.RpcError) as caught:
+            client.search("index", retriever="hybrid")
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown retriever" in caught.value.details()
+
+
+def test_a_users_retriever_in_a_hybrid_with_a_built_in_one(with_sparse) -> None:  # noqa: ANN001
+    from lsr.indexing.fusion import fuse
+
+    from lsr.runs import ranked
+
+    query = demo_queries()[2]
+    with Client(with_sparse.address) as client:
+        assert list(client.stats().retrievers) == ["sparse", "overlap", "hybrid"]
+        check_filters(client, query, "sparse")
+        check_filters(client, query, "overlap")
+        legs = [dict(client.search(query, k=40, retriever=name)) for name in ("sparse", "overlap")]
+        fused = ranked(fuse([{"q": leg} for leg in legs], "zscore", [0.3, 0.7], depth=5)["q"])
+        got = client.search(query, k=5, retriever="hybrid", fusion="zscore", weights=[0.3, 0.7])
+        assert [d for d, _ in got] == [d for d, _ in fused]
+        # a filtered hybrid fuses its legs' filtered searches (each leg searched with the mask, at the usual depth)
+        for allow, deny in filters_for(client.search(query, k=40, retriever="sparse")):
+            options = {"doc_ids": sorted(allow or ()), "exclude_doc_ids": sorted(deny)}
+            filtered = [dict(client.search(query, k=40, retriever=name, **options)) for name in ("sparse", "overlap")]
+            want = ranked(fuse([{"q": leg} for leg in filtered], "rrf", depth=6)["q"])
+            got = client.search(query, k=6, retriever="hybrid", **options)
+            assert got and [d for d, _ in got] == [d for d, _ in want]
+            assert all(admitted([hit], allow, deny) for hit in got)
+        with pytest.raises(grpc.RpcError) as caught:
+            client.search(query, retriever="hybrid", weights=[1.0])
+        assert "2 of them, one per retriever (sparse, overlap)" in caught.value.details()
+
+
+def test_queries_with_different_filters_in_one_batch_each_get_their_own(with_sparse) -> None:  # noqa: ANN001
+    """One BatchSearch and concurrent Searches, every query with another filter (or none): the batcher searches them
+    together, and each answer is what the query gets alone."""
+    queries = demo_queries()[:6]
+    with Client(with_sparse.address) as client:
+        requests, alone = [], []
+        for number, query in enumerate(queries):
+            everything = [d for d, _ in client.search(query, k=40, retriever="overlap")]
+            options = [{}, {"doc_ids": everything[1::2]}, {"exclude_doc_ids": everything[:3]}][number % 3]
+            for retriever in ("sparse", "overlap"):
+                requests.append(client.request(query, k=3, retriever=retriever, **options))
+                alone.append(client.search(query, k=3, retriever=retriever, **options))
+        before = {b.name: b.items for b in client.stats().batchers}
+        batch = client.retrieval.BatchSearch(lsr_pb2.BatchSearchRequest(requests=requests), timeout=30)
+        assert [[(h.doc_id, h.score) for h in r.hits] for r in batch.responses] == alone
+        with ThreadPoolExecutor(len(requests)) as pool:
+            concurrent = list(pool.map(lambda r: client.retrieval.Search(r, timeout=30), requests))
+        assert [[(h.doc_id, h.score) for h in r.hits] for r in concurrent] == alone
+        after = {b.name: b for b in client.stats().batchers}
+    assert after["overlap"].items - before["overlap"] == 2 * len(queries)
+    assert after["overlap"].largest > 1  # queries with different filters shared batches
+
+
+def test_lsr_serve_imports_a_users_retriever_and_serves_it_in_a_hybrid(artifacts: Artifacts) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tests = Path(__file__).parent
+    command = [sys.executable, "-c", "from lsr.cli import main; main()", "serve", "--port", str(port)]
+    command += ["--index", str(artifacts.sparse_index), "--import", "retriever_support"]
+    command += ["--retriever", f"overlap={demo_dataset()}", "--hybrid-legs", "overlap,sparse"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(tests), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        with Client(f"127.0.0.1:{port}") as client:
+            client.wait_ready(timeout=90)
+            assert list(client.stats().retrievers) == ["sparse", "overlap", "hybrid"]
+            query = demo_queries()[0]
+            alone = client.search(query, k=5, retriever="overlap")
+            assert len(alone) == 5 and len(client.search(query, k=5, retriever="hybrid")) == 5
+            allowed = [doc for doc, _ in client.search(query, k=40, retriever="overlap")][2::2]
+            hybrid = client.search(query, k=5, retriever="hybrid", doc_ids=allowed)
+            assert hybrid and {doc for doc, _ in hybrid} <= set(allowed)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_lsr_serve_refuses_an_unknown_retriever_and_a_failed_import(artifacts: Artifacts) -> None:
+    from typer.testing import CliRunner
+
+    from lsr.cli import app
+
+    runner = CliRunner()
+    started = time.monotonic()
+    result = runner.invoke(app, ["serve", "--retriever", f"overlap2={demo_dataset()}", "--port", "0"])
+    assert result.exit_code != 0 and "unknown retriever 'overlap2'" in str(result.exception)
+    result = runner.invoke(app, ["serve", "--import", "no_such_module_here", "--retriever", "overlap=x"])
+    assert result.exit_code != 0 and "--import no_such_module_here" in str(result.exception)
+    result = runner.invoke(app, ["serve", "--retriever", "overlap"])
+    assert result.exit_code != 0 and "NAME=FOLDER" in str(result.exception)
+    assert time.monotonic() - started < 30  # refused before any model or index loads
