@@ -131,7 +131,7 @@ def figure(runs: list[RunScores], measures: list[str]) -> Figure:
     low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
     margin = max(0.1 * (high - low), 0.02)
     width = 0.8 / len(runs)
-    drawing = Figure(figsize=(max(6.0, 0.9 * len(measures) * len(runs) / 2 + 3), 4.5))
+    drawing = Figure(figsize=(max(6.0, 0.9 * len(measures) * len(runs) / 2 + 3), 5.5))
     axes = drawing.subplots()
     for i, (run, row) in enumerate(zip(runs, values, strict=True)):
         positions = [m + (i - (len(runs) - 1) / 2) * width for m in range(len(measures))]
@@ -143,11 +143,18 @@ def figure(runs: list[RunScores], measures: list[str]) -> Figure:
         axes.bar_label(bars, marks, fontsize="x-small", padding=2, rotation=90 if len(runs) > 3 else 0)
     axes.set_xticks(range(len(measures)), measures)
     bottom = max(0.0, low - 3 * margin)
-    axes.set_ylim(bottom, high + 2 * margin)  # room above the highest bar for its label
+    axes.set_ylim(bottom, high + (4 if len(runs) > 3 else 2) * margin)  # room above the highest bar for its label
     axes.set_xlabel("measure")
     axes.set_ylabel("score (axis starts above 0)" if bottom > 0 else "score")
     axes.set_title(plot_title(runs))
-    axes.legend(fontsize="small", title=f"* p < {SIGNIFICANCE} vs {runs[0].name}", title_fontsize="small")
+    axes.legend(  # below the axes, where it hides no bar
+        fontsize="small",
+        title=f"* p < {SIGNIFICANCE} vs {runs[0].name} (paired t-test)",
+        title_fontsize="small",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=min(len(runs), 3),
+    )
     drawing.tight_layout()
     return drawing
 
