@@ -1,4 +1,5 @@
-"""Find a model folder: a local path, or a Hugging Face Hub id downloaded (or found in the cache).
+"""The Hugging Face Hub both ways: find a model folder (a local path, or an id downloaded or found in the cache),
+and upload one (``lsr push``).
 
 Loading by Hub id uses the real download code (``huggingface_hub.snapshot_download``);
 without network access it fails at once with a message saying how to load the
@@ -41,9 +42,8 @@ def resolve_model(name_or_path: str | Path, revision: str | None = None) -> Path
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
-        folder = Path(snapshot_download(name, revision=revision, local_files_only=offline, etag_timeout=10))
+        folder = Path(snapshot_download(name, revision=revision, local_files_only=hub_offline(), etag_timeout=10))
     except RepositoryNotFoundError as exc:
         raise LsrError(f"{name}: no such model on the Hugging Face Hub (or it is private)") from exc
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
@@ -53,6 +53,51 @@ def resolve_model(name_or_path: str | Path, revision: str | None = None) -> Path
             "Download it where the Hub is reachable (huggingface-cli download) and pass the folder instead"
         ) from exc
     return refuse_remote_code(folder)
+
+
+def hub_offline() -> bool:
+    """Whether the user has said the Hub is out of reach (``HF_HUB_OFFLINE``), so nothing should try it."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+#: Top-level modules of the HTTP clients huggingface_hub has used (requests, then httpx, then httpx2): their errors
+#: mean the Hub could not be reached, whichever client the installed version uses.
+TRANSPORTS = frozenset({"requests", "urllib3", "httpx", "httpx2", "httpcore"})
+
+
+def push_folder(folder: Path, repo_id: str, private: bool = False) -> str:
+    """Upload a model folder to the Hugging Face Hub (creating the repository if needed); returns its address.
+
+    Lock files and lsr's marker (names starting with a dot) stay behind. Offline (``HF_HUB_OFFLINE``) it fails
+    before any connection; an unreachable Hub, a missing token or a refusal each fail with one line.
+    """
+    from lsr.models.base import CONFIG_FILE
+
+    if not (folder / CONFIG_FILE).is_file() and not (folder / "modules.json").is_file():
+        raise LsrError(f"{folder}: not a model folder (no {CONFIG_FILE} nor modules.json)")
+    if hub_offline():
+        raise OfflineError(
+            f"cannot upload {folder} to {repo_id}: HF_HUB_OFFLINE is set (unset it where the Hub is reachable)"
+        )
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(folder_path=folder, repo_id=repo_id, ignore_patterns=[".*", "**/.*"])
+    except LocalTokenNotFoundError as exc:
+        raise LsrError("no Hugging Face token: log in (`hf auth login`) or set HF_TOKEN, then push again") from exc
+    except HfHubHTTPError as exc:
+        raise LsrError(f"the Hub refused the upload to {repo_id}: {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:
+        if isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in TRANSPORTS:
+            raise OfflineError(
+                f"cannot reach the Hugging Face Hub to upload {folder} to {repo_id} ({exc.__class__.__name__}: {exc}); "
+                "push again where it is reachable"
+            ) from exc
+        raise
+    return str(url)
 
 
 def refuse_remote_code(folder: Path) -> Path:
