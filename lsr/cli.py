@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +21,7 @@ from lsr.eval.bench.cli import app as bench_app
 from lsr.eval.cli import app as eval_app
 from lsr.eval.demo import demo
 from lsr.indexing.cli import export_app, index, search
+from lsr.noise import lift_verbose, quiet_libraries
 from lsr.recommend.cli import app as recommend_app
 from lsr.serve.cli import query, serve
 from lsr.train.cli import app as train_app
@@ -29,6 +31,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show libraries' progress bars, logs and warnings (hidden by default).")
+    ] = False,
+) -> None:
+    """lsr: learned sparse retrieval and recommendation."""
+    if not verbose:
+        quiet_libraries()
+
+
 app.add_typer(data_app, name="data")
 app.add_typer(eval_app, name="eval")
 app.add_typer(encode_app, name="encode")
@@ -58,6 +73,8 @@ _default_show_warning = warnings.showwarning
 def main() -> None:
     """Console-script entry point: user-facing errors print as one red line and exit with status 2."""
     warnings.showwarning = _show_warning
+    arguments, verbose = lift_verbose(sys.argv[1:])
+    sys.argv[1:] = ["--verbose", *arguments] if verbose else arguments
     try:
         app()
     except LsrError as exc:

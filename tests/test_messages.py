@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +50,24 @@ def test_a_misspelt_model_path_says_so(tmp_path: Path) -> None:
     message = error("index", "--model", tmp_path / "models" / "splade-tni", "--corpus", data,
                     "--output", tmp_path / "index", "--cache-dir", tmp_path / "cache")  # fmt: skip
     assert "splade-tni: no such model folder" in message and "holds splade-tiny" in message
+
+
+def test_model_loading_is_quiet_unless_verbose(tmp_path: Path) -> None:
+    """A fresh process (libraries read their switches at import): no "Loading weights" bar and no library warnings
+    without --verbose; with it, typed after the sub-command, the bar is back."""
+    from tiny_models import tiny_bert
+
+    model, data = tiny_bert(tmp_path / "model"), make_beir(tmp_path / "data")
+
+    def encode(*extra: str) -> str:
+        paths = ["--model", model, "--corpus", data, "--output", tmp_path / "v", "--cache-dir", tmp_path / "c"]
+        command = [sys.executable, "-m", "lsr", "encode", *map(str, paths), "--device", "cpu", *extra]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    quiet = encode()
+    assert "Loading weights" not in quiet and "Warning" not in quiet and "encode corpus.jsonl" in quiet
+    (tmp_path / "v").rename(tmp_path / "first")
+    shutil.rmtree(tmp_path / "c")  # encoded again, so the model is loaded again
+    assert "Loading weights" in encode("--verbose")
