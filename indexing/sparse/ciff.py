@@ -365,7 +365,8 @@ def write_ciff(
     lengths = np.bincount(np.asarray(impacts.indices), weights=data, minlength=num_docs).astype(np.int64)
     if lengths.max(initial=0) >= 1 << 31:
         raise CiffError(f"a document's summed impacts ({lengths.max()}) overflow CIFF's int32 doclength")
-    lists = int(np.count_nonzero(np.add.reduceat(data > 0, impacts.indptr[:-1]) * (np.diff(impacts.indptr) > 0)))
+    columns = np.repeat(np.arange(vocab), np.diff(impacts.indptr))
+    lists = len(np.unique(columns[data > 0]))
     header = b"".join(
         (
             _int_field(1, VERSION),

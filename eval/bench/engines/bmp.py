@@ -10,10 +10,11 @@ maps to 255) before the CIFF is written, as its authors' CIFF files are. Its sco
 its own scale and even its safe setting is exact only over those 8-bit impacts: it is an approximate
 engine here, and recall@10 against lsr's exact top-k is what measures it.
 
-Settings: ``bsize`` documents per block (32: the README's and pyterrier's default; the paper sweeps
-8-128 with 32 among the best for safe search), ``compress_range`` (off, the Python default),
-``alpha`` (block termination: 1.0 is safe; smaller prunes more) and ``beta`` (fraction of query
-terms kept, heaviest first; 1.0 keeps all). :meth:`Bmp.grid` sweeps alpha x beta.
+Build settings: ``bsize`` documents per block (32: the README's and pyterrier's default; the paper
+sweeps 8-128), ``compress_range`` (off, the Python default). Search settings: ``alpha`` (block
+termination: 1.0 is safe, smaller prunes more) and ``beta`` (fraction of query terms kept, heaviest
+first; 1.0 keeps all; terms of equal weight are kept in hash order, so beta < 1 can differ run to run).
+:meth:`Bmp.grid` sweeps alpha x beta, the safe setting first.
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Engine, Vectors
-from lsr.eval.bench.engines.support import BuildCache, answer, disk_bytes, grid, require, term_strings
+from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Vectors
+from lsr.eval.bench.engines.support import Tunable, answer, disk_bytes, grid, require, term_strings
 from lsr.indexing.sparse.ciff import write_ciff
 
 LEVELS = 255
 """BMP's impacts are one byte."""
-_BUILDS = BuildCache()
 
 
 def eight_bit(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -44,44 +44,43 @@ def eight_bit(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
 
 @ENGINES.add
-class Bmp(Engine):
+class Bmp(Tunable):
     """Block-max pruning over 8-bit impacts; alpha = beta = 1 is its safe setting."""
 
     system = "bmp"
     exact = False
     package = "bmp"
+    defaults = {"alpha": 1.0, "beta": 1.0}
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, bsize: int = 32, compress_range: bool = False) -> None:
-        super().__init__(alpha=alpha, beta=beta, bsize=bsize, compress_range=compress_range)
+    def __init__(self, bsize: int = 32, compress_range: bool = False) -> None:
+        super().__init__(bsize=bsize, compress_range=compress_range)
         self._searcher: Any = None
         self._known: np.ndarray | None = None
 
-    @classmethod
-    def grid(cls) -> list[dict[str, Any]]:
-        """Safe first, then the approximate knobs: alpha (block termination) x beta (query terms kept)."""
+    def grid(self) -> list[dict[str, Any]]:
+        """Safe first (alpha = beta = 1), then alpha (block termination) x beta (query terms kept)."""
         return grid(alpha=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5), beta=(1.0, 0.8, 0.6))
 
     def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:
         require(self.package, "bmp")
         import bmp
 
-        key = (self.settings["bsize"], self.settings["compress_range"])
-        cached = _BUILDS.get(docs, key)
-        if cached is None:
-            started = time.perf_counter()
-            folder = Path(workdir) / "bmp"
-            folder.mkdir(parents=True, exist_ok=True)
-            impacts = eight_bit(docs.matrix).tocsc()
-            names = term_strings(np.arange(impacts.shape[1]))
-            write_ciff(folder / "index.ciff", impacts, [str(i) for i in range(len(docs))], names, {"scale": "8-bit"})
-            bmp.ciff2bmp(str(folder / "index.ciff"), str(folder / "index.bmp"), key[0], key[1])
-            (folder / "index.ciff").unlink()
-            searcher = bmp.Searcher(str(folder / "index.bmp"))
-            known = np.diff(docs.matrix.tocsc().indptr) > 0
-            cached = ((searcher, known), Built(time.perf_counter() - started, disk_bytes(folder)))
-            _BUILDS.put(docs, key, *cached)
-        (self._searcher, self._known), built = cached
-        return built
+        started = time.perf_counter()
+        folder = Path(workdir) / "bmp"
+        folder.mkdir(parents=True, exist_ok=True)
+        impacts = eight_bit(docs.matrix).tocsc()
+        names = term_strings(np.arange(impacts.shape[1]))
+        write_ciff(folder / "index.ciff", impacts, [str(i) for i in range(len(docs))], names, {"scale": "8-bit"})
+        bmp.ciff2bmp(
+            str(folder / "index.ciff"),
+            str(folder / "index.bmp"),
+            self.settings["bsize"],
+            self.settings["compress_range"],
+        )
+        (folder / "index.ciff").unlink()
+        self._searcher = bmp.Searcher(str(folder / "index.bmp"))
+        self._known = np.diff(impacts.indptr) > 0
+        return Built(time.perf_counter() - started, disk_bytes(folder))
 
     def search(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Answer:
         assert self._known is not None, "build first"
@@ -90,7 +89,7 @@ class Bmp(Engine):
         if not keep.any():  # BMP panics on a query with no indexed term
             return answer(np.zeros(0), np.zeros(0))
         query = {str(t): int(w) for t, w in zip(terms[keep].tolist(), weights[keep].tolist(), strict=True)}
-        docnos, scores = self._searcher.search(query, k=k, alpha=self.settings["alpha"], beta=self.settings["beta"])
+        docnos, scores = self._searcher.search(query, k=k, **self.search_settings)
         return answer([int(d) for d in docnos], scores)
 
     def close(self) -> None:

@@ -15,58 +15,50 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Engine, Vectors
-from lsr.eval.bench.engines.support import BuildCache, answer, disk_bytes, grid, require
-
-_BUILDS = BuildCache()
+from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Vectors
+from lsr.eval.bench.engines.support import Tunable, answer, disk_bytes, require
 
 
 @ENGINES.add
-class Kannolo(Engine):
+class Kannolo(Tunable):
     """Graph (HNSW) search over sparse vectors by inner product; approximate."""
 
     system = "kannolo"
     exact = False
     package = "kannolo"
+    defaults = {"ef_search": 100}
 
-    def __init__(self, ef_search: int = 100, m: int = 32, ef_construction: int = 200) -> None:
-        super().__init__(ef_search=ef_search, m=m, ef_construction=ef_construction)
+    def __init__(self, m: int = 32, ef_construction: int = 200) -> None:
+        super().__init__(m=m, ef_construction=ef_construction)
         self._index: Any = None
 
-    @classmethod
-    def grid(cls) -> list[dict[str, Any]]:
+    def grid(self) -> list[dict[str, Any]]:
         """ef_search from 10 to 2,000 (a search asks for at least k)."""
-        return grid(ef_search=(10, 20, 40, 80, 160, 320, 640, 1000, 2000))
+        return [{"ef_search": ef} for ef in (10, 20, 40, 80, 160, 320, 640, 1000, 2000)]
 
     def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:
         require(self.package, "kannolo")
         from kannolo import SparsePlainHNSW
 
-        key = (self.settings["m"], self.settings["ef_construction"])
-        cached = _BUILDS.get(docs, key)
-        if cached is None:
-            started = time.perf_counter()
-            matrix = docs.matrix
-            index = SparsePlainHNSW.build_from_arrays(
-                matrix.indices.astype(np.int32),
-                matrix.data.astype(np.float32),
-                matrix.indptr.astype(np.int64),
-                m=key[0],
-                ef_construction=key[1],
-            )
-            seconds = time.perf_counter() - started
-            folder = Path(workdir) / "kannolo"
-            folder.mkdir(parents=True, exist_ok=True)
-            index.save(str(folder / "index"))  # searched in memory; saved only to measure its size
-            cached = (index, Built(seconds, disk_bytes(folder)))
-            _BUILDS.put(docs, key, *cached)
-        self._index, built = cached
-        return built
+        started = time.perf_counter()
+        matrix = docs.matrix
+        self._index = SparsePlainHNSW.build_from_arrays(
+            matrix.indices.astype(np.int32),
+            matrix.data.astype(np.float32),
+            matrix.indptr.astype(np.int64),
+            m=self.settings["m"],
+            ef_construction=self.settings["ef_construction"],
+        )
+        seconds = time.perf_counter() - started
+        folder = Path(workdir) / "kannolo"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._index.save(str(folder / "index"))  # searched in memory; saved only to measure its size
+        return Built(seconds, disk_bytes(folder))
 
     def search(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Answer:
         if not len(terms):
             return answer(np.zeros(0), np.zeros(0))
-        ef = max(self.settings["ef_search"], k)
+        ef = max(self.search_settings["ef_search"], k)
         scores, rows = self._index.search(terms.astype(np.int32), weights.astype(np.float32), k, ef)
         keep = rows >= 0
         return answer(rows[keep], scores[keep])
@@ -74,7 +66,7 @@ class Kannolo(Engine):
     def search_batch(self, queries: Vectors, k: int, threads: int) -> list[Answer]:
         """kANNolo's own parallel batch search."""
         matrix = queries.matrix
-        ef = max(self.settings["ef_search"], k)
+        ef = max(self.search_settings["ef_search"], k)
         scores, rows = self._index.batch_search(
             matrix.indices.astype(np.int32),
             matrix.data.astype(np.float32),

@@ -10,9 +10,9 @@ stopwords off (the terms are token ids). Search calls ``_pisathon.retrieve``, th
 ``PisaRetrieve.transform``, without the DataFrame around it, so the timing is PISA's plus the Python
 call, not pandas.
 
-Settings: ``algorithm`` ``maxscore`` | ``block_max_wand`` | ``block_max_maxscore`` (all exact: the
-same top-k scores as exhaustive search, ties in any order); ``encoding`` (default ``block_simdbp``);
-``block_size`` (64). Build is shared by the three algorithms (:class:`~.support.BuildCache`).
+Build settings: ``encoding`` (default ``block_simdbp``), ``block_size`` (64). Search setting:
+``algorithm`` ``maxscore`` (the default) | ``block_max_wand`` | ``block_max_maxscore``, all exact (the
+same top-k scores as exhaustive search, ties in any order), swept by :meth:`Pisa.grid` over one index.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Engine, Vectors
-from lsr.eval.bench.engines.support import BuildCache, answer, disk_bytes, grid, require, term_strings
+from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Vectors
+from lsr.eval.bench.engines.support import Tunable, answer, disk_bytes, require, term_strings
 
 ALGORITHMS = ("maxscore", "block_max_wand", "block_max_maxscore")
-_BUILDS = BuildCache()
 
 
 def _documents(docs: Vectors) -> Any:
@@ -36,47 +35,49 @@ def _documents(docs: Vectors) -> Any:
 
 
 @ENGINES.add
-class Pisa(Engine):
+class Pisa(Tunable):
     """PISA's exact dynamic pruning (MaxScore, BlockMax-WAND, BlockMax-MaxScore) over quantised impacts."""
 
     system = "pisa"
     exact = True
     package = "pyterrier_pisa"
+    defaults = {"algorithm": ALGORITHMS[0]}
 
-    def __init__(self, algorithm: str = "maxscore", encoding: str = "block_simdbp", block_size: int = 64) -> None:
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm {algorithm!r}: one of {', '.join(ALGORITHMS)}")
-        super().__init__(algorithm=algorithm, encoding=encoding, block_size=block_size)
+    def __init__(self, encoding: str = "block_simdbp", block_size: int = 64) -> None:
+        super().__init__(encoding=encoding, block_size=block_size)
         self._context: Any = None
 
-    @classmethod
-    def grid(cls) -> list[dict[str, Any]]:
-        """The settings a benchmark runs: each exact algorithm."""
-        return grid(algorithm=ALGORITHMS)
+    def grid(self) -> list[dict[str, Any]]:
+        """Every exact algorithm over the one index (the empty setting is the default, MaxScore)."""
+        return [{}, *({"algorithm": a} for a in ALGORITHMS[1:])]
+
+    def configure(self, **search_settings: Any) -> None:
+        if search_settings.get("algorithm", ALGORITHMS[0]) not in ALGORITHMS:
+            raise ValueError(f"algorithm {search_settings['algorithm']!r}: one of {', '.join(ALGORITHMS)}")
+        super().configure(**search_settings)
 
     def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:
         require(self.package, "pyterrier-pisa")
         from pyterrier_pisa import _pisathon
         from pyterrier_pisa.indexers import PisaToksIndexer
 
-        key = (self.settings["encoding"], self.settings["block_size"])
-        cached = _BUILDS.get(docs, key)
-        if cached is not None:
-            self._context, built = cached
-            return built
         started = time.perf_counter()
         folder = Path(workdir) / "pisa"
         PisaToksIndexer(folder, text_field="toks", threads=threads, scale=1.0).index(_documents(docs))
-        _pisathon.log_level(0)  # PISA logs every step to stderr by default
         context = _pisathon.RetrievalContext()
         # builds the block-max metadata and the compressed index, then maps them
         _pisathon.prepare_index(
-            context, str(folder), key[0], "quantized", "", block_size=key[1], quantize=0, stop_fname=""
+            context,
+            str(folder),
+            self.settings["encoding"],
+            "quantized",
+            "",
+            block_size=self.settings["block_size"],
+            quantize=0,
+            stop_fname="",
         )
-        built = Built(time.perf_counter() - started, disk_bytes(folder))
-        _BUILDS.put(docs, key, context, built)
         self._context = context
-        return built
+        return Built(time.perf_counter() - started, disk_bytes(folder))
 
     def _retrieve(self, queries: list[tuple[int, dict[str, float]]], k: int, threads: int) -> list[Answer]:
         from pyterrier_pisa import _pisathon
@@ -88,7 +89,7 @@ class Pisa(Engine):
         scores = np.empty(size, dtype=np.float32)
         found = _pisathon.retrieve(
             self._context,
-            self.settings["algorithm"],
+            self.search_settings["algorithm"],
             queries,
             k=k,
             threads=threads,

@@ -7,11 +7,14 @@ with ``n_postings=3000`` (their range for ~10M documents is 3000-6000), ``centro
 ``max_fraction=6`` ("a good choice"), the Python default clustering (``doc_cut=15``) and, optionally,
 a kNN graph of ``knn`` neighbours per document (they warn it takes much longer to build), searched
 with ``query_cut=10``, ``heap_factor=0.8`` and ``sorted=False``: the configuration their guide
-reports at 99% accuracy@10 on MS MARCO. :meth:`Seismic.grid` sweeps ``query_cut`` x ``heap_factor``
-(0.7-1.0, the range they recommend) with and without the kNN graph (``n_knn`` neighbours explored).
+reports at 99% accuracy@10 on MS MARCO. Build settings: those above and ``knn`` (0: no graph; the
+benchmark builds one index with ``knn=0`` and one with ``knn=KNN``). Search settings: ``query_cut``,
+``heap_factor``, ``n_knn`` (graph neighbours explored, at most ``knn``). :meth:`Seismic.grid` sweeps
+``query_cut`` x ``heap_factor`` (0.7-1.0, the range they recommend; the guide's setting first) and, with a
+graph, ``n_knn``.
 
 Wheel: the authors recommend compiling for the CPU (``RUSTFLAGS="-C target-cpu=native" pip install
---no-binary :all: pyseismic-lsr``) for maximum speed; :data:`WHEEL` records which build is installed
+--no-binary :all: pyseismic-lsr``) for maximum speed; :func:`wheel` names the installed build
 (the benchmark states it beside Seismic's numbers).
 """
 
@@ -22,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Engine, Vectors
-from lsr.eval.bench.engines.support import BuildCache, answer, disk_bytes, grid, require, term_strings
+from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Vectors
+from lsr.eval.bench.engines.support import Tunable, answer, disk_bytes, grid, require, term_strings
 
 GUIDELINES = {
     "n_postings": 3000,
@@ -36,70 +39,64 @@ GUIDELINES = {
 """The build of the authors' guide (docs/Guidelines.md, the MS MARCO example)."""
 KNN = 10
 """Neighbours per document of the optional kNN graph."""
-_BUILDS = BuildCache()
 
 
 def wheel() -> str:
-    """How the installed pyseismic-lsr was built: ``native`` when it was compiled here (no RECORD of a
-    downloaded wheel names a platform tag), else the generic wheel's tag."""
-    from importlib.metadata import distribution
+    """The installed pyseismic-lsr wheel's tags (a generic ``manylinux`` one, or one compiled here)."""
+    from importlib.metadata import PackageNotFoundError, distribution
 
     try:
         text = distribution("pyseismic-lsr").read_text("WHEEL") or ""
-    except Exception:  # noqa: BLE001 - any metadata problem just means unknown
-        return "unknown"
+    except PackageNotFoundError:
+        return "not installed"
     tags = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Tag:")]
     return ",".join(tags) or "unknown"
 
 
 @ENGINES.add
-class Seismic(Engine):
+class Seismic(Tunable):
     """Seismic's approximate search: summaries of clustered, pruned posting lists, optionally a kNN graph."""
 
     system = "seismic"
     exact = False
     package = "seismic"
+    defaults = {"query_cut": 10, "heap_factor": 0.8, "n_knn": 0}
 
-    def __init__(
-        self, query_cut: int = 10, heap_factor: float = 0.8, knn: int = 0, n_knn: int = 0, **build: Any
-    ) -> None:
+    def __init__(self, knn: int = 0, **build: Any) -> None:
         unknown = set(build) - set(GUIDELINES)
         if unknown:
-            raise ValueError(f"unknown Seismic settings: {', '.join(sorted(unknown))}")
-        if n_knn > knn:
-            raise ValueError(f"n_knn={n_knn} explores more neighbours than the graph's knn={knn}")
-        super().__init__(query_cut=query_cut, heap_factor=heap_factor, knn=knn, n_knn=n_knn, **build)
-        self._build = {**GUIDELINES, **build, "nknn": knn}
+            raise ValueError(f"unknown Seismic build settings: {', '.join(sorted(unknown))}")
+        super().__init__(knn=knn, **{**GUIDELINES, **build})
         self._index: Any = None
 
-    @classmethod
-    def grid(cls, knn: bool = True) -> list[dict[str, Any]]:
-        """query_cut x heap_factor (0.7-1.0), without the kNN graph and (``knn``) with it."""
-        plain = grid(query_cut=(3, 5, 8, 10, 15), heap_factor=(0.7, 0.75, 0.8, 0.9, 1.0))
-        graph = grid(query_cut=(3, 5, 10), heap_factor=(0.7, 0.8, 0.9), knn=(KNN,), n_knn=(KNN,))
-        return plain + (graph if knn else [])
+    def grid(self) -> list[dict[str, Any]]:
+        """The guide's setting, then query_cut x heap_factor (0.7-1.0), and n_knn when the index has a graph."""
+        cuts, factors = (3, 5, 8, 10, 15), (0.7, 0.75, 0.8, 0.9, 1.0)
+        if self.settings["knn"]:
+            return [{}, *grid(query_cut=(3, 5, 10), heap_factor=(0.7, 0.8, 0.9), n_knn=(self.settings["knn"],))]
+        return [{}, *grid(query_cut=cuts, heap_factor=factors)]
+
+    def configure(self, **search_settings: Any) -> None:
+        if search_settings.get("n_knn", 0) > self.settings["knn"]:
+            raise ValueError(f"n_knn={search_settings['n_knn']} exceeds the graph's knn={self.settings['knn']}")
+        super().configure(**search_settings)
 
     def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:
         require(self.package, "pyseismic-lsr")
         from seismic import SeismicDataset, SeismicIndex
 
-        key = tuple(sorted(self._build.items()))
-        cached = _BUILDS.get(docs, key)
-        if cached is None:
-            started = time.perf_counter()
-            dataset = SeismicDataset()
-            for row in range(len(docs)):
-                terms, impacts = docs.row(row)
-                dataset.add_document(str(row), self._tokens(terms), impacts.astype(np.float32))
-            index = SeismicIndex.build_from_dataset(dataset, num_threads=threads, **self._build)
-            seconds = time.perf_counter() - started
-            folder = Path(workdir) / "seismic"
-            folder.mkdir(parents=True, exist_ok=True)
-            index.save(str(folder / "index"))  # searched in memory; saved only to measure its size
-            cached = (index, Built(seconds, disk_bytes(folder)))
-            _BUILDS.put(docs, key, *cached)
-        self._index, built = cached
-        return built
+        started = time.perf_counter()
+        dataset = SeismicDataset()
+        for row in range(len(docs)):
+            terms, impacts = docs.row(row)
+            dataset.add_document(str(row), self._tokens(terms), impacts.astype(np.float32))
+        build = {name: value for name, value in self.settings.items() if name != "knn"}
+        self._index = SeismicIndex.build_from_dataset(dataset, nknn=self.settings["knn"], num_threads=threads, **build)
+        seconds = time.perf_counter() - started
+        folder = Path(workdir) / "seismic"
+        folder.mkdir(parents=True, exist_ok=True)
+        self._index.save(str(folder / "index"))  # searched in memory; saved only to measure its size
+        return Built(seconds, disk_bytes(folder))
 
     @staticmethod
     def _tokens(terms: np.ndarray) -> np.ndarray:
@@ -107,12 +104,10 @@ class Seismic(Engine):
 
         return np.array(term_strings(terms), dtype=get_seismic_string())
 
-    def _arguments(self) -> dict[str, Any]:
-        s = self.settings
-        return {"query_cut": s["query_cut"], "heap_factor": s["heap_factor"], "n_knn": s["n_knn"], "sorted": False}
-
     def search(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Answer:
-        found = self._index.search("q", self._tokens(terms), weights.astype(np.float32), k=k, **self._arguments())
+        found = self._index.search(
+            "q", self._tokens(terms), weights.astype(np.float32), k=k, sorted=False, **self.search_settings
+        )
         return answer([int(doc) for _, _, doc in found], [score for _, score, _ in found])
 
     def search_batch(self, queries: Vectors, k: int, threads: int) -> list[Answer]:
@@ -124,7 +119,8 @@ class Seismic(Engine):
             [weights.astype(np.float32) for _, weights in rows],
             k,
             num_threads=threads,
-            **self._arguments(),
+            sorted=False,
+            **self.search_settings,
         )
         return [answer([int(doc) for _, _, doc in hits], [score for _, score, _ in hits]) for hits in found]
 

@@ -1,10 +1,8 @@
-"""What the field's engine adapters share: optional packages, term strings, disk sizes, reused builds, grids.
+"""What the field's engine adapters share: optional packages, term strings, disk sizes, grids, defaults.
 
 Why: each adapter (PISA, BMP, Seismic, kANNolo) is an optional dependency (the ``bench`` extra), names
 terms by strings (decimal term ids here, so every engine sees the same vocabulary), and is swept over
-search-time settings. Rebuilding an index for every point of a sweep would cost more than the sweep, so
-the last build of each engine class is kept (:class:`BuildCache`) and reused by the next instance with the
-same build settings over the same :class:`Vectors`; its :class:`Built` is the original build's cost.
+search-time settings that have their authors' defaults (:class:`Tunable`).
 """
 
 from __future__ import annotations
@@ -13,12 +11,11 @@ import importlib.util
 import itertools
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from lsr.eval.bench.engines.base import Answer, Built, Vectors
+from lsr.eval.bench.engines.base import Answer, Engine
 
 from lsr.errors import LsrError
 
@@ -60,28 +57,18 @@ def grid(**axes: Iterable[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*axes.values())]
 
 
-@dataclass
-class _Entry:
-    docs: Vectors
-    key: tuple[Any, ...]
-    index: Any
-    built: Built
+class Tunable(Engine):
+    """An engine whose search-time settings have defaults: ``configure`` fills in the rest and refuses names
+    the engine does not know, and the label always shows every search-time setting."""
 
+    defaults: ClassVar[dict[str, Any]] = {}
 
-class BuildCache:
-    """The most recent build of one engine class, reused when the documents and build settings match."""
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.configure()
 
-    def __init__(self) -> None:
-        self._entry: _Entry | None = None
-
-    def get(self, docs: Vectors, key: tuple[Any, ...]) -> tuple[Any, Built] | None:
-        entry = self._entry
-        if entry is not None and entry.docs is docs and entry.key == key:
-            return entry.index, entry.built
-        return None
-
-    def put(self, docs: Vectors, key: tuple[Any, ...], index: Any, built: Built) -> None:
-        self._entry = _Entry(docs, key, index, built)
-
-    def clear(self) -> None:
-        self._entry = None
+    def configure(self, **search_settings: Any) -> None:
+        unknown = set(search_settings) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"{self.system}: unknown search settings {', '.join(sorted(unknown))}")
+        super().configure(**{**self.defaults, **search_settings})
