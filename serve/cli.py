@@ -170,8 +170,13 @@ def query(
     ] = None,
     tls: Annotated[bool, typer.Option(help="TLS with the system's root certificates.")] = False,
     timeout: Annotated[float, typer.Option(min=0.001, help="Deadline (seconds).")] = 30.0,
+    titles: Annotated[
+        Path | None,
+        typer.Option(help="Show titles from this BEIR corpus (folder, zip, corpus.jsonl) or MovieLens items file."),
+    ] = None,
 ) -> None:
-    """Search an `lsr serve` server (or ask it for recommendations) and print the hits."""
+    """Search an `lsr serve` server (or ask it for recommendations) and print the hits, with their titles when
+    --titles names the data."""
     import grpc
     from lsr.serve.client import Client
 
@@ -184,16 +189,15 @@ def query(
             hits = client.recommend(user, k) if user is not None else client.search(text, k, retriever=retriever)
         except grpc.RpcError as exc:
             raise LsrError(f"{server}: {exc.code().name}: {exc.details()}") from None
+    from lsr.data.titles import ranked_table
+    from lsr.data.titles import titles as read_titles
+
     key = "item_id" if user is not None else "doc_id"
+    names = read_titles(titles, [doc for doc, _ in hits]) if titles is not None else {}
     if as_json:
         for rank, (doc, score) in enumerate(hits, start=1):
-            typer.echo(json.dumps({"rank": rank, key: doc, "score": score}))
+            title = {"title": names[doc]} if doc in names else {}
+            typer.echo(json.dumps({"rank": rank, key: doc, **title, "score": score}))
         return
-    from rich.table import Table
-
-    table = Table(title=f"{'user ' + user if user is not None else repr(text)}: top {len(hits)} ({server})")
-    for column in ("rank", key, "score"):
-        table.add_column(column, justify="right" if column != key else "left")
-    for rank, (doc, score) in enumerate(hits, start=1):
-        table.add_row(str(rank), doc, f"{score:.4f}")
-    console.print(table)
+    caption = f"{'user ' + user if user is not None else repr(text)}: top {len(hits)} ({server})"
+    console.print(ranked_table(caption, hits, key, names))

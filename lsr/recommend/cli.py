@@ -154,18 +154,23 @@ def user_cmd(
     model: Annotated[Path, typer.Option(help="Folder written by lsr recommend train.")],
     k: Annotated[int, typer.Option(help="Number of items.")] = 10,
     exact: Annotated[bool, typer.Option(help="Score every item instead of searching the HNSW index.")] = False,
+    titles: Annotated[
+        Path | None,
+        typer.Option(help="Item names file (MovieLens u.item, movies.dat, movies.csv); default: beside the data."),
+    ] = None,
 ) -> None:
-    """Top-k items the user has not interacted with, from the HNSW index of item embeddings (MF, LightGCN)."""
+    """Top-k items the user has not interacted with, from the HNSW index of item embeddings (MF, LightGCN), with
+    their names when the training data has them (MovieLens)."""
+    from lsr.data.titles import item_file, ranked_table, source_folder
+    from lsr.data.titles import titles as read_titles
     from lsr.recommend.serve import Server
 
     server = Server(model)
     items = server.recommend(user, k, exact=exact)
-    table = Table(title=f"user {user}: top {len(items)} ({server.method(exact)})")
-    for column in ("rank", "item", "score"):
-        table.add_column(column, justify="right")
-    for rank, (item, score) in enumerate(items, 1):
-        table.add_row(str(rank), item, f"{score:.4f}")
-    console.print(table)
+    folder = source_folder(str(server.config.get("data", "")))
+    names_file = titles or (item_file(folder) if folder is not None else None)
+    names = read_titles(names_file, [item for item, _ in items]) if names_file is not None else {}
+    console.print(ranked_table(f"user {user}: top {len(items)} ({server.method(exact)})", items, "item", names))
 
 
 def main() -> None:

@@ -1,0 +1,85 @@
+"""Titles to print beside document and item ids, from the data that has them.
+
+A ranked list of bare ids (``4983``, ``1682``) tells a reader nothing; the BEIR corpus has a title per document and
+MovieLens names every movie. :func:`titles` reads them for the ids being shown only, streaming the file and
+stopping once every id is found, so a large corpus costs one partial read.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsr.data.beir import corpus_source, read_corpus
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+ITEM_FILES = ("u.item", "movies.dat", "movies.csv")
+"""MovieLens item files by release: 100K (``id|title|...``), 1M/10M (``id::title::genres``), the CSV releases."""
+
+
+def _movielens(path: Path) -> Iterator[tuple[str, str]]:
+    """``(item id, title)`` pairs of a MovieLens item file (100K and 1M are Latin-1, the CSV releases UTF-8)."""
+    if path.name == "movies.csv":
+        with open(path, encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                yield str(row.get("movieId", "")), str(row.get("title", ""))
+        return
+    separator = "|" if path.name == "u.item" else "::"
+    with open(path, encoding="latin-1") as handle:
+        for line in handle:
+            parts = line.rstrip("\n").split(separator)
+            if len(parts) >= 2:
+                yield parts[0], parts[1]
+
+
+def item_file(folder: Path) -> Path | None:
+    """The MovieLens item file in ``folder``, if there is one."""
+    return next((folder / name for name in ITEM_FILES if (folder / name).is_file()), None)
+
+
+def titles(path: str | Path, ids: Collection[str]) -> dict[str, str]:
+    """The titles of ``ids`` found in ``path``: a MovieLens item file (or a folder with one), else a BEIR corpus
+    (folder, zip or corpus file). Ids without a title (or an empty one) are left out."""
+    path = Path(path)
+    wanted = set(ids)
+    items = item_file(path) if path.is_dir() else (path if path.name in ITEM_FILES else None)
+    if items is not None:
+        pairs: Iterator[tuple[str, str]] = _movielens(items)
+    else:
+        pairs = ((doc.id, doc.title) for doc in read_corpus(corpus_source(path)))
+    found: dict[str, str] = {}
+    for key, title in pairs:
+        if key in wanted and title:
+            found[key] = title
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def source_folder(source: str) -> Path | None:
+    """The folder of the first file a recorded data source names (``a/u1.base + a/u1.test``, ``a/u.data (random
+    split, seed 0)``): where a trained recommender's item names are looked for."""
+    first = source.split(" + ")[0].split(" (")[0].strip()
+    folder = Path(first).parent if first else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
+def ranked_table(caption: str, hits: Sequence[tuple[str, float]], key: str, names: dict[str, str]) -> Table:
+    """Rank, id, title (when any hit has one; cut to fit the screen) and score: what ``lsr query`` and ``lsr
+    recommend user`` print."""
+    from rich.table import Table
+
+    table = Table(title=caption, title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column(key, overflow="fold")
+    if names:
+        table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("score", justify="right")
+    for rank, (doc, score) in enumerate(hits, start=1):
+        title = [names.get(doc, "")] if names else []
+        table.add_row(str(rank), doc, *title, f"{score:.4f}")
+    return table
