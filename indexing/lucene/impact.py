@@ -22,10 +22,10 @@ from lsr.fsutil import atomic_dir
 SCALE = 100
 
 
-def quantise(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """Integer impacts ``round(100 w)`` as float32, zeros dropped, indices sorted."""
+def quantise(matrix: sp.csr_matrix, scale: float = SCALE) -> sp.csr_matrix:
+    """Integer impacts ``round(scale w)`` (``round(100 w)`` by default) as float32, zeros dropped, indices sorted."""
     out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    out.data = np.rint(out.data * SCALE).astype(np.float32)
+    out.data = np.rint(out.data * scale).astype(np.float32)
     out.eliminate_zeros()
     out.sort_indices()
     return out
@@ -36,12 +36,17 @@ def token_names(vocabulary: list[str] | None, size: int) -> list[str]:
     return list(vocabulary) if vocabulary is not None else [f"t{i}" for i in range(size)]
 
 
-def write_json_vectors(shards: Iterable[tuple[list[str], sp.csr_matrix]], folder: str | Path, tokens: list[str]) -> int:
-    """Write ``JsonVectorCollection`` files (one per shard) into ``folder``, atomically; return the document count."""
+def write_json_vectors(
+    shards: Iterable[tuple[list[str], sp.csr_matrix]], folder: str | Path, tokens: list[str], scale: float = SCALE
+) -> int:
+    """Write ``JsonVectorCollection`` files (one per shard) into ``folder``, atomically; return the document count.
+
+    Weights are quantised by ``scale``; ``scale=1`` writes vectors that already hold integer impacts as they are.
+    """
     count = 0
     with atomic_dir(folder) as tmp:
         for number, (ids, vectors) in enumerate(shards):
-            impacts = quantise(vectors)
+            impacts = quantise(vectors, scale)
             with open(tmp / f"part-{number:05d}.jsonl", "w", encoding="utf-8") as out:
                 for row, doc_id in enumerate(ids):
                     start, end = impacts.indptr[row], impacts.indptr[row + 1]

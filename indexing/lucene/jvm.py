@@ -82,6 +82,17 @@ def _has_module(java_home: Path, module: str) -> bool:
     return any(line.split("@")[0] == module for line in out.splitlines())
 
 
+def anserini_jars() -> Path:
+    """The folder of Anserini's fat jar: ``$ANSERINI_CLASSPATH``, else the one pyserini ships."""
+    if os.environ.get("ANSERINI_CLASSPATH"):
+        return Path(os.environ["ANSERINI_CLASSPATH"])
+    try:
+        import pyserini.setup
+    except ImportError as exc:
+        raise LuceneUnavailable("pyserini is not installed: pip install 'lsr[lucene]'") from exc
+    return Path(pyserini.setup.__file__).parent / "resources" / "jars"
+
+
 @functools.cache
 def start_jvm() -> None:
     """Configure and start the JVM once per process, with pyserini's jar on the classpath."""
@@ -93,8 +104,7 @@ def start_jvm() -> None:
     home, version = find_java_home()
     os.environ["JAVA_HOME"] = str(home)
     if not jnius_config.vm_running:
-        jars = os.environ.get("ANSERINI_CLASSPATH") or str(Path(pyserini.setup.__file__).parent / "resources" / "jars")
-        pyserini.setup.configure_classpath(jars)
+        pyserini.setup.configure_classpath(str(anserini_jars()))
         options = jnius_config.get_options()
         if not _has_module(home, VECTOR_MODULE):
             options = [o for o in options if VECTOR_MODULE not in o]
