@@ -106,6 +106,8 @@ FILE_KINDS: dict[str, Callable[[bytes], bool]] = {
     "trec": _trec_run,
     "json": lambda head: head.lstrip()[:1] in (b"{", b"["),
     "image": lambda head: head.startswith((b"\x89PNG", b"%PDF", b"<?xml", b"<svg")),
+    # a CIFF file: a varint length (1-2 bytes), then the Header's first field, version (key 0x08)
+    "ciff": lambda head: b"\x08" in head[1:3],
 }
 """How a file lsr writes at a user's path starts: an existing file that does not look like one is refused."""
 

@@ -121,3 +121,25 @@ def test_seismic_jsonl_holds_the_same_impacts(index: Path, tmp_path: Path) -> No
     seismic = pytest.importorskip("seismic", reason="pyseismic-lsr is not installed")
     built = seismic.SeismicIndex.build(str(tmp_path / "docs.jsonl"), n_postings=1000, centroid_fraction=0.2)
     assert built.len == DOCS
+
+
+def test_the_command_line_exports_and_imports(index: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lsr.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "out.ciff"
+    result = runner.invoke(app, ["index", "export", "--index", str(index), "--output", str(out), "--terms", "ids"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["index", "import", "--ciff", str(out), "--output", str(tmp_path / "x"), "--terms", "ids"]
+    )
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(SparseIndex.open(tmp_path / "x").codes, SparseIndex.open(index).codes)
+    jsonl = tmp_path / "docs.jsonl"
+    args = ["index", "export", "--index", str(index), "--output", str(jsonl), "--format", "seismic-jsonl"]
+    assert runner.invoke(app, [*args, "--terms", "ids"]).exit_code == 0
+    (tmp_path / "notes.txt").write_text("a user's file\n")
+    refused = runner.invoke(app, ["index", "export", "--index", str(index), "--output", str(tmp_path / "notes.txt")])
+    assert refused.exit_code != 0 and (tmp_path / "notes.txt").read_text() == "a user's file\n"

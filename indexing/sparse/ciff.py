@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -450,6 +451,13 @@ def _header_count(reader: _Reader, header: dict[str, object], name: str) -> int:
     if not isinstance(value, int) or not 0 <= value < 1 << 31:
         raise reader.fail("Header", 0, f"field {name!r} must be a count (0 to 2^31 - 1), not {value!r}")
     return value
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The header's fields, and under ``lsr`` what an lsr export recorded, without reading the postings."""
+    reader = _Reader(Path(path))
+    header = _typed(reader, "Header", reader.message("Header"), HEADER)
+    return {**header, "lsr": _lsr_description(header)}
 
 
 def read_ciff(path: str | Path, vocabulary: Sequence[str] | None = None) -> CiffContents:
