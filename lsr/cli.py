@@ -21,6 +21,7 @@ from lsr.eval.bench.cli import app as bench_app
 from lsr.eval.cli import app as eval_app
 from lsr.eval.demo import demo
 from lsr.indexing.cli import export_app, index_app, search
+from lsr.models.cli import push
 from lsr.noise import lift_verbose, quiet_libraries
 from lsr.recommend.cli import app as recommend_app
 from lsr.serve.cli import query, serve
@@ -55,6 +56,7 @@ app.add_typer(cache_app, name="cache")
 app.command("demo")(demo)
 app.add_typer(index_app, name="index")
 app.command("search")(search)
+app.command("push")(push)
 app.command("serve")(serve)
 app.command("query")(query)
 
