@@ -14,8 +14,10 @@ benchmark builds one index with ``knn=0`` and one with ``knn=KNN``). Search sett
 graph, ``n_knn``.
 
 Wheel: the authors recommend compiling for the CPU (``RUSTFLAGS="-C target-cpu=native" pip install
---no-binary :all: pyseismic-lsr``) for maximum speed; :func:`wheel` names the installed build
-(the benchmark states it beside Seismic's numbers).
+--no-binary :all: pyseismic-lsr``) for maximum speed. That build is not possible on the benchmark machine:
+cargo is installed but crates.io, where the crate's Rust dependencies come from, cannot be reached (the
+name does not resolve), so the generic manylinux wheel from the package index is what runs; :func:`wheel`
+names the installed build so results can state it.
 """
 
 from __future__ import annotations
