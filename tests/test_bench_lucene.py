@@ -72,6 +72,7 @@ def test_lucene_top10_equals_brute_force_with_in_jvm_latencies(
 
         latencies = engine.latencies(queries, K)
         assert latencies.shape == (len(queries),) and (latencies > 0).all()
+        assert engine.last_cpu_seconds.shape == latencies.shape and (engine.last_cpu_seconds >= 0).all()
         batch = engine.search_batch(queries, K, threads=2)
         assert len(batch) == len(queries)
         for i, answer in enumerate(batch):

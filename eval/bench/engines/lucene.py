@@ -132,19 +132,20 @@ def compiled(jdk: Path) -> Path:
     return folder
 
 
-def read_results(path: Path) -> tuple[np.ndarray, list[Answer]]:
-    """Nanoseconds per query and each query's hits from a result file the Java program wrote (big-endian)."""
+def read_results(path: Path) -> tuple[np.ndarray, np.ndarray, list[Answer]]:
+    """Wall and CPU nanoseconds per query and each query's hits, from a result file of the Java program."""
     data = path.read_bytes()
     n = int(np.frombuffer(data, ">i4", 1, 0)[0])
     nanos = np.frombuffer(data, ">i8", n, 4).astype(np.int64)
-    offset = 4 + 8 * n
+    cpu = np.frombuffer(data, ">i8", n, 4 + 8 * n).astype(np.int64)
+    offset = 4 + 16 * n
     counts = np.frombuffer(data, ">i4", n, offset).astype(np.int64)
     offset += 4 * n
     total = int(counts.sum())
     rows = np.frombuffer(data, ">i4", total, offset).astype(np.int64)
     scores = np.frombuffer(data, ">f4", total, offset + 4 * total).astype(np.float32)
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    return nanos, [Answer(rows[a:b], scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return nanos, cpu, [Answer(rows[a:b], scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def _query_line(terms: np.ndarray, weights: np.ndarray, tokens: list[str]) -> str:
@@ -224,6 +225,8 @@ class LuceneImpact(Engine):
         self.index: Path | None = None
         self.workdir: Path | None = None
         self.measured: list[Measured] = []
+        self.last_seconds = np.empty(0)  # the last measured pass, per query: wall seconds ...
+        self.last_cpu_seconds = np.empty(0)  # ... and the searching thread's CPU seconds (robust to a busy machine)
         self._process: BenchProcess | None = None
         self._tokens: list[str] = []
 
@@ -267,7 +270,7 @@ class LuceneImpact(Engine):
         pairs = fields[1:]
         return Answer(np.array(pairs[0::2], dtype=np.int64), np.array(pairs[1::2], dtype=np.float32))
 
-    def _run(self, queries: Vectors, k: int, threads: int | None) -> tuple[np.ndarray, list[Answer]]:
+    def _run(self, queries: Vectors, k: int, threads: int | None) -> list[Answer]:
         """Load ``queries`` into the program, run one measured pass (single-thread latency, or ``threads``)."""
         bench = self._bench()
         tokens = self._tokens_for(queries.matrix.shape[1])
@@ -278,7 +281,8 @@ class LuceneImpact(Engine):
             bench.ask(f"load {path}")
             command = f"latency {k} {out}" if threads is None else f"throughput {k} {threads} {out}"
             seconds, stable, passes = bench.ask(command).split(" ")
-            nanos, answers = read_results(out)
+            nanos, cpu, answers = read_results(out)
+        self.last_seconds, self.last_cpu_seconds = nanos / 1e9, cpu / 1e9
         self.measured.append(
             Measured(
                 mode="latency" if threads is None else "throughput",
@@ -290,16 +294,16 @@ class LuceneImpact(Engine):
                 warmup_stable=stable == "1",
             )
         )
-        return nanos, answers
+        return answers
 
     def latencies(self, queries: Vectors, k: int) -> np.ndarray:
         """Seconds per query, one thread, timed inside the JVM around ``IndexSearcher.search`` after the warm-up."""
-        nanos, _ = self._run(queries, k, None)
-        return nanos / 1e9
+        self._run(queries, k, None)
+        return self.last_seconds
 
     def search_batch(self, queries: Vectors, k: int, threads: int) -> list[Answer]:
         """All queries on a fixed pool of ``threads`` Java threads (warm-up passes first, like the latencies)."""
-        return self._run(queries, k, threads)[1]
+        return self._run(queries, k, threads)
 
     def throughput(self, queries: Vectors, k: int, threads: int) -> float:
         """Queries per second on ``threads`` Java threads, timed inside the JVM over one pass after the warm-up."""
