@@ -79,6 +79,10 @@ class Engine(ABC):
         """The search-time settings the benchmark sweeps for this index (one empty setting: nothing to sweep)."""
         return [{}]
 
+    def is_exact(self, setting: dict[str, Any]) -> bool:
+        """Whether this engine is exact under ``setting`` (checked by the harness, never assumed in a result)."""
+        return self.exact
+
     def configure(self, **search_settings: Any) -> None:
         """Search with these search-time settings from now on."""
         self.search_settings = search_settings

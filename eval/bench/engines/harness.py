@@ -168,7 +168,7 @@ def compare(
             engine.configure(**setting)
             engine.warm_up(queries, k)
             found = [engine.search(*queries.row(i), k) for i in range(len(queries))]
-            exact = same_scores(reference, found, k) if engine.exact and not setting else None
+            exact = same_scores(reference, found, k) if engine.is_exact(setting) else None
             quality.append((recall(docs, queries, reference, found, k), exact))
         timings: list[list[np.ndarray]] = [[] for _ in cases]
         for round_number in tqdm(range(rounds), desc="timed rounds", unit=" rounds"):
