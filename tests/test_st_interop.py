@@ -302,3 +302,55 @@ def test_push_fails_at_once_with_one_line_when_the_hub_is_out_of_reach(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "someone/model" in lines[0], lines
     assert time.perf_counter() - started < 60
+
+
+V5_TYPES = {  # the type strings of sentence-transformers 5.0-5.3, as naver/splade-v3 and OpenSearch's v3 models ship
+    "Transformer": "sentence_transformers.sparse_encoder.models.MLMTransformer",
+    "SpladePooling": "sentence_transformers.sparse_encoder.models.SpladePooling",
+    "SparseStaticEmbedding": "sentence_transformers.sparse_encoder.models.SparseStaticEmbedding",
+    "Router": "sentence_transformers.models.Router",
+}
+
+
+def _as_v5(folder: Path, config: str) -> None:
+    """Rewrite a folder's module types as sentence-transformers 5.0-5.3 wrote them (MLMTransformer, models.*)."""
+    path = folder / config
+    text = path.read_text()
+    for name, old in V5_TYPES.items():
+        text = text.replace(f'"{_current_type(name)}"', f'"{old}"')
+    path.write_text(text)
+    for module in [folder, *folder.glob("document_0_*")]:
+        if (module / "sentence_bert_config.json").is_file():
+            (module / "sentence_bert_config.json").write_text('{"max_seq_length": 128, "do_lower_case": false}')
+
+
+def _current_type(name: str) -> str:
+    from lsr.models import st_layout
+
+    return {"Transformer": st_layout.TRANSFORMER, "SpladePooling": st_layout.SPLADE_POOLING,
+            "SparseStaticEmbedding": st_layout.STATIC, "Router": st_layout.ROUTER}[name]  # fmt: skip
+
+
+def test_naver_and_opensearch_layouts_of_sentence_transformers_5_load(
+    st_folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """naver's SPLADE layout (MLMTransformer + SpladePooling), and OpenSearch's (a Router whose IDF is ``idf.json``)."""
+    from lsr.models.idf import save_idf
+
+    naver = shutil.copytree(st_folders["splade-max"], tmp_path / "naver")
+    _as_v5(naver, "modules.json")
+    assert "MLMTransformer" in (naver / "modules.json").read_text()
+    assert_both_load_the_same(naver, SpladeEncoder)
+
+    opensearch = shutil.copytree(st_folders["inference-free"], tmp_path / "opensearch")
+    _as_v5(opensearch, "modules.json")
+    _as_v5(opensearch, "router_config.json")
+    assert "models.Router" in (opensearch / "modules.json").read_text()
+    assert_both_load_the_same(opensearch, InferenceFreeEncoder)
+    reference = st.SparseEncoder(str(opensearch), device="cpu")
+    weights = reference[0].sub_modules["query"][0].weight.detach().numpy()
+    save_idf(weights, reference[0].sub_modules["query"][0].tokenizer, opensearch)
+    (opensearch / "query_0_SparseStaticEmbedding" / "model.safetensors").unlink()  # the table only in idf.json
+    ours = load_encoder(opensearch, device="cpu")
+    for method in ("encode_query", "encode_document"):
+        assert_same_vectors(getattr(ours, method)(TEXTS), theirs(reference, method, TEXTS))
