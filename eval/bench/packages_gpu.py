@@ -58,11 +58,16 @@ def write_columns(beir: Path, out: Path) -> None:
 
 
 def read_columns(columns: Path, beir: Path) -> None:
-    """Rebuild the BEIR folder from :func:`write_columns`' files."""
+    """Rebuild the BEIR folder from :func:`write_columns`' files (a column may come in parts, each carried by its
+    own call when one call cannot carry them all)."""
 
     def lines(name: str) -> list[str]:
-        with lzma.open(columns / f"{name}.xz", "rt", encoding="utf-8", newline="\n") as handle:
-            return handle.read().split("\n")[:-1]
+        """One column, from ``NAME.xz`` or from its parts ``NAME-a.xz``, ``NAME-b.xz``, ... in order."""
+        out: list[str] = []
+        for part in sorted(columns.glob(f"{name}.xz")) + sorted(columns.glob(f"{name}-*.xz")):
+            with lzma.open(part, "rt", encoding="utf-8", newline="\n") as handle:
+                out += handle.read().split("\n")[:-1]
+        return out
 
     sources, titles, texts = lines("source"), lines("title"), lines("text")
     if not len(sources) == len(titles) == len(texts):
