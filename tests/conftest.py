@@ -12,6 +12,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LSR_SHARED", REPO.parent / "shared"))
+USER_CACHE = os.environ.get("LSR_CACHE")
+"""The cache a test of real data may read (what ``LSR_CACHE`` was before :func:`own_cache` replaced it)."""
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own encodings cache: the cache is keyed by content, and the tiny test models and corpora are
+    the same bytes in every test, so a shared cache would let one test's encodings answer another's command (and
+    tests would fill the user's own cache)."""
+    folder = tmp_path_factory.mktemp("lsr-cache")
+    monkeypatch.setenv("LSR_CACHE", str(folder))
+    return folder
+
 
 DOCS = [
     {"_id": "d1", "title": "Inverted index", "text": "An inverted index maps terms to postings lists of documents."},

@@ -114,11 +114,15 @@ def test_existing_collection_and_bad_input(demo: dict[str, Path]) -> None:
 def test_scifact_exact_sparse_top10(shared: Path, tmp_path: Path) -> None:
     """The issue's check: Milvus's exact sparse search ranks SciFact as lsr's exact index does. Runs only
     where ../shared and eval's cached splade-tiny index of SciFact exist (building it is a separate job)."""
+    from conftest import USER_CACHE
     from lsr.indexing import cache
+
+    from lsr.cache.keys import platform_cache_dir
 
     dataset = BeirDataset(shared / "data" / "beir" / "scifact")
     model = shared / "models" / "splade-tiny"
-    index_dir = cache.entry(cache.cache_root(), "index", dataset, cache.model_name(model), "sparse-float16")
+    root = Path(USER_CACHE or platform_cache_dir() / "lsr")  # the user's cache, not the test's own
+    index_dir = cache.entry(root, "index", dataset, cache.model_name(model), "sparse-float16")
     if not (index_dir / "meta.json").is_file():
         pytest.skip(f"no cached SciFact index at {index_dir} (run lsr eval run on SciFact with splade-tiny first)")
     uri = str(tmp_path / "scifact.db")

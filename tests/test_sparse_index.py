@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -308,6 +309,7 @@ def test_index_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
+    assert re.search(r"ms/query; a first untimed query took [\d.]+ s", result.output)  # JIT compile not in the speed
     run = read_run(tmp_path / "run.trec")
     assert set(run) == {"q1", "q2", "q3"} and all(len(hits) == 3 for hits in run.values())
     search = ["search", "--index", str(tmp_path / "idx"), "--queries", str(beir_dir / "queries.jsonl"), "--k", "3"]

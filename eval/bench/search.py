@@ -56,6 +56,7 @@ def bench_search(
         }
     ]
     for budget in budgets:
+        searcher.search(queries[:2], k=k, budget=budget)  # the pruned kernel's compile, outside the timing
         started = time.perf_counter()
         found, _, _ = searcher.search(queries, k=k, budget=budget)
         batch_s = time.perf_counter() - started
