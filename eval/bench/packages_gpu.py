@@ -62,10 +62,12 @@ def read_columns(columns: Path, beir: Path) -> None:
     own call when one call cannot carry them all)."""
 
     def lines(name: str) -> list[str]:
-        """One column, from ``NAME.xz`` or from its parts ``NAME-a.xz``, ``NAME-b.xz``, ... in order."""
+        """One column, from ``NAME.xz`` or its parts ``NAME-a.xz``, ``NAME-b.gz``, ... in order (gzip where xz
+        would take too long to compress on a busy machine)."""
         out: list[str] = []
-        for part in sorted(columns.glob(f"{name}.xz")) + sorted(columns.glob(f"{name}-*.xz")):
-            with lzma.open(part, "rt", encoding="utf-8", newline="\n") as handle:
+        for part in sorted(columns.glob(f"{name}.xz")) + sorted(columns.glob(f"{name}-*.[xg]z")):
+            opener = gzip.open if part.suffix == ".gz" else lzma.open
+            with opener(part, "rt", encoding="utf-8", newline="\n") as handle:
                 out += handle.read().split("\n")[:-1]
         return out
 
