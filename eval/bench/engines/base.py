@@ -114,6 +114,16 @@ class Engine(ABC):
             out[i] = time.perf_counter() - started
         return out
 
+    def throughput(self, queries: Vectors, k: int, threads: int) -> float:
+        """Queries per second of one :meth:`search_batch` pass with ``threads`` threads (after the warm-up pass)."""
+        started = time.perf_counter()
+        self.search_batch(queries, k, threads)
+        return len(queries) / (time.perf_counter() - started)
+
+    def describe(self) -> dict[str, Any]:
+        """What to record beside the numbers (a runtime's version and flags); nothing by default."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release what the engine holds (a JVM searcher, a mapped file); nothing by default."""
 

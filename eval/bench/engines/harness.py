@@ -24,7 +24,6 @@ import math
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,11 +181,7 @@ def compare(
             engine.configure(**setting)
             every = np.concatenate(rounds_seconds) * 1000
             per_round = [float(np.mean(r) * 1000) for r in rounds_seconds]
-            qps = None
-            if threads > 1:
-                started = time.perf_counter()
-                engine.search_batch(queries, k, threads)
-                qps = len(queries) / (time.perf_counter() - started)
+            qps = engine.throughput(queries, k, threads) if threads > 1 else None
             report.rows.append(
                 Row(
                     engine.system,
@@ -203,5 +198,7 @@ def compare(
                 )
             )
         for engine in engines:
+            engine.configure()  # back to the build-time label the builds are keyed by
+            report.builds[engine.label] |= engine.describe()
             engine.close()
     return report
