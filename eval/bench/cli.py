@@ -137,32 +137,6 @@ def search_bench(
     _report(result, output)
 
 
-@app.command("compare")
-@writes("output", file_kind="json")
-def compare_bench(
-    vectors: Annotated[Path, typer.Option(help="Vectors folder from `lsr encode` (a sparse model's).")],
-    queries: Annotated[
-        Path, typer.Option(help="BEIR folder (encoded with the vectors' model) or a .npz of query vectors.")
-    ],
-    k: Annotated[int, typer.Option(min=1)] = 10,
-    lucene: Annotated[bool, typer.Option(help="Include Lucene impact search (pyserini).")] = True,
-    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
-) -> None:
-    """lsr exact and pruned search vs Lucene impact search and Seismic, on the same quantised vectors."""
-    import scipy.sparse as sp
-    from lsr.eval.bench.compare_sparse import compare
-
-    from lsr.encode.shards import Manifest, iter_shards
-
-    ids: list[str] = []
-    parts = []
-    for shard_ids, shard in iter_shards(vectors):
-        ids += shard_ids
-        parts.append(shard)
-    query_vectors = _query_vectors(queries, Manifest.load(vectors).model)
-    _report(compare(ids, sp.vstack(parts, format="csr"), query_vectors, k=k, lucene=lucene), output)
-
-
 @app.command("engines")
 @writes("output", file_kind="json")
 def engines_bench(

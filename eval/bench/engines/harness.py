@@ -100,7 +100,7 @@ def brute_force(docs: Vectors, terms: np.ndarray, weights: np.ndarray, k: int) -
     """The exact top-k scores of one query by a full product over every document (the check of the reference)."""
     query = sp.csr_matrix((weights.astype(np.float64), terms, [0, len(terms)]), shape=(1, docs.matrix.shape[1]))
     scores = np.asarray((docs.matrix @ query.T).todense()).ravel()
-    return np.sort(scores)[::-1][:k]
+    return np.sort(scores[scores > 0])[::-1][:k]  # engines return matching documents only, never padding
 
 
 def recall(docs: Vectors, queries: Vectors, reference: Sequence[Answer], found: Sequence[Answer], k: int) -> float:

@@ -1,0 +1,106 @@
+"""The speed comparison's protocol (`lsr bench engines`): exactness checked, recall tie-aware, matched recall,
+and the vectors pack that carries encodings back from the GPU machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from lsr.eval.bench.engines import engine
+from lsr.eval.bench.engines.base import Answer, Vectors
+from lsr.eval.bench.engines.harness import Report, Row, compare, recall, same_scores
+from lsr.eval.bench.transport import pack, unpack
+from typer.testing import CliRunner
+
+from lsr.cli import app
+from lsr.encode.shards import Manifest, iter_shards, write_shard
+
+
+def impacts(rows: int, vocab: int, density: float, seed: int) -> sp.csr_matrix:
+    """Integer impacts 1..300 as float32, the form every engine indexes."""
+    matrix = sp.random(rows, vocab, density=density, format="csr", random_state=seed, dtype=np.float32)
+    matrix.data = np.ceil(matrix.data * 300).astype(np.float32)
+    return matrix
+
+
+def test_lsr_is_checked_exact_and_pruning_loses_recall(tmp_path: Path) -> None:
+    docs = Vectors([f"d{i}" for i in range(600)], impacts(600, 150, 0.06, 1))
+    queries = Vectors([f"q{i}" for i in range(30)], impacts(30, 150, 0.08, 2))
+    lsr = engine("lsr")
+    report = compare([lsr], docs, queries, k=10, rounds=2)
+    rows = {row.label: row for row in report.rows}
+    assert rows["lsr"].exact_scores_match is True and rows["lsr"].recall == 1.0
+    assert rows["lsr alpha=1.0 rerank=100"].exact_scores_match is True
+    assert rows["lsr budget=1000 rerank=100"].exact_scores_match is None  # pruned: measured, not assumed
+    assert all(len(row.rounds_mean_ms) == 2 and row.p99_ms >= row.p50_ms > 0 for row in report.rows)
+    assert report.reference_checked_queries == 20 and len(report.load_average) == 2
+    assert report.builds["lsr"]["index_mib"] > 0
+    matched = report.matched()["lsr"]
+    assert matched["0.99"] is not None and rows[matched["0.99"]["label"]].recall >= 0.99
+
+
+def test_recall_counts_ties_and_same_scores_ignores_their_order() -> None:
+    docs = Vectors(["a", "b", "c"], sp.csr_matrix(np.array([[2.0, 0], [2.0, 0], [1.0, 0]], dtype=np.float32)))
+    queries = Vectors(["q"], sp.csr_matrix(np.array([[1.0, 0]], dtype=np.float32)))
+    reference = [Answer(np.array([0]), np.array([2.0], dtype=np.float32))]
+    tied = [Answer(np.array([1]), np.array([2.0], dtype=np.float32))]  # the other document of equal score
+    worse = [Answer(np.array([2]), np.array([1.0], dtype=np.float32))]
+    assert recall(docs, queries, reference, tied, 1) == 1.0
+    assert recall(docs, queries, reference, worse, 1) == 0.0
+    assert same_scores(reference, tied, 1) and not same_scores(reference, worse, 1)
+
+
+def test_matched_recall_picks_the_fastest_setting_that_reaches_each_target() -> None:
+    def row(label: str, recall_: float, mean: float) -> Row:
+        return Row("x", label, {}, recall_, None, mean, mean, mean, (mean, mean), [mean])
+
+    report = Report(1, 1, 1, 10, 1, 1, [], {}, [row("slow", 1.0, 9.0), row("mid", 0.96, 3.0), row("fast", 0.5, 1.0)])
+    matched = report.matched()["x"]
+    assert matched["0.90"]["label"] == "mid" and matched["0.95"]["label"] == "mid"
+    assert matched["0.97"]["label"] == "slow" and matched["0.99"]["label"] == "slow"
+
+
+def _vectors_folder(folder: Path, ids: list[str], matrix: sp.csr_matrix, model: str) -> None:
+    manifest = Manifest(model, "splade", False, matrix.shape[1], len(ids), {"path": "x", "member": None})
+    folder.mkdir()
+    manifest.shards.append(write_shard(folder, 0, ids, matrix))
+    manifest.complete = True
+    manifest.save(folder)
+
+
+def test_a_pack_round_trips_the_quantised_vectors(tmp_path: Path) -> None:
+    ids = [f"doc{i}" for i in range(500)]
+    matrix = impacts(500, 30522, 0.002, 3) / 100  # weights whose x100 quantisation is exact
+    matrix[7] = 0  # a document with no term
+    matrix.eliminate_zeros()
+    _vectors_folder(tmp_path / "vectors", ids, matrix, "some-model")
+    pack(tmp_path / "vectors", tmp_path / "pack", 3)
+    assert len(list((tmp_path / "pack").glob("pack-*.xz"))) == 3
+    unpack(tmp_path / "pack", ids, tmp_path / "back")
+    ((back_ids, back),) = iter_shards(tmp_path / "back")
+    assert back_ids == ids and abs(back - matrix).max() < 1e-6
+    with pytest.raises(Exception, match="another corpus"):
+        unpack(tmp_path / "pack", [*ids[:-1], "other"], tmp_path / "wrong")
+
+
+def test_lsr_bench_engines_end_to_end(tmp_path: Path, beir_dir: Path) -> None:
+    """Real command line over a vectors folder and a BEIR folder's queries, encoded with a real sparse model."""
+    from lsr.data.beir import BeirDataset
+    from lsr.defaults import DEFAULT_SPARSE
+    from lsr.encode.corpus import document_text
+    from lsr.models import load_encoder
+
+    model = str(DEFAULT_SPARSE)
+    docs = list(BeirDataset(beir_dir).corpus())
+    vectors = load_encoder(model, device="cpu").encode_document([document_text(d) for d in docs])
+    _vectors_folder(tmp_path / "vectors", [d.id for d in docs], sp.csr_matrix(vectors), model)
+    out = tmp_path / "bench" / "result.json"
+    args = ["bench", "engines", "--vectors", str(tmp_path / "vectors"), "--dataset", str(beir_dir)]
+    result = CliRunner().invoke(app, [*args, "--rounds", "1", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["documents"] == len(docs) and data["rows"][0]["exact_scores_match"] is True
+    assert out.with_suffix(".png").stat().st_size > 0
