@@ -14,7 +14,9 @@ from __future__ import annotations
 import io
 import json
 import lzma
+import os
 import zlib
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +74,13 @@ def pack(vectors: Path, output: Path, files: int) -> list[Path]:
     bounds = np.linspace(0, len(ids), files + 1).astype(int)
     output.mkdir(parents=True, exist_ok=True)
     written = []
-    for number in range(files):
-        path = output / f"pack-{number:02d}.xz"
-        with atomic_file(path, mode="wb", encoding=None) as handle:
-            handle.write(_pack_rows(matrix[bounds[number] : bounds[number + 1]]))
-        written.append(path)
+    pieces = [matrix[bounds[number] : bounds[number + 1]] for number in range(files)]
+    with ProcessPoolExecutor(min(files, os.cpu_count() or 1)) as pool:  # LZMA at preset 9 is the slow part
+        for number, blob in enumerate(pool.map(_pack_rows, pieces)):
+            path = output / f"pack-{number:02d}.xz"
+            with atomic_file(path, mode="wb", encoding=None) as handle:
+                handle.write(blob)
+            written.append(path)
     info = {
         "format": FORMAT,
         "model": manifest.model,
