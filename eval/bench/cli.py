@@ -176,6 +176,22 @@ def engines_bench(
         plot(report, output.with_suffix(".png"), f"{beir.name} ({split})")
 
 
+@app.command("engines-table")
+def engines_table(
+    result: Annotated[Path, typer.Argument(help="JSON written by `lsr bench engines --output`.")],
+) -> None:
+    """The matched-recall and exact-engine tables of an `lsr bench engines` result, as Markdown."""
+    from lsr.eval.bench.engines.tables import exact_table, matched_table
+
+    from lsr.errors import LsrError
+
+    try:
+        data = json.loads(result.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LsrError(f"{result}: not a readable benchmark result ({exc})") from exc
+    print(matched_table(data) + "\n\n" + exact_table(data))
+
+
 @app.command("synthetic")
 @writes("output")
 def synthetic(

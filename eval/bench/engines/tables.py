@@ -1,0 +1,47 @@
+"""Markdown tables of an `lsr bench engines` result: what eval/RESULTS.md shows, generated, not retyped.
+
+Why generated: every number in the results file must be the one the JSON beside it holds.
+Two tables: matched recall (per engine, the fastest setting reaching each recall target)
+and the exact engines' latency, each with the 95 % interval of the per-round means.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsr.eval.bench.engines.harness import TARGETS
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}" if value < 1 else f"{value:.2f}"
+
+
+def matched_table(result: dict[str, Any]) -> str:
+    """Mean (p50) ms per query at each recall target, per engine; — where the engine never reached it."""
+    head = "| engine | " + " | ".join(f"recall ≥ {t:.2f}" for t in TARGETS) + " |"
+    lines = [head, "| --- |" + " ---: |" * len(TARGETS)]
+    for system, targets in result["matched_recall"].items():
+        cells = []
+        for target in TARGETS:
+            best = targets[f"{target:.2f}"]
+            cells.append("—" if best is None else f"{_ms(best['mean_ms'])} ({_ms(best['p50_ms'])})")
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def exact_table(result: dict[str, Any]) -> str:
+    """Every setting checked exact: mean, p50, p99, the interval of the mean, and throughput when measured."""
+    lines = [
+        "| engine, setting | same top-k scores | mean ms | 95% CI of mean | p50 ms | p99 ms | QPS |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["rows"]:
+        if row["exact_scores_match"] is None:
+            continue
+        low, high = row["mean_ms_ci95"]
+        qps = "—" if row.get("throughput_qps") is None else f"{row['throughput_qps']:,.0f}"
+        lines.append(
+            f"| {row['label']} | {'yes' if row['exact_scores_match'] else '**no**'} | {_ms(row['mean_ms'])} | "
+            f"{_ms(low)}–{_ms(high)} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} | {qps} |"
+        )
+    return "\n".join(lines)
