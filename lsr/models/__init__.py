@@ -47,9 +47,19 @@ def detect_kind(folder: Path) -> str:
 
 
 def load_encoder(
-    name_or_path: str | Path, device: str | torch.device | None = None, **kwargs: Any
+    name_or_path: str | Path, device: str | torch.device | None = None, backend: str = "torch", **kwargs: Any
 ) -> SparseEncoder | DenseEncoder:
-    """Load any lsr encoder from a folder or a Hugging Face id (``all-minilm-l6-v2``: the embedded dense default)."""
+    """Load any lsr encoder from a folder or a Hugging Face id (``all-minilm-l6-v2``: the embedded dense default).
+
+    ``backend``: ``torch``, or ``onnx`` / ``onnx-int8`` to encode SPLADE documents with ONNX Runtime on the CPU
+    (exported once and cached, :mod:`lsr.models.onnx`); ``kwargs`` override ``lsr_config.json`` settings
+    (``max_length``, ``stride``, ``window_pooling``, ...).
+    """
+    if backend != "torch":
+        from lsr.models.onnx import use_backend
+
+        cpu = "cpu" if device in (None, "auto") else device
+        return use_backend(load_encoder(name_or_path, cpu, **kwargs), backend)
     if str(name_or_path) == DEFAULT_DENSE:
         return DenseEncoder.from_pretrained(device=device)
     folder = resolve_model(name_or_path)

@@ -36,6 +36,10 @@ class EncoderConfig:
     """``relu``: ``log(1 + relu(x))``; ``log1p_relu``: one more ``log1p`` (OpenSearch's v3 models)."""
     zero_special: bool = True
     """Zero special tokens' dimensions; False for models loaded from other libraries, which keep them."""
+    stride: int | None = None
+    """None: a text is cut at ``max_length`` tokens. Else a longer one is encoded as windows of ``max_length`` tokens,
+    each starting ``stride`` tokens after the previous one, pooled by ``window_pooling`` (``max`` or ``sum``)."""
+    window_pooling: str = "max"
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else; ``training`` (how it was trained) and ``results`` (measured scores) go into the model card."""
 

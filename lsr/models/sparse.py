@@ -87,3 +87,25 @@ def to_csr(weights: torch.Tensor) -> sp.csr_matrix:
     indptr = np.zeros(weights.shape[0] + 1, dtype=np.int64)
     np.cumsum(torch.bincount(rows, minlength=weights.shape[0]).cpu().numpy(), out=indptr[1:])
     return sp.csr_matrix((values, cols.cpu().numpy().astype(np.int32), indptr), shape=tuple(weights.shape))
+
+
+def pool_windows(rows: sp.csr_matrix, owners: np.ndarray, count: int, pooling: str = "max") -> sp.csr_matrix:
+    """One vector per text from the vectors of its windows (``owners[i]``: the text of row ``i``): each term's max
+    over the windows (as SPLADE pools over tokens, so a term strong anywhere in a long text stays strong), or sum."""
+    if pooling not in ("max", "sum"):
+        raise ValueError(f"window pooling must be 'max' or 'sum', got {pooling!r}")
+    coo = rows.tocoo()
+    text = owners[coo.row]
+    shape = (count, rows.shape[1])
+    if pooling == "max":  # per (text, term) keep the largest weight: sort by key, largest first, take the first
+        key = text.astype(np.int64) * rows.shape[1] + coo.col
+        order = np.lexsort((-coo.data, key))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = key[order][1:] != key[order][:-1]
+        keep = order[first]
+        coo = sp.coo_matrix((coo.data[keep], (text[keep], coo.col[keep])), shape=shape)
+    else:
+        coo = sp.coo_matrix((coo.data, (text, coo.col)), shape=shape)  # duplicates are summed by tocsr
+    result = coo.tocsr().astype(np.float32)
+    result.sort_indices()
+    return result

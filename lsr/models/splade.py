@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,7 +27,7 @@ from lsr.fsutil import atomic_dir
 from lsr.models.base import CONFIG_FILE, EncoderConfig, SparseEncoder, pick_device, pick_dtype
 from lsr.models.card import ModelCard, write_card
 from lsr.models.hub import resolve_model
-from lsr.models.sparse import keep_top_k, splade_pool, to_csr
+from lsr.models.sparse import keep_top_k, pool_windows, splade_pool, to_csr
 from lsr.models.st_layout import Layout, read_layout, write_splade_modules
 from lsr.safeload import refusing_code
 
@@ -151,6 +151,8 @@ class SpladeEncoder(SparseEncoder):
         self.device = pick_device(device)
         self.module = SpladeModule(backbone, self.config.pooling, self.config.vocab_chunk, self.config.activation)
         self.module.to(self.device, pick_dtype(dtype, self.device)).eval()
+        #: computes pooled weights from a collated batch: the module, or an ONNX Runtime session (lsr.models.onnx)
+        self.runner: Callable[..., torch.Tensor] = self.module
         #: the dimensions zeroed in every vector (none for a model from a library that keeps them)
         self.special_ids = sorted(set(tokenizer.all_special_ids)) if self.config.zero_special else []
 
@@ -239,6 +241,31 @@ class SpladeEncoder(SparseEncoder):
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)["input_ids"]
         return [(seq, 0) for seq in ids]
 
+    def windows(self, texts: Sequence[str]) -> tuple[list[tuple[list[int], int]], np.ndarray | None]:
+        """The model inputs for ``texts`` and, when long texts are cut into windows (``config.stride``), the text each
+        input belongs to. Without a stride a text is one input, truncated, and the second value is None.
+
+        Windows come from the tokenizer's own overflow (``return_overflowing_tokens``), so each window carries the
+        special tokens a full input has and windows overlap by ``max_length - stride`` tokens.
+        """
+        stride = self.config.stride
+        if stride is None:
+            return self.tokenize(texts), None
+        if type(self).tokenize is not SpladeEncoder.tokenize:  # an echo (decoder) input is not a plain window
+            raise LsrError(f"{self.kind} encoders take no --stride: windows are for masked-LM SPLADE encoders")
+        content = self.config.max_length - self.tokenizer.num_special_tokens_to_add()
+        if not 0 < stride <= content:
+            raise LsrError(f"stride must be between 1 and {content} (max_length less special tokens), got {stride}")
+        encoded = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.config.max_length,
+            stride=content - stride,  # the tokenizer's stride is the overlap
+            return_overflowing_tokens=True,
+        )
+        owners = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
+        return [(seq, 0) for seq in encoded["input_ids"]], owners
+
     def collate(self, inputs: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
         """Right-padded tensors for one batch: ids, attention mask, and the mask of pooled positions."""
         width = max(len(seq) for seq, _ in inputs)
@@ -260,7 +287,7 @@ class SpladeEncoder(SparseEncoder):
 
     def weights(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled weights of one collated batch, special tokens zeroed and top-k applied."""
-        out = self.module(**batch)
+        out = self.runner(**batch)
         out[:, self.special_ids] = 0
         return keep_top_k(out, self.config.top_k)
 
@@ -269,16 +296,18 @@ class SpladeEncoder(SparseEncoder):
         """Encode texts (sorted by length internally, returned in input order)."""
         if len(texts) == 0:
             return sp.csr_matrix((0, self.module.projection.weight.shape[0]), dtype=np.float32)
-        inputs = self.tokenize(texts)
+        inputs, owners = self.windows(texts)
         order = np.argsort([-len(seq) for seq, _ in inputs], kind="stable")
         parts = []
-        with tqdm(total=len(texts), disable=not show_progress, desc="encode", unit=" texts") as bar:
+        with tqdm(total=len(inputs), disable=not show_progress, desc="encode", unit=" inputs") as bar:
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 parts.append(to_csr(self.weights(self.collate([inputs[i] for i in chunk]))))
                 bar.update(len(chunk))
         stacked = sp.vstack(parts, format="csr")
         result = stacked[np.argsort(order, kind="stable")]
+        if owners is not None:
+            return pool_windows(result, owners, len(texts), self.config.window_pooling)
         result.sort_indices()
         return result
 
