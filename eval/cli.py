@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from lsr.cli_force import writes
+from lsr.encode.cli import BackendOption, StrideOption, WindowPoolingOption, encoder_overrides
 
 app = typer.Typer(help="Evaluate retrievers on BEIR datasets and score TREC run files.", no_args_is_help=True)
 console = Console()
@@ -138,6 +139,10 @@ def run_cmd(
         Path | None, typer.Option(help="Encodings and indexes cache (default $LSR_CACHE or ~/.cache/lsr).")
     ] = None,
     device: Annotated[str, typer.Option(help="Encoder device: auto, cpu or cuda.")] = "auto",
+    backend: BackendOption = "torch",
+    max_length: Annotated[int | None, typer.Option(min=1, help="Sparse model's token limit (window length).")] = None,
+    stride: StrideOption = None,
+    window_pooling: WindowPoolingOption = "max",
 ) -> None:
     """Encode, index, search and score a retriever on BEIR split(s) in one go; encodings are cached."""
     from lsr.eval.outputs import print_metrics, print_tuning
@@ -169,6 +174,7 @@ def run_cmd(
         k=k,
         dense=DenseSettings(index, {name: value for name, value in knobs.items() if value is not None}, index_device),
         device=device,
+        encoding=encoder_overrides(max_length, stride, window_pooling) | ({"backend": backend} if backend else {}),
     )
     if len(pairs) == 1:
         _, evaluation = run_pipeline(*pairs[0], spec, output_dir, cache_dir)

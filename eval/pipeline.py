@@ -48,6 +48,8 @@ class RunSpec:
     k: int = 1000
     dense: DenseSettings = field(default_factory=DenseSettings)
     device: str = "auto"
+    encoding: dict[str, Any] = field(default_factory=dict)
+    """The sparse model's encoding settings (backend, max_length, stride, window_pooling), as ``lsr encode`` takes."""
 
     def check(self) -> None:
         """Reject impossible combinations before any time is spent."""
@@ -70,7 +72,9 @@ class RunSpec:
     def options(self) -> RetrieverOptions:
         """What the retrievers of this run are opened with (the sparse model resolved only when one is used)."""
         model = self.sparse_model() if "sparse" in self.used_legs else self.model
-        return RetrieverOptions(model, self.dense_model, self.dense, self.multifield, self.device)
+        options = RetrieverOptions(model, self.dense_model, self.dense, self.multifield, self.device)
+        options.encoding = dict(self.encoding)
+        return options
 
     def sparse_model(self) -> str:
         """``--model``, else the embedded default (an error naming the fix while it is not in the checkout)."""

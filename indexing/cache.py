@@ -9,7 +9,7 @@ index built from them under ``<cache>/index/<corpus key>/<model key>/<settings>`
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,7 +65,14 @@ def about(corpus: Corpus, model: str, settings: str) -> dict[str, str]:
     return {"model": model, "corpus": str(corpus.dataset.path), "settings": settings}
 
 
-def encoded_corpus(corpus: Corpus, model: str, encoder: SparseEncoder | DenseEncoder, batch_size: int = 32) -> Path:
-    """The cached vectors folder of ``model`` (loaded as ``encoder``) over the corpus, encoded (or resumed) if
-    needed; a retriever, a training teacher, ``lsr index`` and ``lsr encode`` of the same model share it."""
-    return cached_vectors(corpus.cache, corpus.dataset.corpus_source, model, lambda: encoder, batch_size)
+def encoded_corpus(
+    corpus: Corpus,
+    model: str,
+    encoder: SparseEncoder | DenseEncoder,
+    batch_size: int = 32,
+    settings: Sequence[str] = (),
+) -> Path:
+    """The cached vectors folder of ``model`` (loaded as ``encoder``, with the encoding ``settings`` of
+    :func:`lsr.cache.vectors.encoding_settings`) over the corpus, encoded (or resumed) if needed; a retriever, a
+    training teacher, ``lsr index`` and ``lsr encode`` of the same model and settings share it."""
+    return cached_vectors(corpus.cache, corpus.dataset.corpus_source, model, lambda: encoder, batch_size, settings)

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from lsr.cli_force import writes
+from lsr.encode.cli import BackendOption, StrideOption, WindowPoolingOption
 
 console = Console()
 
@@ -30,6 +31,10 @@ def index(
     weights: Annotated[str, typer.Option(help="float16 (exact half precision) or uint8 (quantised).")] = "float16",
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     device: Annotated[str, typer.Option(help="Encoding device: auto, cpu or cuda.")] = "auto",
+    max_length: Annotated[int | None, typer.Option(min=1, help="Token limit per document (window length).")] = None,
+    stride: StrideOption = None,
+    window_pooling: WindowPoolingOption = "max",
+    backend: BackendOption = "torch",
     keep_vectors: Annotated[bool, typer.Option(help="Also put the encoded shards next to the index.")] = False,
     dense_backend: Annotated[
         str, typer.Option(help="Dense models: hnsw, exact, faiss-flat, faiss-hnsw or faiss-ivf (default settings).")
@@ -55,15 +60,19 @@ def index(
         if model is None or corpus is None:
             raise typer.BadParameter("give --model and --corpus, or --vectors", param_hint="lsr index")
         from lsr.cache import cache_root, cached_vectors, materialise
+        from lsr.cache.vectors import encoding_settings
         from lsr.data.beir import corpus_source
+        from lsr.encode.cli import encoder_overrides
 
         model = str(Path(model).resolve()) if Path(model).is_dir() else model
 
         def load() -> Any:  # only on a cache miss: a hit never loads the model
-            loaded.append(_encoder(model, device))
+            loaded.append(_encoder(model, device, backend, **encoder_overrides(max_length, stride, window_pooling)))
             return loaded[0]
 
-        folders = [cached_vectors(cache_root(cache_dir), corpus_source(corpus), model, load, batch_size)]
+        settings = encoding_settings(max_length, "auto", backend, stride, window_pooling)
+        src = corpus_source(corpus)
+        folders = [cached_vectors(cache_root(cache_dir), src, model, load, batch_size, settings)]
         if keep_vectors:
             materialise(folders[0], output.with_name(output.name + ".vectors"))
     manifest = merged_manifest(folders)
@@ -82,10 +91,10 @@ def index(
     console.print(f"{summary}, at {output}")
 
 
-def _encoder(model: str, device: str = "cpu") -> Any:
+def _encoder(model: str, device: str = "cpu", backend: str = "torch", **overrides: Any) -> Any:
     from lsr.models import load_encoder
 
-    return load_encoder(model, device=device)
+    return load_encoder(model, device=device, backend=backend, **overrides)
 
 
 @writes("output", file_kind="trec")

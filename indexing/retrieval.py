@@ -53,6 +53,9 @@ class RetrieverOptions:
     gpu: bool = False
     threads: int | None = None
     """CPU threads of one search (default: all); ``lsr serve`` keeps one for its express lane."""
+    encoding: dict[str, Any] = field(default_factory=dict)
+    """A sparse model's encoding settings beyond its own: ``backend``, ``max_length``, ``stride``, ``window_pooling``
+    (``load_encoder`` arguments); they change the vectors, so they are part of the cached encodings' key."""
 
 
 class Retriever(ABC):

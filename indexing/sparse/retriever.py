@@ -20,6 +20,7 @@ from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, Retriever
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import hits
 
+from lsr.cache.vectors import encoding_settings
 from lsr.errors import LsrError
 from lsr.models import SparseEncoder, load_encoder
 
@@ -98,9 +99,12 @@ class SparseSearcher:
         return hits(self.index, *found)
 
 
-def sparse_encoder(model: str, vocabulary_size: int | None = None, device: str = "auto") -> SparseEncoder:
-    """The sparse encoder ``model``, refused with a message if it is dense or does not match the index's terms."""
-    encoder = load_encoder(model, device=device)
+def sparse_encoder(
+    model: str, vocabulary_size: int | None = None, device: str = "auto", **encoding: Any
+) -> SparseEncoder:
+    """The sparse encoder ``model``, refused with a message if it is dense or does not match the index's terms;
+    ``encoding``: ``load_encoder`` settings (backend, max_length, stride, window_pooling)."""
+    encoder = load_encoder(model, device=device, **encoding)
     if not isinstance(encoder, SparseEncoder):
         raise LsrError(f"{model} is not a sparse encoder; a sparse index needs a sparse model (e.g. --model)")
     if vocabulary_size is not None and len(encoder.vocabulary) != vocabulary_size:
@@ -132,9 +136,10 @@ class SparseRetriever(Retriever):
         if not options.model:
             raise LsrError("the sparse retriever needs a model (--model)")
         name = model_name(options.model)
-        encoder = sparse_encoder(name, device=options.device)
-        vectors = encoded_corpus(corpus, name, encoder)
-        folder = entry(corpus.cache, "index", corpus.dataset, name, "sparse-float16")
+        encoder = sparse_encoder(name, device=options.device, **options.encoding)
+        settings = encoding_settings(**options.encoding)
+        vectors = encoded_corpus(corpus, name, encoder, settings=settings)
+        folder = entry(corpus.cache, "index", corpus.dataset, name, "-".join(["sparse-float16", *settings]))
 
         def build(out: Path) -> None:
             from lsr.indexing.sparse.build import build_index

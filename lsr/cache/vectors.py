@@ -37,9 +37,17 @@ def model_name(model: str | Path) -> str:
     return str(path.resolve()) if path.is_dir() else str(model)
 
 
-def encoding_settings(max_length: int | None = None, dtype: str = "auto") -> list[str]:
+def encoding_settings(
+    max_length: int | None = None,
+    dtype: str = "auto",
+    backend: str = "torch",
+    stride: int | None = None,
+    window_pooling: str = "max",
+) -> list[str]:
     """The encoding options that change the vectors, as parts of their cache key (none for the defaults)."""
-    return ([f"len{max_length}"] if max_length else []) + ([dtype] if dtype != "auto" else [])
+    parts = ([f"len{max_length}"] if max_length else []) + ([dtype] if dtype != "auto" else [])
+    parts += [backend] if backend != "torch" else []
+    return parts + ([f"stride{stride}{window_pooling}"] if stride else [])
 
 
 def vectors_entry(root: Path, source: TextSource, model: str | Path, settings: Sequence[str] = ()) -> Path:

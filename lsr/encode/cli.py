@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,20 @@ console = Console()
 ModelOption = Annotated[str, typer.Option(help="Encoder folder or Hugging Face id (all-minilm-l6-v2: embedded dense).")]
 CorpusOption = Annotated[Path, typer.Option(help="BEIR folder or zip, or a corpus .jsonl[.gz] file.", exists=True)]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+BackendOption = Annotated[
+    str, typer.Option(help="torch, or onnx / onnx-int8: SPLADE documents through ONNX Runtime on the CPU.")
+]
+StrideOption = Annotated[
+    int | None,
+    typer.Option(min=1, help="Encode long documents as windows of --max-length tokens starting this many apart."),
+]
+WindowPoolingOption = Annotated[str, typer.Option(help="With --stride: max or sum of the windows' vectors.")]
+
+
+def encoder_overrides(max_length: int | None, stride: int | None, window_pooling: str) -> dict[str, Any]:
+    """The ``load_encoder`` settings the encoding options give (only those set: the model's own stay otherwise)."""
+    given = {"max_length": max_length, "stride": stride}
+    return {k: v for k, v in given.items() if v} | ({"window_pooling": window_pooling} if stride else {})
 
 
 @app.callback(invoke_without_command=True)
@@ -28,6 +42,9 @@ def encode(
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     shard_size: Annotated[int, typer.Option(min=1, help="Documents per shard file.")] = 10_000,
     max_length: Annotated[int | None, typer.Option(min=1, help="Token limit per document.")] = None,
+    stride: StrideOption = None,
+    window_pooling: WindowPoolingOption = "max",
+    backend: BackendOption = "torch",
     device: DeviceOption = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
     ray: Annotated[
@@ -57,13 +74,16 @@ def encode(
 
     if Path(model).is_dir():  # the manifest must name the model from anywhere, not relative to this directory
         model = str(Path(model).resolve())
-    root, src, settings = cache_root(cache_dir), corpus_source(corpus), encoding_settings(max_length, dtype)
+    settings = encoding_settings(max_length, dtype, backend, stride, window_pooling)
+    root, src = cache_root(cache_dir), corpus_source(corpus)
     cached = find_vectors(root, src, model, settings)
     if cached is not None:
         materialise(cached, output)
         console.print(f"{Manifest.load(output).documents:,} documents at {output}, from the cache (not encoded again)")
         return
     if ray is not None:
+        if backend != "torch" or stride:
+            raise typer.BadParameter("--ray encodes with torch and without windows", param_hint="--ray")
         from lsr.encode.distributed import encode_corpus_ray
 
         manifest = encode_corpus_ray(
@@ -72,7 +92,8 @@ def encode(
         publish_vectors(output, root, src, model, settings, None)
         console.print(f"{manifest.documents:,} documents in {len(manifest.shards)} shard(s) at {output} (Ray)")
         return
-    encoder = load_encoder(model, device=device, dtype=dtype, **({"max_length": max_length} if max_length else {}))
+    overrides = encoder_overrides(max_length, stride, window_pooling)
+    encoder = load_encoder(model, device=device, backend=backend, dtype=dtype, **overrides)
     manifest = encode_corpus(encoder, model, src, output, shard_size, batch_size)
     publish_vectors(output, root, src, model, settings, encoder)
     console.print(f"{manifest.documents:,} documents in {len(manifest.shards)} shard(s) at {output}")
