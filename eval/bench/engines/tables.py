@@ -17,14 +17,14 @@ def _ms(value: float | None) -> str:
 
 
 def matched_table(result: dict[str, Any]) -> str:
-    """Mean (p50) ms per query at each recall target, per engine; — where the engine never reached it."""
+    """p50 (mean) ms per query at each recall target, per engine; — where the engine never reached it."""
     head = "| engine | " + " | ".join(f"recall ≥ {t:.2f}" for t in TARGETS) + " |"
     lines = [head, "| --- |" + " ---: |" * len(TARGETS)]
     for system, targets in result["matched_recall"].items():
         cells = []
         for target in TARGETS:
             best = targets[f"{target:.2f}"]
-            cells.append("—" if best is None else f"{_ms(best['mean_ms'])} ({_ms(best['p50_ms'])})")
+            cells.append("—" if best is None else f"{_ms(best['p50_ms'])} ({_ms(best['mean_ms'])})")
         lines.append(f"| {system} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
