@@ -70,24 +70,28 @@ class Report:
     reference_checked_queries: int = 0
 
     def matched(self) -> dict[str, dict[str, dict[str, Any] | None]]:
-        """For each system and recall target: the setting with the lowest median latency reaching it (the median,
-        because on a shared machine a few preempted queries move a mean by more than a setting does)."""
-        out: dict[str, dict[str, dict[str, Any] | None]] = {}
-        for system in sorted({row.system for row in self.rows}):
-            rows = [row for row in self.rows if row.system == system]
-            out[system] = {}
-            for target in TARGETS:
-                good = [row for row in rows if row.recall >= target]
-                best = min(good, key=lambda row: row.p50_ms, default=None)
-                out[system][f"{target:.2f}"] = (
-                    None if best is None else {"label": best.label, "mean_ms": best.mean_ms, "p50_ms": best.p50_ms}
-                )
-        return out
+        """:func:`matched` of this report's rows."""
+        return matched([asdict(row) for row in self.rows])
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["matched_recall"] = self.matched()
         return data
+
+
+def matched(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """For each system and recall target: the setting with the lowest median latency reaching it (the median,
+    because on a shared machine a few preempted queries move a mean by more than a setting does)."""
+    out: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for system in sorted({row["system"] for row in rows}):
+        mine = [row for row in rows if row["system"] == system]
+        out[system] = {}
+        for target in TARGETS:
+            best = min((row for row in mine if row["recall"] >= target), key=lambda row: row["p50_ms"], default=None)
+            out[system][f"{target:.2f}"] = (
+                None if best is None else {key: best[key] for key in ("label", "mean_ms", "p50_ms", "recall")}
+            )
+    return out
 
 
 def true_scores(docs: Vectors, terms: np.ndarray, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:

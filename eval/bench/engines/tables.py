@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsr.eval.bench.engines.harness import TARGETS
+from lsr.eval.bench.engines.harness import TARGETS, matched
 
 
 def _ms(value: float | None) -> str:
@@ -20,7 +20,7 @@ def matched_table(result: dict[str, Any]) -> str:
     """p50 (mean) ms per query at each recall target, per engine; — where the engine never reached it."""
     head = "| engine | " + " | ".join(f"recall ≥ {t:.2f}" for t in TARGETS) + " |"
     lines = [head, "| --- |" + " ---: |" * len(TARGETS)]
-    for system, targets in result["matched_recall"].items():
+    for system, targets in matched(result["rows"]).items():  # recomputed: the rule, not an older file's choice
         cells = []
         for target in TARGETS:
             best = targets[f"{target:.2f}"]
