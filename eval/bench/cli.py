@@ -97,6 +97,23 @@ def encode_bench(
     _report(result, output)
 
 
+@app.command("onnx")
+@writes("output", file_kind="json")
+def onnx_bench(
+    model: Annotated[Path, typer.Option(help="SPLADE or inference-free model folder.")],
+    corpus: Annotated[Path, typer.Option(help="BEIR folder or corpus file whose first documents are encoded.")],
+    docs: Annotated[int, typer.Option(min=1)] = 128,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds; medians are reported.")] = 3,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
+) -> None:
+    """Documents/s on the CPU of the torch, ONNX fp32 and ONNX int8 backends (and sentence-transformers' ONNX)."""
+    from lsr.eval.bench.encode import load_texts
+    from lsr.eval.bench.onnx import bench_backends
+
+    _report(bench_backends(model, load_texts(corpus, docs), batch_size, rounds), output)
+
+
 @app.command("idf-query")
 @writes("output", file_kind="json")
 def idf_query_bench(
@@ -177,10 +194,14 @@ def engines_bench(
 
 
 @app.command("engines-table")
+@writes("plot", file_kind="image")
 def engines_table(
     result: Annotated[Path, typer.Argument(help="JSON written by `lsr bench engines --output`.")],
+    plot: Annotated[Path | None, typer.Option(help="Draw the recall-latency plot here too (PNG).")] = None,
+    title: Annotated[str, typer.Option(help="The plot's title.")] = "",
 ) -> None:
     """The matched-recall and exact-engine tables of an `lsr bench engines` result, as Markdown."""
+    from lsr.eval.bench.engines.plot import plot as draw
     from lsr.eval.bench.engines.tables import exact_table, matched_table
 
     from lsr.errors import LsrError
@@ -190,6 +211,8 @@ def engines_table(
     except (OSError, json.JSONDecodeError) as exc:
         raise LsrError(f"{result}: not a readable benchmark result ({exc})") from exc
     print(matched_table(data) + "\n\n" + exact_table(data))
+    if plot:
+        draw(data, plot, title or f"{data.get('dataset', '')} ({data.get('split', '')})")
 
 
 @app.command("synthetic")

@@ -1,34 +1,50 @@
-"""Recall@k against single-thread mean latency, one line per engine: the picture of a matched-recall comparison."""
+"""Recall@k against single-thread median latency, one colour per engine: the picture of a matched-recall comparison.
+
+Every setting is a dot; the line joins each engine's Pareto frontier (the settings no
+other setting of that engine beats on both latency and recall), which is what a reader
+compares. Median, because the matched-recall table chooses by it (see the harness).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from lsr.eval.bench.engines.harness import Report
+from typing import Any
 
 from lsr.fsutil import atomic_file
 
 
-def plot(report: Report, path: Path, title: str) -> None:
-    """Save the recall-latency curves of ``report`` at ``path`` (PNG), crash-safe."""
+def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (latency, recall) points not beaten by a faster point of at least equal recall, by latency."""
+    out: list[tuple[float, float]] = []
+    for latency, recall in sorted(points):
+        if not out or recall > out[-1][1]:
+            out.append((latency, recall))
+    return out
+
+
+def plot(result: dict[str, Any], path: Path, title: str) -> None:
+    """Save the recall-latency picture of an `lsr bench engines` result at ``path`` (PNG), crash-safe."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = result["rows"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for system in sorted({row.system for row in report.rows}):
-        rows = sorted((row for row in report.rows if row.system == system), key=lambda row: row.mean_ms)
-        ax.plot([row.mean_ms for row in rows], [row.recall for row in rows], marker="o", label=system)
+    for number, system in enumerate(sorted({row["system"] for row in rows})):
+        points = [(row["p50_ms"], row["recall"]) for row in rows if row["system"] == system]
+        colour = f"C{number}"
+        ax.scatter(*zip(*points, strict=True), s=12, color=colour, alpha=0.5)
+        ax.plot(*zip(*frontier(points), strict=True), marker="o", color=colour, label=system)
     ax.set_xscale("log")
-    ax.set_xlabel("mean latency per query, ms (batch 1, one thread, log scale)")
-    ax.set_ylabel(f"recall@{report.k} (tie-aware, vs exact)")
-    low = min((row.recall for row in report.rows), default=0.0)
+    ax.set_xlabel("median latency per query, ms (batch 1, one thread, log scale)")
+    ax.set_ylabel(f"recall@{result['k']} (tie-aware, vs exact)")
+    low = min(row["recall"] for row in rows)
     ax.set_ylim(max(0.0, low - 0.02), 1.005)
     for target in (0.90, 0.95, 0.97, 0.99):
         if target >= low:
             ax.axhline(target, color="grey", linewidth=0.5, linestyle=":")
-    ax.set_title(f"{title}: {report.documents:,} documents, {report.queries:,} queries, k={report.k}")
+    ax.set_title(f"{title}: {result['documents']:,} documents, {result['queries']:,} queries, k={result['k']}")
     ax.grid(True, which="both", linewidth=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
