@@ -88,6 +88,18 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     return {"mean_ms": float(ms.mean()), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
+def _batch_1(searcher: Any, sample: sp.csr_matrix, k: int) -> dict[str, float]:
+    """Latency of one query at a time, after 32 untimed ones (compilation, caches)."""
+    for row in range(min(32, sample.shape[0])):
+        searcher.search(sample[row], k=k)
+    times = []
+    for row in range(sample.shape[0]):
+        started = time.perf_counter()
+        searcher.search(sample[row], k=k)
+        times.append(time.perf_counter() - started)
+    return _percentiles(times)
+
+
 def unique_posting_bytes(index: Any, queries: sp.csr_matrix) -> int:
     """Bytes a batch must read at least once: every posting of every distinct query term (doc id + weight code)."""
     terms = np.unique(queries.indices)
@@ -112,14 +124,7 @@ def time_searches(index: Any, queries: sp.csr_matrix, k: int, single: int) -> di
     one = Searcher(index, threads=1)
     single = min(single, queries.shape[0])
     sample = queries[:single]
-    for row in range(min(32, single)):
-        one.search(sample[row], k=k)
-    times = []
-    for row in range(single):
-        started = time.perf_counter()
-        one.search(sample[row], k=k)
-        times.append(time.perf_counter() - started)
-    out["cpu_1_thread"] = _percentiles(times)
+    out["cpu_1_thread"] = _batch_1(one, sample, k)
     gpu = gpu_searcher(index)
     if gpu is None:
         return out
@@ -127,14 +132,7 @@ def time_searches(index: Any, queries: sp.csr_matrix, k: int, single: int) -> di
     started = time.perf_counter()
     gpu.search(queries, k=k)
     out["gpu_batch_s"] = time.perf_counter() - started
-    for row in range(min(32, single)):
-        gpu.search(sample[row], k=k)
-    times = []
-    for row in range(single):
-        started = time.perf_counter()
-        gpu.search(sample[row], k=k)
-        times.append(time.perf_counter() - started)
-    out["gpu_batch_1"] = _percentiles(times)
+    out["gpu_batch_1"] = _batch_1(gpu, sample, k)
     out["gpu_postings_per_s"] = out["postings_scored_per_batch"] / out["gpu_batch_s"]
     out["device"] = _device_name()
     return out
