@@ -55,7 +55,19 @@ def test_encode_once_then_index_and_eval_run_reuse_it(
 ) -> None:
     cache = tmp_path / "cache"
     data = make_beir(tmp_path / "tiny")
-    lsr("encode", "--model", model, "--corpus", data, "--output", tmp_path / "v", "--cache-dir", cache, "--device", "cpu")
+    lsr(
+        "encode",
+        "--model",
+        model,
+        "--corpus",
+        data,
+        "--output",
+        tmp_path / "v",
+        "--cache-dir",
+        cache,
+        "--device",
+        "cpu",
+    )
     assert sum(encoded) == 5
     with monkeypatch.context() as patch:  # lsr index over a copy of the model and of the corpus: keys are content
         never_loaded(patch)

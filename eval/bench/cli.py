@@ -190,7 +190,7 @@ def engines_bench(
     result = {"dataset": beir.name, "split": split, "cpu_count": os.cpu_count(), **report.to_json()}
     _report(result, output)
     if output:
-        plot(report, output.with_suffix(".png"), f"{beir.name} ({split})")
+        plot(result, output.with_suffix(".png"), f"{beir.name} ({split})")
 
 
 @app.command("engines-table")

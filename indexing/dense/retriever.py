@@ -84,7 +84,9 @@ class DenseRetriever(Retriever):
         name = options.dense_model if options.dense_model else index.meta.model
         encoder = dense_encoder(name, options.device)
         if encoder.dimension != index.meta.dimension:
-            raise LsrError(f"{name} makes {encoder.dimension}-d vectors, the dense index holds {index.meta.dimension}-d")
+            raise LsrError(
+                f"{name} makes {encoder.dimension}-d vectors, the dense index holds {index.meta.dimension}-d"
+            )
         settings = DenseSettings(index.meta.backend, options.dense.options, options.dense.device)
         return cls(index, encoder, settings)
 

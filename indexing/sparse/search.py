@@ -333,10 +333,7 @@ class Searcher:
 
 def hits(index: SparseIndex, docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> list[Hits]:
     """Search output (document numbers, scores, filled counts; CPU or GPU) as hits with the corpus's ids."""
-    return [
-        Hits(index.doc_ids(docs[i, : sizes[i]]), np.asarray(scores[i, : sizes[i]]))
-        for i in range(len(sizes))
-    ]
+    return [Hits(index.doc_ids(docs[i, : sizes[i]]), np.asarray(scores[i, : sizes[i]])) for i in range(len(sizes))]
 
 
 def brute_force(matrix: sp.csr_matrix, queries: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
