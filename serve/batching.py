@@ -33,6 +33,15 @@ small request behind it would wait (head-of-line blocking). Four rules prevent t
   caller runs its item itself: handing it to the worker and the result back costs two thread wake-ups,
   which on a busy machine are most of a small search's time.
 
+The lanes above order work inside the process; the operating system still shares the cores between the
+main lane's worker (and the kernel and tokenizer threads it starts) and the express lane, and on a machine
+with as many busy threads as cores a small search's thread waits for a time slice behind them. With
+``bulk_nice`` the main lane's worker lowers its own scheduling priority (Linux, where ``nice`` is per thread,
+and inherited by the threads it creates), so a runnable small search, or the gRPC thread receiving one, is
+given a core first, and the large requests still take every cycle nobody else wants. A thread can lower its
+priority but not raise it back without privileges, which is why only the workers that only ever run bulk work
+are lowered, never gRPC's shared handler threads.
+
 Items carry an optional deadline (``time.monotonic()`` seconds): one that has passed, or whose
 caller gave up (cancelled the future), is dropped before its batch runs, so a backlog of abandoned
 requests is not computed.
@@ -43,6 +52,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -112,6 +123,7 @@ class MicroBatcher(Generic[T, R]):
         slice_ms: float | None = None,
         express: Callable[[list[T]], Sequence[R]] | None = None,
         express_cost: float = 0.0,
+        bulk_nice: int = 0,
     ):
         if max_batch < 1 or window_ms < 0 or (slice_ms is not None and slice_ms <= 0):
             raise ValueError("max_batch must be >= 1, window_ms >= 0 and slice_ms > 0")
@@ -123,6 +135,7 @@ class MicroBatcher(Generic[T, R]):
         self.slice = None if slice_ms is None else slice_ms / 1000
         self.express_cost = express_cost if express is not None else -math.inf
         self.stats = BatchStats()
+        self.bulk_nice = bulk_nice
         self._lanes = [_Lane(fn)] + ([_Lane(express)] if express is not None else [])
         self._cond = threading.Condition()
         self._seq = itertools.count()
@@ -255,6 +268,8 @@ class MicroBatcher(Generic[T, R]):
         return batch
 
     def _run(self, lane: _Lane) -> None:
+        if lane is self._lanes[0] and self.bulk_nice > 0:
+            lower_thread_priority(self.bulk_nice)
         while True:
             with self._cond:
                 batch = self._gather(lane)
@@ -304,6 +319,19 @@ class MicroBatcher(Generic[T, R]):
     def _measure(lane: _Lane, cost: float, seconds: float) -> None:
         rate = cost / max(seconds, 1e-6)
         lane.rate = rate if lane.rate is None else RATE_SMOOTHING * rate + (1 - RATE_SMOOTHING) * lane.rate
+
+
+def lower_thread_priority(increment: int) -> bool:
+    """Add ``increment`` to the calling thread's nice value; whether it could. Only on Linux, whose ``nice`` is per
+    thread: elsewhere the call would lower the whole process, express lane included, so it is not made."""
+    if not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + increment, 19))
+    except OSError:
+        return False
+    return True
 
 
 def wait(future: Future[R], deadline: float | None) -> R:

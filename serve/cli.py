@@ -66,6 +66,12 @@ def serve(
     express_cost: Annotated[
         int, typer.Option(min=0, help="Calls costing at most this get a sparse searcher of their own (0: none).")
     ] = 512,
+    bulk_nice: Annotated[
+        int,
+        typer.Option(
+            min=0, max=19, help="Nice value added to large requests' workers (Linux), so small ones get a core first."
+        ),
+    ] = 10,
     fusion: Annotated[str, typer.Option(help="Default hybrid fusion: rrf, minmax or zscore.")] = "rrf",
     hybrid_depth: Annotated[int, typer.Option(min=1, help="Hits per leg fused by hybrid search.")] = 100,
     device: Annotated[str, typer.Option(help="Sparse search: cpu (Numba) or cuda (GPU kernel).")] = "cpu",
@@ -141,6 +147,7 @@ def serve(
             window_ms=batch_window_ms,
             slice_ms=slice_ms,
             express_cost=express_cost,
+            bulk_nice=bulk_nice,
             limits=Limits(max_k=max_k, max_request_cost=max_request_cost),
         )
     )

@@ -84,6 +84,7 @@ class EngineConfig:
     window_ms: float = 2.0
     slice_ms: float = 10.0
     express_cost: int = 512
+    bulk_nice: int = 10
     limits: Limits = field(default_factory=Limits)
 
 
@@ -230,7 +231,15 @@ class Engine:
             return self.arriving + batcher.pending
 
         batcher = MicroBatcher(
-            name, fn, config.max_batch, config.window_ms, callers, config.slice_ms, express, config.express_cost
+            name,
+            fn,
+            config.max_batch,
+            config.window_ms,
+            callers,
+            config.slice_ms,
+            express,
+            config.express_cost,
+            config.bulk_nice,
         )
         return batcher
 

@@ -8,6 +8,8 @@ that holds whatever the machine's speed: the small call is answered while most o
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -263,3 +265,33 @@ def test_the_express_lane_serves_small_calls_while_the_main_worker_is_busy(closi
     assert large.result(5) == 50.0 and big_request_item.result(5) == 2.0
     assert [2.0] in main.batches and len(express.batches) == 1
     assert batcher.stats.items == 3 and batcher.pending == 0
+
+
+def _nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread only on Linux")
+def test_large_requests_run_at_a_lower_os_priority_and_small_ones_do_not(closing: list[MicroBatcher]) -> None:
+    """The main lane's worker, and the threads it starts (a kernel's or a tokenizer's pool), give a core to a small
+    search first; the express lane, run in the caller's thread, keeps the caller's priority."""
+    seen: dict[str, list[int]] = {"main": [], "child": [], "express": []}
+
+    def main(items: list[float]) -> list[float]:
+        seen["main"].append(_nice())
+        child = threading.Thread(target=lambda: seen["child"].append(_nice()))
+        child.start()
+        child.join()
+        return items
+
+    def express(items: list[float]) -> list[float]:
+        seen["express"].append(_nice())
+        return items
+
+    caller = _nice()
+    batcher = MicroBatcher("nice", main, window_ms=0, express=express, express_cost=10, bulk_nice=5)
+    closing.append(batcher)
+    assert batcher.submit(500.0, cost=500.0).result(5) == 500.0
+    assert batcher.submit(1.0, cost=1.0).result(5) == 1.0
+    assert seen == {"main": [min(caller + 5, 19)], "child": [min(caller + 5, 19)], "express": [caller]}
+    assert _nice() == caller  # the caller's own thread is untouched
