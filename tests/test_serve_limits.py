@@ -295,3 +295,23 @@ def test_large_requests_run_at_a_lower_os_priority_and_small_ones_do_not(closing
     assert batcher.submit(1.0, cost=1.0).result(5) == 1.0
     assert seen == {"main": [min(caller + 5, 19)], "child": [min(caller + 5, 19)], "express": [caller]}
     assert _nice() == caller  # the caller's own thread is untouched
+
+
+def test_the_fairness_benchmark_alternates_idle_and_loaded_rounds(artifacts: Artifacts) -> None:
+    """`lsr bench serve-fairness`'s measurement against a real server: idle and loaded parts alternate,
+    and each phase pools its rounds."""
+    from lsr.eval.bench.serve_fairness import fairness, long_texts
+    from lsr.eval.demo import demo_dataset
+
+    texts = long_texts(demo_dataset(), 400, 8)
+    with running(artifacts, dense=False, recommender=False) as server:
+        result = fairness(
+            server.address, ["inverted index", "sparse retrieval"], texts, 2.0, k=5, max_k=20, warmup=5, rounds=2
+        )
+    assert result["rounds"] == 2 and len(result["p99_ratio_by_round"]) == 2
+    assert result["largest_requests"] == {"encode_texts": 8, "batch_search_queries": 8, "chars": 400, "k": 20}
+    for phase in ("idle", "under_load"):
+        assert result[phase]["answered"] > 0 and not result[phase]["errors"]
+        assert 0.9 < result[phase]["seconds"] < 3.0  # two parts of a second each
+    assert all(kind["answered"] > 0 for kind in result["background"].values())
+    assert result["p99_ratio"] == round(result["under_load"]["p99_ms"] / result["idle"]["p99_ms"], 2)

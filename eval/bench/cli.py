@@ -360,6 +360,9 @@ def serve_fairness_bench(
         Path, typer.Option(help="BEIR folder: its queries are the small searches, its corpus the long texts.")
     ],
     seconds: Annotated[float, typer.Option(min=1, help="Length of each measured phase (idle, under load).")] = 60.0,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Alternate idle and loaded parts this many times, pooling each phase.")
+    ] = 6,
     k: Annotated[int, typer.Option(min=1, help="Hits of each small search.")] = 10,
     max_texts: Annotated[int, typer.Option(min=1, help="Texts/queries per call the server advertises.")] = 256,
     max_chars: Annotated[int, typer.Option(min=1, help="Characters per text the server advertises.")] = 4096,
@@ -373,7 +376,7 @@ def serve_fairness_bench(
     BatchSearch the server accepts running."""
     from lsr.eval.bench.serve_fairness import run
 
-    result = run(index, dataset, seconds, k, max_texts, max_chars, max_k, list(server_option or []))
+    result = run(index, dataset, seconds, k, max_texts, max_chars, max_k, list(server_option or []), rounds=rounds)
     _report(result, output)
 
 

@@ -73,7 +73,7 @@ def stop_server(process: subprocess.Popen, grace: float = 30.0) -> int:
         return process.wait()
 
 
-def _percentiles(latencies: list[float]) -> dict[str, float]:
+def percentiles(latencies: list[float]) -> dict[str, float]:
     if not latencies:
         return {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "mean_ms": 0.0}
     ms = np.asarray(latencies) * 1000
@@ -91,10 +91,12 @@ def closed_loop(
     seconds: float | None = None,
     k: int = 10,
     token: str | None = None,
+    sink: list[float] | None = None,
 ) -> dict[str, Any]:
     """``concurrency`` threads searching until ``requests`` calls are made or ``seconds`` have passed.
 
-    Query ``i`` goes to ``retrievers[i % len(retrievers)]`` with ``queries[i % len(queries)]``.
+    Query ``i`` goes to ``retrievers[i % len(retrievers)]`` with ``queries[i % len(queries)]``. The answered calls'
+    latencies (seconds) are appended to ``sink`` too, for callers that pool several runs.
     """
     counter = itertools.count()
     lock = threading.Lock()
@@ -129,13 +131,15 @@ def closed_loop(
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    if sink is not None:
+        sink.extend(latencies)
     return {
         "requests": sum(codes.values()),
         "answered": codes["OK"],
         "errors": {code: n for code, n in codes.items() if code != "OK"},
         "seconds": round(wall, 3),
         "qps": round(codes["OK"] / wall, 1) if wall else 0.0,
-        **_percentiles(latencies),
+        **percentiles(latencies),
     }
 
 
