@@ -28,15 +28,21 @@ def demo(
     dataset: Annotated[
         Path | None, typer.Option(help="BEIR folder or zip with a test split (default: the embedded one).")
     ] = None,
-    output_dir: Annotated[Path, typer.Option(help="Where runs, metrics and the cache go.")] = Path("runs/demo"),
+    output_dir: Annotated[Path, typer.Option(help="Where runs and metrics go.")] = Path("runs/demo"),
     model: Annotated[
         str | None, typer.Option(help="Sparse encoder for the sparse leg (default: the embedded one, if present).")
     ] = None,
     show: Annotated[int, typer.Option(min=0, help="How many queries to show with their top hits.")] = 3,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Encodings and indexes cache (default $LSR_CACHE or ~/.cache/lsr).")
+    ] = None,
 ) -> None:
-    """Run the whole pipeline on a small corpus: encode, index, search, fuse, show hits, evaluate."""
+    """Run the whole pipeline on a small corpus: encode, index, search, fuse, show hits, evaluate. Encodings and
+    indexes go to the cache every other command uses, so `lsr cache ls` shows them and `lsr eval run` on the
+    demo data, or over the same model, finds them."""
     from lsr.eval.pipeline import RunSpec, run_pipeline
 
+    from lsr.cache import cache_root
     from lsr.data.beir import BeirDataset
     from lsr.defaults import DEFAULT_SPARSE  # imports torch: kept out of `lsr --help`
 
@@ -52,8 +58,7 @@ def demo(
     specs = {name: RunSpec(retriever=name, model=sparse, k=100) for name in singles}
     specs["hybrid"] = RunSpec(retriever="hybrid", model=sparse, legs=tuple(singles), fusion="rrf", k=100)
     results = {
-        name: run_pipeline(data.path, "test", spec, output_dir / name, output_dir / "cache")
-        for name, spec in specs.items()
+        name: run_pipeline(data.path, "test", spec, output_dir / name, cache_dir) for name, spec in specs.items()
     }
     titles = {doc.id: doc.title or doc.text[:50] for doc in data.corpus()}
     show_hits(console, data.queries(), {name: run for name, (run, _) in results.items()}, titles, show)
@@ -64,7 +69,7 @@ def demo(
     for name, (_, evaluation) in results.items():
         table.add_row(name, *(f"{evaluation.aggregate[m]:.4f}" for m in measures))
     console.print(table)
-    console.print(f"runs, metrics and the encodings cache are in {output_dir}/")
+    console.print(f"runs and metrics are in {output_dir}/; encodings and indexes in the cache, {cache_root(cache_dir)}")
 
 
 def show_hits(

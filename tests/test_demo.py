@@ -6,14 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
+from lsr.eval.demo import demo_dataset
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
 from lsr.cli import app
 from lsr.defaults import DEFAULT_SPARSE
+from lsr.models import SpladeEncoder
 
 
-def test_demo_runs_every_retriever_and_shows_hits(tmp_path: Path) -> None:
+def test_demo_runs_every_retriever_and_shows_hits(tmp_path: Path, own_cache: Path) -> None:
+    """Also: the demo's encodings are in the one shared cache ($LSR_CACHE here), where `lsr cache ls` lists them and
+    `lsr eval run` over the demo data finds them instead of encoding again."""
     pytest.importorskip("pyserini")
     model = tiny_bert(tmp_path / "model")
     result = CliRunner().invoke(app, ["demo", "--output-dir", str(tmp_path / "demo"), "--model", str(model)])
@@ -26,6 +30,19 @@ def test_demo_runs_every_retriever_and_shows_hits(tmp_path: Path) -> None:
     assert bm25["nDCG@10"] == pytest.approx(0.8585, abs=1e-4)  # eval/RESULTS.md, demo row
     hybrid = json.loads((tmp_path / "demo" / "hybrid" / "config.json").read_text())
     assert hybrid["fusion"] == "rrf" and set(hybrid["legs"]) == {"bm25", "dense", "sparse"}
+    assert not (tmp_path / "demo" / "cache").exists() and str(own_cache) in result.output
+    listing = CliRunner().invoke(app, ["cache", "ls"]).output
+    assert "vectors of model over" in listing, listing
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("lsr eval run encoded the demo corpus although the demo had")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SpladeEncoder, "encode_document", refuse)  # queries go through encode_query
+        again = CliRunner().invoke(app, ["eval", "run", "--dataset", str(demo_dataset()), "--retriever", "sparse",
+                                         "--model", str(model), "--output-dir", str(tmp_path / "again")])  # fmt: skip
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    assert "from the cache" in again.output
 
 
 @pytest.mark.skipif(not DEFAULT_SPARSE.is_dir(), reason="the shipped sparse model is not in this checkout")

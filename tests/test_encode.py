@@ -163,3 +163,41 @@ def test_ctrl_c_inside_a_shard_keeps_the_finished_pieces(bert_dir: Path, tmp_pat
     assert not (tmp_path / "vec" / "partial.npz").exists()
     whole, resumed = read_all(tmp_path / "whole"), read_all(tmp_path / "vec")
     assert whole[0] == resumed[0] and (whole[1] != resumed[1]).nnz == 0
+
+
+def test_ctrl_c_on_the_command_line_says_how_to_resume(
+    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lsr encode`` over a corpus smaller than one shard, Ctrl-C in its second piece: it says beforehand how long
+    the whole will take, then how many documents it kept and to rerun; the rerun encodes only the other pieces."""
+    from conftest import make_beir
+
+    from lsr.encode.corpus import piece_size
+
+    piece = piece_size(batch_size=16)
+    docs = [{"_id": f"d{i}", "title": "", "text": f"document number {i} about index {i % 7}"} for i in range(3 * piece)]
+    data = make_beir(tmp_path / "beir", docs=docs)
+    pieces: list[int] = []
+    stop_at = [2]
+    original = SpladeEncoder.encode_document
+
+    def interrupted(self: SpladeEncoder, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> object:
+        pieces.append(len(texts))
+        if len(pieces) == stop_at[0]:
+            raise KeyboardInterrupt
+        return original(self, texts, batch_size, show_progress)
+
+    monkeypatch.setattr(SpladeEncoder, "encode_document", interrupted)
+    command = ["encode", "--model", str(bert_dir), "--corpus", str(data), "--output", str(tmp_path / "v"),
+               "--batch-size", "16", "--device", "cpu"]  # fmt: skip
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code != 0
+    assert f"estimate: {3 * piece:,} documents at " in first.output and " here): about " in first.output
+    assert f"interrupted: {piece:,} documents kept in {tmp_path / 'v'}; rerun to resume" in first.output
+    pieces.clear()
+    stop_at[0] = 0
+    second = CliRunner().invoke(app, command)
+    assert second.exit_code == 0, second.output
+    assert pieces == [piece, piece]  # the kept piece was not encoded again
+    assert f"estimate: {2 * piece:,} documents at " in second.output
+    assert Manifest.load(tmp_path / "v").documents == 3 * piece

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -51,6 +52,36 @@ def encode_texts(
         if progress is not None:
             progress(len(chunk))
     return stack(parts)
+
+
+def duration(seconds: float) -> str:
+    """A wait as a person reads it: ``40 s``, ``12 min``, ``1 h 25 min``."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+class Estimate:
+    """A progress callback that, once the first piece of this run is encoded (the warm-up), says how long the rest
+    will take at the rate just measured on this machine: a user facing an hour's wait learns it at the start, not
+    from a bar that has barely moved."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self.bar = bar
+        self.started = time.perf_counter()
+        self.said = False
+
+    def __call__(self, count: int) -> None:
+        self.bar.update(count)
+        left = self.bar.total - self.bar.n
+        if not self.said and left > 0:
+            rate = count / max(time.perf_counter() - self.started, 1e-6)
+            self.bar.write(
+                f"estimate: {left + count:,} documents at {rate:,.1f} docs/s (measured on the first {count:,} here):"
+                f" about {duration(left / rate)} more"
+            )
+        self.said = True
 
 
 def open_output(
@@ -117,12 +148,13 @@ def encode_corpus(
         pass
     bar = tqdm(total=total, initial=manifest.documents, desc=f"encode {src.path.name}", unit=" docs", mininterval=2)
     with bar:
+        progress = Estimate(bar)
         for number, block in enumerate(_blocks(docs, shard_size), start=done):
             ids = [d.id for d in block]
             parts = load_partial(output, number, ids)
             bar.update(sum(p.shape[0] for p in parts))
             try:
-                vectors = encode_texts(encoder, [document_text(d) for d in block], batch_size, bar.update, parts)
+                vectors = encode_texts(encoder, [document_text(d) for d in block], batch_size, progress, parts)
             except KeyboardInterrupt:
                 kept = save_partial(output, number, ids, parts)
                 bar.write(f"interrupted: {manifest.documents + kept:,} documents kept in {output}; rerun to resume")
