@@ -83,3 +83,24 @@ def test_empty_documents_are_skipped_with_a_warning(tmp_path: Path) -> None:
     with pytest.warns(DataWarning, match="2 document"):
         bm25.build_index(data, tmp_path / "mf", "multifield")
     assert json.loads((tmp_path / "mf" / bm25.META_FILE).read_text())["empty_documents"] == 2
+
+
+def test_an_index_without_longest_id_is_rebuilt_by_the_cache_and_refused_by_the_server(
+    beir_dir: Path, tmp_path: Path
+) -> None:
+    """Indexes of an older lsr lack the longest id a server bounds its replies by: serving one says to rebuild,
+    and building over it rebuilds."""
+    from lsr.indexing.lucene.retriever import BM25Retriever
+    from lsr.indexing.retrieval import RetrieverOptions
+
+    from lsr.errors import LsrError
+
+    index = bm25.build_index(BeirDataset(beir_dir), tmp_path / "idx")
+    meta = index / bm25.META_FILE
+    old = json.loads(meta.read_text())
+    del old["longest_id"]
+    meta.write_text(json.dumps(old))
+    with pytest.raises(LsrError, match="older lsr .*rebuild"):
+        _ = BM25Retriever.from_index(index, RetrieverOptions()).longest_id
+    bm25.build_index(BeirDataset(beir_dir), index)
+    assert BM25Retriever.from_index(index, RetrieverOptions()).longest_id == max(len(d["_id"].encode()) for d in DOCS)

@@ -4,6 +4,7 @@ own, giving the top k among the admitted documents."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -173,3 +174,42 @@ def test_lsr_serve_refuses_an_unknown_retriever_and_a_failed_import(artifacts: A
     result = runner.invoke(app, ["serve", "--retriever", "overlap"])
     assert result.exit_code != 0 and "NAME=FOLDER" in str(result.exception)
     assert time.monotonic() - started < 30  # refused before any model or index loads
+
+
+@pytest.fixture(scope="module")
+def bm25_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Lucene BM25 index of the demo corpus, as `lsr eval bm25` builds it."""
+    pytest.importorskip("pyserini")
+    from lsr.indexing.lucene import bm25
+
+    from lsr.data.beir import BeirDataset
+
+    return bm25.build_index(BeirDataset(demo_dataset()), tmp_path_factory.mktemp("bm25") / "index")
+
+
+def test_bm25_served_alone_filtered_and_in_a_hybrid_with_sparse(artifacts: Artifacts, bm25_index: Path) -> None:
+    """The built-in BM25 retriever is servable like any other: the answers are the library's, filters give the top k
+    among the admitted documents, and the hybrid fuses it with the sparse leg."""
+    from lsr.indexing.fusion import fuse
+    from lsr.indexing.lucene.retriever import BM25Retriever
+    from lsr.indexing.retrieval import RetrieverOptions
+
+    from lsr.runs import ranked
+
+    library = BM25Retriever.from_index(bm25_index, RetrieverOptions())
+    ids = [json.loads(line)["_id"] for line in (demo_dataset() / "corpus.jsonl").read_text().splitlines()]
+    assert library.num_docs == len(ids) and library.longest_id == max(len(doc.encode()) for doc in ids)
+    queries = demo_queries()
+    broad = max(queries, key=lambda q: len(library.search([q], 40)[0].ids))
+    with running(artifacts, dense=False, recommender=False, retrievers=(("bm25", bm25_index),)) as server:
+        with Client(server.address) as client:
+            assert list(client.stats().retrievers) == ["sparse", "bm25", "hybrid"]
+            for query in queries:
+                want = library.search([query], 10)[0]
+                got = client.search(query, k=10, retriever="bm25")
+                assert [d for d, _ in got] == want.ids
+                assert [s for _, s in got] == pytest.approx(want.scores.tolist(), rel=1e-6)
+            check_filters(client, broad, "bm25")
+            legs = [dict(client.search(broad, k=40, retriever=name)) for name in ("sparse", "bm25")]
+            fused = ranked(fuse([{"q": leg} for leg in legs], "rrf", depth=5)["q"])
+            assert [d for d, _ in client.search(broad, k=5, retriever="hybrid")] == [d for d, _ in fused]

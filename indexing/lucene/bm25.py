@@ -16,6 +16,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from lsr.indexing.lucene.jvm import lucene_search_module, start_jvm
 from tqdm.auto import tqdm
@@ -39,9 +40,10 @@ def _indexed_text(doc: Document, convention: str) -> str:
     return f"{doc.title}\n{doc.text}" if convention == "flat" else doc.text
 
 
-def _write_shards(docs: Iterable[Document], folder: Path, convention: str) -> tuple[int, int]:
-    """Write the collection's input files; return how many documents there are and how many Lucene will skip."""
-    count = empty = 0
+def _write_shards(docs: Iterable[Document], folder: Path, convention: str) -> tuple[int, int, int]:
+    """Write the collection's input files; return how many documents there are, how many Lucene will skip, and the
+    UTF-8 bytes of the longest id it indexes (what a server needs to bound a reply's size)."""
+    count = empty = longest = 0
     out = None
     try:
         for doc in docs:
@@ -51,11 +53,14 @@ def _write_shards(docs: Iterable[Document], folder: Path, convention: str) -> tu
                 out = open(folder / f"part-{count // SHARD_DOCS:05d}.jsonl", "w", encoding="utf-8")
             out.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
             count += 1
-            empty += not _indexed_text(doc, convention).strip()
+            if _indexed_text(doc, convention).strip():
+                longest = max(longest, len(doc.id.encode("utf-8")))
+            else:
+                empty += 1
     finally:
         if out is not None:
             out.close()
-    return count, empty
+    return count, empty, longest
 
 
 def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "flat", threads: int = 0) -> Path:
@@ -69,15 +74,17 @@ def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "
     index_dir = Path(index_dir)
     fingerprint = _fingerprint(dataset, convention)
     meta_path = index_dir / META_FILE
-    if meta_path.is_file() and json.loads(meta_path.read_text()).get("source") == fingerprint:
-        return index_dir
+    if meta_path.is_file():
+        earlier = json.loads(meta_path.read_text())
+        if earlier.get("source") == fingerprint and "longest_id" in earlier:  # an older lsr's index has no longest_id
+            return index_dir
     start_jvm()
     from jnius import autoclass
 
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=index_dir.parent, prefix=".corpus.") as staging, atomic_dir(index_dir) as tmp:
         docs = tqdm(dataset.corpus(), desc=f"read {dataset.name}", unit=" docs")
-        count, empty = _write_shards(docs, Path(staging), convention)
+        count, empty, longest = _write_shards(docs, Path(staging), convention)
         if count == empty:
             raise LsrError(f"{dataset.corpus_source.name}: the corpus has no text to index")
         if empty:
@@ -115,9 +122,16 @@ def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "
         searcher.close()
         if indexed != count - empty:
             raise LsrError(f"Lucene indexed {indexed} of {count - empty} documents from {dataset.corpus_source.name}")
-        meta = {"source": fingerprint, "documents": count, "empty_documents": empty}
+        meta = {"source": fingerprint, "documents": count, "empty_documents": empty, "longest_id": longest}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return index_dir
+
+
+def open_searcher(index_dir: str | Path, k1: float = 0.9, b: float = 0.4) -> Any:
+    """pyserini's ``LuceneSearcher`` over the index, scoring BM25 with ``k1`` and ``b``."""
+    searcher = lucene_search_module().LuceneSearcher(str(Path(index_dir) / "lucene"))
+    searcher.set_bm25(k1, b)
+    return searcher
 
 
 def search(
@@ -129,15 +143,20 @@ def search(
     b: float = 0.4,
     threads: int = 0,
     batch_size: int = 512,
+    searcher: Any = None,
+    progress: bool = True,
 ) -> Run:
-    """BM25 top-``k`` for every query; multifield weighs the text and title fields 1.0 each."""
-    searcher = lucene_search_module().LuceneSearcher(str(Path(index_dir) / "lucene"))
+    """BM25 top-``k`` for every query; multifield weighs the text and title fields 1.0 each. ``searcher`` (from
+    :func:`open_searcher`, kept open by a caller that searches often, like a server) replaces opening the index
+    for this call, and then ``k1`` and ``b`` are the searcher's own."""
+    own = searcher is None
+    if own:
+        searcher = open_searcher(index_dir, k1, b)
     try:
-        searcher.set_bm25(k1, b)
         fields = {"contents": 1.0, "title": 1.0} if convention == "multifield" else {}
         ids = list(queries)
         run: Run = {}
-        with tqdm(total=len(ids), desc="bm25 search", unit=" queries") as bar:
+        with tqdm(total=len(ids), desc="bm25 search", unit=" queries", disable=not progress) as bar:
             for start in range(0, len(ids), batch_size):
                 chunk = ids[start : start + batch_size]
                 hits = searcher.batch_search(
@@ -147,5 +166,6 @@ def search(
                     run[qid] = {h.docid: float(h.score) for h in hits.get(qid, [])}
                 bar.update(len(chunk))
     finally:
-        searcher.close()
+        if own:
+            searcher.close()
     return run
