@@ -11,18 +11,17 @@ import warnings
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from lsr.cache.cli import app as cache_app
 from lsr.data.cli import app as data_app
 from lsr.encode.cli import app as encode_app
-from lsr.errors import DataWarning, LsrError
+from lsr.errors import DataWarning, LsrError, print_problem
 from lsr.eval.bench.cli import app as bench_app
 from lsr.eval.cli import app as eval_app
 from lsr.eval.demo import demo
 from lsr.indexing.cli import export_app, index_app, search
-from lsr.models.cli import push
 from lsr.noise import lift_verbose, quiet_libraries
+from lsr.push_cli import push
 from lsr.recommend.cli import app as recommend_app
 from lsr.serve.cli import query, serve
 from lsr.train.cli import app as train_app
@@ -64,7 +63,7 @@ app.command("query")(query)
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' signature
     """Data warnings are for users: print them as one line, not with a source location."""
     if issubclass(category, DataWarning):
-        Console(stderr=True, soft_wrap=True).print(f"[yellow]warning:[/] {message}", highlight=False)
+        print_problem("warning", "yellow", message)
     else:
         _default_show_warning(message, category, filename, lineno, file, line)
 
@@ -80,5 +79,5 @@ def main() -> None:
     try:
         app()
     except LsrError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
+        print_problem("error", "red", exc)
         sys.exit(2)

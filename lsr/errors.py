@@ -24,6 +24,16 @@ class DataFormatError(LsrError):
         super().__init__(f"{where}: {message}")
 
 
+def print_problem(label: str, colour: str, message: object) -> None:
+    """One line on stderr: ``label:`` in ``colour``, then the message exactly as written. The message is not read as
+    rich markup, which would drop anything in square brackets (``pip install 'lsr[lucene]'``, a path like
+    ``runs/[old]``) from the very line meant to say what to do."""
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=True, soft_wrap=True).print(Text.assemble((f"{label}:", colour), " ", str(message)))
+
+
 class DataWarning(UserWarning):
     """Input that BEIR tolerates but that is probably a mistake (e.g. qrels naming unknown documents)."""
 

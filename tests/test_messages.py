@@ -73,3 +73,32 @@ def test_model_loading_is_quiet_unless_verbose(tmp_path: Path) -> None:
     # Whether a library draws its bar with --verbose depends on its version (a clean CI install's transformers did not
     # for this tiny model), so only the option's acceptance after the sub-command is checked here.
     assert "encode corpus.jsonl" in encode("--verbose")
+
+
+def test_arguments_are_checked_before_torch_loads(tmp_path: Path) -> None:
+    """A wrong argument is reported at once, not after seconds of importing torch: in a process where importing
+    torch fails, `lsr --help` works and `lsr eval run` names the misspelt leg (it would fail on the import were
+    torch loaded first)."""
+    data = make_beir(tmp_path / "data")
+    no_torch = "import sys; sys.modules['torch'] = None; from lsr.cli import main; sys.argv[0] = 'lsr'; main()"
+
+    def lsr(*args: str | Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", no_torch, *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    shown = lsr("--help")
+    assert shown.returncode == 0 and "eval" in shown.stdout, shown.stderr
+    wrong = lsr("eval", "run", "--dataset", data, "--retriever", "hybrid", "--legs", "sparse,bm52", "--output-dir",
+                tmp_path / "run")  # fmt: skip
+    assert wrong.returncode == 2, wrong.stderr
+    assert "unknown hybrid leg 'bm52'; choose one of bm25, sparse, dense" in wrong.stderr
+
+
+def test_the_error_line_prints_square_brackets_as_written(tmp_path: Path) -> None:
+    """The one red line is plain text: `pip install 'lsr[lucene]'` or a folder called `[old]` keeps its brackets."""
+    missing = tmp_path / "[old]" / "index"
+    command = [sys.executable, "-c", "from lsr.cli import main; main()", "search", "--index", str(missing)]
+    command += ["--queries", str(make_beir(tmp_path / "data") / "queries.jsonl"), "--output", str(tmp_path / "r.trec")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith(f"error: {missing}: does not exist")

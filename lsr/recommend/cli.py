@@ -177,10 +177,10 @@ def main() -> None:
     """``python -m lsr.recommend``: the same commands without the rest of lsr (for bare GPU machines)."""
     import sys
 
-    from lsr.errors import LsrError
+    from lsr.errors import LsrError, print_problem
 
     try:
         app()
     except LsrError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
+        print_problem("error", "red", exc)
         sys.exit(2)
