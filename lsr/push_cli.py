@@ -1,4 +1,9 @@
-"""``lsr push``: a model folder to the Hugging Face Hub."""
+"""``lsr push``: a model folder to the Hugging Face Hub.
+
+Not in :mod:`lsr.models` beside the code it drives: importing anything there runs that package's ``__init__``, which
+loads torch, and ``lsr`` imports every command's module at start, so ``lsr --help`` and every command's argument
+checks would wait seconds for torch first.
+"""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("lsr.indexing",),
     ("lsr.recommend",),
     ("lsr.eval", "lsr.serve", "lsr.train"),
-    ("lsr.cli", "lsr.__main__", "lsr.eval.bench"),
+    ("lsr.cli", "lsr.__main__", "lsr.push_cli", "lsr.eval.bench"),
 ]
 """Each module belongs to the longest prefix listed; a layer's members may import one another only in the bottom
 two layers and the top one (the applications are independent of each other)."""
