@@ -4,6 +4,7 @@ found by content (a copied model or corpus too); ``lsr cache ls`` and ``lsr cach
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -116,6 +117,8 @@ def test_cache_ls_and_clear(model: Path, tmp_path: Path) -> None:
     listing = lsr("cache", "ls", "--cache-dir", cache)
     assert "vectors of model over" in listing and "index of model" in listing and "sparse-float16" in listing
     assert "3 entries" in listing
+    assert max(map(len, listing.splitlines())) <= 80  # keys whole, each on a line of its own
+    assert re.search(r"^ +index/[0-9a-f]+/[0-9a-f]+/sparse-float16 *$", listing, re.MULTILINE), listing
     (index,) = cache.glob("index/*/*/sparse-float16")
     old = time.time() - 3 * 86400
     os.utime(index / "lsr-cache.json", (old, old))

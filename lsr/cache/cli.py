@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from lsr.cache.keys import cache_root
 from lsr.cache.store import clear as clear_entries
@@ -47,11 +48,13 @@ def ls(cache_dir: CacheOption = None) -> None:
         console.print(f"the cache at {root} is empty")
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("what", "size", "last used", "key"):
-        table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
+    table.add_column("what (its key below it)", overflow="fold")
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("last used", no_wrap=True)
     now = time.time()
-    for entry in found:
-        table.add_row(entry.what, human_size(entry.size), ago(now - entry.last_used), entry.key)
+    for entry in found:  # the key on a line of its own: beside the rest it folded mid-word at 80 columns
+        table.add_row(entry.what, human_size(entry.size), ago(now - entry.last_used))
+        table.add_row(Text(f"  {entry.key}", style="dim"), "", "")
     console.print(table)
     total = human_size(sum(e.size for e in found))
     console.print(f"{len(found)} entries, {total} at {root}", highlight=False)

@@ -82,9 +82,19 @@ def _describe(folder: Path, kind: str) -> str:
     if not info:
         return f"{kind} (made by an older lsr)"
     model = Path(str(info.get("model", "?"))).name or str(info.get("model"))
-    corpus = str(info.get("corpus", "?"))
+    corpus = _short(str(info.get("corpus", "?")))
     settings = f" [{info['settings']}]" if info.get("settings") else ""
     return f"{kind} of {model} over {corpus}{settings}"
+
+
+def _short(path: str) -> str:
+    """A recorded path as ``lsr cache ls`` shows it: relative when under the current folder, else from ``~`` when
+    under the home folder (absolute paths, as recorded, fill a terminal line alone)."""
+    full = Path(path)
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        if full.is_absolute() and full.is_relative_to(base) and full != base:
+            return prefix + full.relative_to(base).as_posix()
+    return path
 
 
 def _last_used(folder: Path) -> float:
