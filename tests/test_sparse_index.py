@@ -139,6 +139,9 @@ def test_dynamic_pruning_is_exact_at_alpha_one_and_trades_recall_below(index: Sp
     assert np.array_equal(safe, exact)
     np.testing.assert_allclose(safe_scores, exact_scores, rtol=1e-5)
     assert safe[-1, 0] == 5 and safe[-1, 1] == 17
+    # safe with the fewest candidates too: the seen documents below the rerank cut are settled by their bound
+    for got, want in zip(searcher.search(queries, k=10, alpha=1.0, rerank=10), (exact, exact_scores), strict=False):
+        assert np.array_equal(got, want)
 
     def recall(alpha: float, rerank: int) -> float:
         got, _, _ = searcher.search(queries, k=10, alpha=alpha, rerank=rerank)
@@ -153,13 +156,39 @@ def test_dynamic_pruning_is_exact_at_alpha_one_and_trades_recall_below(index: Sp
         searcher.search(queries, k=10, alpha=0.5, budget=10)
 
 
+@pytest.mark.parametrize("fillers", [0, 40])
+def test_dynamic_pruning_at_alpha_one_rescores_a_seen_document_below_the_rerank_cut(
+    tmp_path: Path, fillers: int
+) -> None:
+    """Regression: alpha = 1 stopped once no unseen document could reach the top k, then rescored only the
+    ``rerank`` best partial scores, so a seen document ranked below them by its partial score but above them
+    exactly was lost (recall 0.9998 on 450k packages documents). Here, query ``a + b``: the first round reads
+    ``a`` (contributions 8 and 5, at least 4), not ``b``'s 3.5; nothing unseen can reach 8 > 3.5, so reading
+    stops, and with ``rerank`` = k = 1 only document 0 (partial 8 = exact 8) was rescored, while document 1
+    scores 5 + 3.5 = 8.5. ``fillers`` documents without the query's terms take the kernel's touched-list path
+    (without them, the dense one)."""
+    corpus = sp.lil_matrix((2 + fillers, 3), dtype=np.float32)
+    corpus[0, 0], corpus[1, 0], corpus[1, 1] = 8.0, 5.0, 3.5
+    for filler in range(2, 2 + fillers):
+        corpus[filler, 2] = 1.0
+    build_index(shards_of(sp.csr_matrix(corpus), 100), tmp_path / "idx", "m", "splade")
+    searcher = Searcher(SparseIndex.open(tmp_path / "idx"))
+    query = sp.csr_matrix(np.array([[1.0, 1.0, 0.0]], dtype=np.float32))
+    docs, scores, sizes = searcher.search(query, k=1, alpha=1.0, rerank=1)
+    assert (docs[0, 0], scores[0, 0], sizes[0]) == (1, 8.5, 1)
+    for got, want in zip(searcher.search(query, k=2, alpha=1.0, rerank=2), searcher.search(query, k=2), strict=True):
+        assert np.array_equal(got, want)
+
+
 def _dynamic_reference(
     index: SparseIndex, queries: sp.csr_matrix, k: int, alpha: float, rerank: int
 ) -> tuple[np.ndarray, ...]:
     """Dynamic pruning as :mod:`lsr.indexing.sparse.dynamic` describes it, in NumPy with the kernel's float32 order:
     rounds read every contribution of at least ``level`` (halved each round, term by term); reading stops once
     at least ``k`` partial scores exceed ``alpha x`` the unread terms' bound; the ``rerank`` best partial scores
-    are rescored in the forward index's order."""
+    are rescored in the forward index's order. At ``alpha`` = 1, stopped early, the result is exact search's, bit
+    for bit (the forward index's order is the query's, ascending terms)."""
+    exact = Searcher(index).search(queries, k=k)
     queries = sp.csr_matrix(queries, dtype=np.float32)
     offsets, docs, codes, table = (np.asarray(a) for a in (index.offsets, index.docs, index.codes, index.codebook))
     fwd_indptr, fwd_terms, fwd_codes = (
@@ -188,6 +217,10 @@ def _dynamic_reference(
                 break
         hits = np.flatnonzero(scores > 0)
         best = hits[np.lexsort((hits, -scores[hits]))]
+        if remaining > 0.0 and alpha == 1.0:  # stopped early, safe: every document that could reach the top k
+            sizes[row] = exact[2][row]
+            out[0][row], out[1][row] = exact[0][row], exact[1][row]
+            continue
         if remaining > 0.0:  # stopped early: rescore the best partial scores exactly
             best = best[:rerank]
             dense_query = np.zeros(index.meta.vocab_size, dtype=np.float32)

@@ -147,6 +147,7 @@ def _search_tiled(terms, weights, tiles, table, scores, k, out_docs, out_scores,
         first = t * tile
         count = min(tile, n_docs - first)
         size = offer_block(scores, first, count, k, out_docs, out_scores, size, allow[first : first + count])
+        scores[:count] = 0.0
     return rank(out_docs, out_scores, size)
 
 
@@ -257,7 +258,8 @@ class Searcher:
         ``budget`` > 0 reads at most that many postings per term (pruned search); 0 is exact.
         ``rerank`` > 0 rescores that many of the pruned search's best documents exactly.
         ``alpha`` in (0, 1] switches to dynamic pruning (:mod:`lsr.indexing.sparse.dynamic`), rescoring the
-        ``rerank`` best candidates (at least ``k``): smaller ``alpha`` reads fewer postings, losing some recall.
+        ``rerank`` best candidates (at least ``k``): smaller ``alpha`` reads fewer postings, losing some recall;
+        ``alpha=1`` is exact (it also rescores every seen document that could still reach the top ``k``).
         ``allow``: a bool or uint8 mask of ``index.num_docs`` documents, true where a document may be returned
         (:func:`.filters.allow_mask`); exact search then returns the exact top ``k`` of those documents.
         """

@@ -74,7 +74,8 @@ def rank(out_docs, out_scores, size) -> int:
 @njit(nogil=True, cache=True)
 def offer_block(scores, first, count, k, out_docs, out_scores, size, allow) -> int:
     """Offer ``scores[:count]`` (documents ``first`` .. ``first + count - 1``) to the heap in ``out_*``, which holds
-    ``size`` entries; zero those scores, return the heap's new size. ``allow`` is those documents' mask
+    ``size`` entries; return the heap's new size. The scores are left as they are (the caller zeroes them when done:
+    safe dynamic pruning selects its first candidates and goes on accumulating). ``allow`` is those documents' mask
     (``allow[0]`` is document ``first``'s), or empty: no filter.
 
     Documents come in ascending order, so a score can only enter the full heap when it is at least the heap's
@@ -104,32 +105,36 @@ def offer_block(scores, first, count, k, out_docs, out_scores, size, allow) -> i
                     size = offer(out_scores, out_docs, size, k, scores[local], first + local)
                     if size == k:
                         threshold = least[0]
-    scores[:count] = 0.0
     return size
 
 
 @njit(nogil=True, cache=True)
-def select_top(scores, touched, n_touched, k, out_docs, out_scores, allow) -> int:
-    """Top ``k`` of the touched documents that ``allow`` allows (all if empty) into ``out_*`` (best first); resets
-    the scores of all of them to zero."""
+def select_top(scores, touched, n_touched, k, out_docs, out_scores, allow, reset) -> int:
+    """Top ``k`` of the touched documents that ``allow`` allows (all if empty) into ``out_*`` (best first); with
+    ``reset``, resets the scores of all of them to zero."""
     filtered = len(allow) > 0
     size = 0
     for j in range(n_touched):
         doc = np.uint32(touched[j])  # unsigned: no negative-index wraparound test on the scores
         if not filtered or allow[doc]:
             size = offer(out_scores, out_docs, size, k, scores[doc], doc)
-        scores[doc] = 0.0
+        if reset:
+            scores[doc] = 0.0
     return rank(out_docs, out_scores, size)
 
 
 @njit(nogil=True, cache=True)
-def best_of(scores, touched, n_touched, dense, k, out_docs, out_scores, allow) -> int:
-    """Top ``k`` of an accumulation into ``out_*`` (best first), resetting the scores to zero: of the ``n_touched``
-    documents listed in ``touched``, or, when ``dense`` (most documents touched, so no list was kept), of the
-    whole score array, offered 16 scores at a time; of the documents ``allow`` allows (all if it is empty)."""
+def best_of(scores, touched, n_touched, dense, k, out_docs, out_scores, allow, reset=True) -> int:
+    """Top ``k`` of an accumulation into ``out_*`` (best first): of the ``n_touched`` documents listed in
+    ``touched``, or, when ``dense`` (most documents touched, so no list was kept), of the whole score array,
+    offered 16 scores at a time; of the documents ``allow`` allows (all if it is empty). With ``reset`` (the
+    default) the scores are zeroed for the next query; safe dynamic pruning keeps them to read on."""
     if dense:
-        return rank(out_docs, out_scores, offer_block(scores, 0, len(scores), k, out_docs, out_scores, 0, allow))
-    return select_top(scores, touched, n_touched, k, out_docs, out_scores, allow)
+        size = offer_block(scores, 0, len(scores), k, out_docs, out_scores, 0, allow)
+        if reset:
+            scores[:] = 0.0
+        return rank(out_docs, out_scores, size)
+    return select_top(scores, touched, n_touched, k, out_docs, out_scores, allow, reset)
 
 
 LISTED_COST = 8
@@ -205,18 +210,24 @@ def rerank_top(
     scores, touched, dense_query = work
     cand_docs, cand_scores = candidates
     size = best_of(scores, touched, n_touched, dense, rerank, cand_docs, cand_scores, allow)
-    fwd_indptr, fwd_terms, fwd_codes = forward
     for i in range(len(terms)):
         dense_query[terms[i]] = weights[i]
     found = 0
     for c in range(size):
         doc = np.uint32(cand_docs[c])
-        start, end = fwd_indptr[doc], fwd_indptr[doc + 1]
-        doc_terms, doc_codes = fwd_terms[start:end], fwd_codes[start:end]
-        exact = np.float32(0.0)
-        for j in range(end - start):  # from 0 over slices, unsigned terms: no wraparound test (accumulate.py)
-            exact += dense_query[np.uint32(doc_terms[j])] * table[doc_codes[j]]
-        found = offer(out_scores, out_docs, found, k, exact, doc)
+        found = offer(out_scores, out_docs, found, k, exact_score(doc, dense_query, table, forward), doc)
     for i in range(len(terms)):
         dense_query[terms[i]] = 0.0
     return rank(out_docs, out_scores, found)
+
+
+@njit(inline="always")
+def exact_score(doc, dense_query, table, forward):  # noqa: ANN001, ANN201
+    """Document ``doc``'s exact score from the forward index, the query's weights written into ``dense_query``."""
+    fwd_indptr, fwd_terms, fwd_codes = forward
+    start, end = fwd_indptr[doc], fwd_indptr[doc + 1]
+    doc_terms, doc_codes = fwd_terms[start:end], fwd_codes[start:end]
+    exact = np.float32(0.0)
+    for j in range(end - start):  # from 0 over slices, unsigned terms: no wraparound test (accumulate.py)
+        exact += dense_query[np.uint32(doc_terms[j])] * table[doc_codes[j]]
+    return exact
