@@ -162,7 +162,9 @@ def test_a_small_encode_is_answered_while_a_large_one_runs(artifacts: Artifacts,
             large = pool.submit(client.encode, texts(64))  # 1.3 s of encoding
             wait_for(lambda: slow_encoder.rows > start)
             assert len(client.encode(["one more text"])) == 1
-            assert not large.done() and slow_encoder.rows - start < 32
+            # answered while the large call runs, after a few of its slices: not after most of them (a loaded CI
+            # machine has been seen to let 32 of its 64 rows pass before the small call reached the batcher)
+            assert not large.done() and slow_encoder.rows - start < 48
             assert len(large.result(60)) == 64
 
 
