@@ -37,9 +37,10 @@ def demo(
         Path | None, typer.Option(help="Encodings and indexes cache (default $LSR_CACHE or ~/.cache/lsr).")
     ] = None,
 ) -> None:
-    """Run the whole pipeline on a small corpus: encode, index, search, fuse, show hits, evaluate. Encodings and
-    indexes go to the cache every other command uses, so `lsr cache ls` shows them and `lsr eval run` on the
-    demo data, or over the same model, finds them."""
+    """Run the whole pipeline on a small corpus: encode, index, search, fuse, show hits, evaluate.
+
+    Encodings and indexes go to the cache every other command uses, so `lsr cache ls` shows them and `lsr eval run`
+    on the demo data, or over the same model, finds them."""
     from lsr.eval.pipeline import RunSpec, run_pipeline
 
     from lsr.cache import cache_root
