@@ -40,6 +40,12 @@ def test_the_table_shows_titles_only_when_there_are_some() -> None:
     shown = console.export_text()
     assert re.search(r"1 │ d2\s+│ BM25\s+│ 1\.5000", shown) and "title" in shown.split("\n\n")[0]
     assert shown.count("title") == 1
+    long = "Direct conversion of patient fibroblasts demonstrates non-cell autonomous toxicity of astrocytes " * 2
+    console = Console(width=80, record=True)
+    console.print(ranked_table("q", [("13969173", 23.0605), ("30492966", 0.5)], "doc_id", {"13969173": long}, 80))
+    shown = console.export_text()
+    assert max(map(len, shown.splitlines())) <= 80  # a long title is cut with an ellipsis; id and score stay whole
+    assert re.search(r"1 │ 13969173 │ Direct conversion of .*… │ 23\.0605 │", shown), shown
 
 
 def test_recommend_user_names_movies(tmp_path: Path) -> None:

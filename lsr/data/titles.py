@@ -68,18 +68,30 @@ def source_folder(source: str) -> Path | None:
     return folder if folder is not None and folder.is_dir() else None
 
 
-def ranked_table(caption: str, hits: Sequence[tuple[str, float]], key: str, names: dict[str, str]) -> Table:
-    """Rank, id, title (when any hit has one; cut to fit the screen) and score: what ``lsr query`` and ``lsr
-    recommend user`` print."""
+def ranked_table(
+    caption: str, hits: Sequence[tuple[str, float]], key: str, names: dict[str, str], width: int | None = None
+) -> Table:
+    """Rank, id, title (when any hit has one) and score: what ``lsr query`` and ``lsr recommend user`` print. Titles
+    are cut with an ellipsis to what ``width`` (the terminal's, by default) leaves beside the other columns, which
+    are shown whole: left to itself, rich squeezed the ids and scores to nothing beside a long title."""
+    from rich.console import Console
     from rich.table import Table
 
+    scores = [f"{score:.4f}" for _, score in hits]
     table = Table(title=caption, title_justify="left")
-    table.add_column("rank", justify="right")
-    table.add_column(key, overflow="fold")
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column(key, no_wrap=True)
     if names:
-        table.add_column("title", overflow="ellipsis", no_wrap=True, ratio=1)
-    table.add_column("score", justify="right")
-    for rank, (doc, score) in enumerate(hits, start=1):
+        ranks = len(str(len(hits)))
+        others = (
+            max(len("rank"), ranks)
+            + max(map(len, [key, *(doc for doc, _ in hits)]))
+            + max(map(len, ["score", *scores]))
+        )
+        room = (width or Console().width) - others - 3 * 4 - 1  # four columns: a border and two spaces each, one more
+        table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=max(room, 10))
+    table.add_column("score", justify="right", no_wrap=True)
+    for rank, ((doc, _), score) in enumerate(zip(hits, scores, strict=True), start=1):
         title = [names.get(doc, "")] if names else []
-        table.add_row(str(rank), doc, *title, f"{score:.4f}")
+        table.add_row(str(rank), doc, *title, score)
     return table
