@@ -199,5 +199,6 @@ def test_ctrl_c_on_the_command_line_says_how_to_resume(
     second = CliRunner().invoke(app, command)
     assert second.exit_code == 0, second.output
     assert pieces == [piece, piece]  # the kept piece was not encoded again
+    assert f"{piece}/{3 * piece} [00:00<?" in second.output  # the bar starts at what was kept: its rate is this run's
     assert f"estimate: {2 * piece:,} documents at " in second.output
     assert Manifest.load(tmp_path / "v").documents == 3 * piece

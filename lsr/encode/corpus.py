@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -146,13 +146,18 @@ def encode_corpus(
     docs = read_corpus(src)
     for _ in islice(docs, done * shard_size):  # documents already encoded
         pass
-    bar = tqdm(total=total, initial=manifest.documents, desc=f"encode {src.path.name}", unit=" docs", mininterval=2)
+    blocks = enumerate(_blocks(docs, shard_size), start=done)
+    first = next(blocks, None)
+    # What an interrupted run kept (pieces of the first block left, never of a later one) starts the bar rather than
+    # counting as progress made now: counted as progress, it made the rate and the time left several times too good.
+    carried = load_partial(output, first[0], [d.id for d in first[1]]) if first is not None else []
+    start = manifest.documents + sum(p.shape[0] for p in carried)
+    bar = tqdm(total=total, initial=start, desc=f"encode {src.path.name}", unit=" docs", mininterval=2)
     with bar:
         progress = Estimate(bar)
-        for number, block in enumerate(_blocks(docs, shard_size), start=done):
+        for number, block in chain([first] if first is not None else [], blocks):
             ids = [d.id for d in block]
-            parts = load_partial(output, number, ids)
-            bar.update(sum(p.shape[0] for p in parts))
+            parts = carried if number == done else []
             try:
                 vectors = encode_texts(encoder, [document_text(d) for d in block], batch_size, progress, parts)
             except KeyboardInterrupt:
