@@ -54,7 +54,7 @@ def ls(cache_dir: CacheOption = None) -> None:
     now = time.time()
     for entry in found:  # the key on a line of its own: beside the rest it folded mid-word at 80 columns
         table.add_row(entry.what, human_size(entry.size), ago(now - entry.last_used))
-        table.add_row(Text(f"  {entry.key}", style="dim"), "", "")
+        table.add_row(Text(f" {entry.key}", style="dim"), "", "")
     console.print(table)
     total = human_size(sum(e.size for e in found))
     console.print(f"{len(found)} entries, {total} at {root}", highlight=False)
