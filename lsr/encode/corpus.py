@@ -30,8 +30,14 @@ def _blocks(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
 
 
 def piece_size(batch_size: int) -> int:
-    """Texts encoded per call: enough to sort by length within, few enough to show progress every few seconds."""
+    """Texts sorted by length together, and kept together when encoding is interrupted: enough that batches cut
+    from them are of similar lengths (3.5% padding on SciFact at 512, 11% at 128)."""
     return max(16 * batch_size, 256)
+
+
+STEP_BATCHES = 2
+"""Batches per encoder call within a piece: the progress bar moves after each call, every few seconds even for a
+slow model on a busy machine, not once per piece."""
 
 
 def encode_texts(
@@ -41,17 +47,34 @@ def encode_texts(
     progress: Callable[[int], object] | None = None,
     parts: list[sp.csr_matrix | np.ndarray] | None = None,
 ) -> sp.csr_matrix | np.ndarray:
-    """One shard's vectors, encoded in pieces of :func:`piece_size` (texts sorted by length within a piece);
-    the single-process and the Ray encoder both call this, so their shards agree. ``parts`` collects the
-    finished pieces as they come, so an interrupted caller keeps them; pieces already in it are not redone."""
+    """One shard's vectors, encoded in pieces of :func:`piece_size`; the single-process and the Ray encoder both
+    call this, so their shards agree. ``parts`` collects the finished pieces as they come, so an interrupted caller
+    keeps them; pieces already in it are not redone."""
     piece = piece_size(batch_size)
     parts = [] if parts is None else parts
     for start in range(sum(p.shape[0] for p in parts), len(texts), piece):
-        chunk = texts[start : start + piece]
-        parts.append(encoder.encode_document(chunk, batch_size=batch_size))
+        parts.append(_encode_piece(encoder, texts[start : start + piece], batch_size, progress))
+    return stack(parts)
+
+
+def _encode_piece(
+    encoder: SparseEncoder | DenseEncoder,
+    texts: list[str],
+    batch_size: int,
+    progress: Callable[[int], object] | None,
+) -> sp.csr_matrix | np.ndarray:
+    """A piece's vectors in its order: its texts sorted by length (characters, which track tokens) and handed to the
+    encoder :data:`STEP_BATCHES` batches at a time, so the batches are as even as one call over the piece would
+    make them while progress is reported after each call."""
+    order = np.argsort([-len(text) for text in texts], kind="stable")
+    step = STEP_BATCHES * batch_size
+    done = []
+    for start in range(0, len(order), step):
+        chunk = order[start : start + step]
+        done.append(encoder.encode_document([texts[i] for i in chunk], batch_size=batch_size))
         if progress is not None:
             progress(len(chunk))
-    return stack(parts)
+    return stack(done)[np.argsort(order, kind="stable")]
 
 
 def duration(seconds: float) -> str:
@@ -63,25 +86,28 @@ def duration(seconds: float) -> str:
 
 
 class Estimate:
-    """A progress callback that, once the first piece of this run is encoded (the warm-up), says how long the rest
+    """A progress callback that, once the first ``warm_up`` documents of this run are encoded, says how long the rest
     will take at the rate just measured on this machine: a user facing an hour's wait learns it at the start, not
-    from a bar that has barely moved."""
+    from a bar that has barely moved. The first few batches alone would mostly measure the model's first call."""
 
-    def __init__(self, bar: tqdm) -> None:
+    def __init__(self, bar: tqdm, warm_up: int) -> None:
         self.bar = bar
+        self.warm_up = warm_up
         self.started = time.perf_counter()
+        self.counted = 0
         self.said = False
 
     def __call__(self, count: int) -> None:
         self.bar.update(count)
+        self.counted += count
         left = self.bar.total - self.bar.n
-        if not self.said and left > 0:
-            rate = count / max(time.perf_counter() - self.started, 1e-6)
+        if not self.said and left > 0 and self.counted >= self.warm_up:
+            rate = self.counted / max(time.perf_counter() - self.started, 1e-6)
             self.bar.write(
-                f"estimate: {left + count:,} documents at {rate:,.1f} docs/s (measured on the first {count:,} here):"
-                f" about {duration(left / rate)} more"
+                f"estimate: {left + self.counted:,} documents at {rate:,.1f} docs/s (measured on the first"
+                f" {self.counted:,} here): about {duration(left / rate)} more"
             )
-        self.said = True
+        self.said = self.said or self.counted >= self.warm_up
 
 
 def open_output(
@@ -154,7 +180,7 @@ def encode_corpus(
     start = manifest.documents + sum(p.shape[0] for p in carried)
     bar = tqdm(total=total, initial=start, desc=f"encode {src.path.name}", unit=" docs", mininterval=2)
     with bar:
-        progress = Estimate(bar)
+        progress = Estimate(bar, piece_size(batch_size))
         for number, block in chain([first] if first is not None else [], blocks):
             ids = [d.id for d in block]
             parts = carried if number == done else []
