@@ -24,10 +24,9 @@ def print_metrics(evaluation: Evaluation, title: str, console: Console | None = 
     table.add_row(str(len(evaluation.per_query)), *(f"{v:.4f}" for v in evaluation.aggregate.values()))
     console.print(table)
     if evaluation.unanswered:
-        console.print(
-            f"[yellow]{len(evaluation.unanswered)} judged queries got no results and are left out of the mean "
-            "(trec_eval's default)[/]"
-        )
+        counted = "count as 0 in the mean (trec_eval -c)" if evaluation.complete else "are left out of the mean"
+        default = "" if evaluation.complete else " (trec_eval's default)"
+        console.print(f"[yellow]{len(evaluation.unanswered)} judged queries got no results and {counted}{default}[/]")
 
 
 def tuned_weights(config: Mapping[str, Any]) -> str | None:

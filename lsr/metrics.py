@@ -29,11 +29,13 @@ DEFAULT_MEASURES = ("nDCG@10", "R@100", "R@1000", "RR@10", "AP")
 
 @dataclass
 class Evaluation:
-    """Aggregate and per-query values keyed by measure name, and the judged queries the run missed."""
+    """Aggregate and per-query values keyed by measure name, the judged queries the run missed, and whether those
+    count as 0 in the means (``complete``, trec_eval's ``-c``) or are left out (its default)."""
 
     aggregate: dict[str, float]
     per_query: dict[str, dict[str, float]]
     unanswered: list[str]
+    complete: bool = False
 
 
 def _per_query(measure: ir_measures.Measure, qrels: Qrels, run: Run) -> dict[str, float]:
@@ -71,7 +73,7 @@ def evaluate(
             per_query[qid][name] = value
         aggregate[name] = sum(values.values()) / len(values) if values else 0.0
     unanswered = [qid for qid in qrels if qid not in run]
-    return Evaluation(aggregate=aggregate, per_query=per_query, unanswered=unanswered)
+    return Evaluation(aggregate=aggregate, per_query=per_query, unanswered=unanswered, complete=complete)
 
 
 @dataclass

@@ -60,3 +60,17 @@ def test_complete_counts_unanswered_queries_as_zero() -> None:
     complete = evaluate(QRELS, RUN, ["RR@10"], complete=True)
     assert complete.per_query["q3"]["RR@10"] == 0.0
     assert complete.aggregate["RR@10"] == pytest.approx(default.aggregate["RR@10"] * 2 / 3)
+
+
+@pytest.mark.parametrize("complete", [False, True])
+def test_the_note_under_the_table_names_the_convention_used(complete: bool) -> None:
+    from io import StringIO
+
+    from lsr.eval.outputs import print_metrics
+    from rich.console import Console
+
+    out = StringIO()
+    print_metrics(evaluate(QRELS, RUN, ["RR@10"], complete=complete), "t", Console(file=out, width=200))
+    note = out.getvalue().strip().splitlines()[-1]
+    expected = "count as 0 in the mean (trec_eval -c)" if complete else "are left out of the mean (trec_eval's default)"
+    assert note == f"1 judged queries got no results and {expected}"

@@ -246,7 +246,8 @@ class SpladeEncoder(SparseEncoder):
         input belongs to. Without a stride a text is one input, truncated, and the second value is None.
 
         Windows come from the tokenizer's own overflow (``return_overflowing_tokens``), so each window carries the
-        special tokens a full input has and windows overlap by ``max_length - stride`` tokens.
+        special tokens a full input has; a window starts ``stride`` text tokens after the previous one, so windows
+        overlap by ``max_length`` less the special tokens less ``stride`` tokens.
         """
         stride = self.config.stride
         if stride is None:
