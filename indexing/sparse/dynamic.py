@@ -59,6 +59,7 @@ from lsr.indexing.sparse.topk import (
     exact_score,
     listed_is_cheaper,
     offer,
+    offer_best,
     rank,
     rerank_top,
     top_of_listed,
@@ -128,16 +129,13 @@ def _rescore_best(
     and of the final pass (it is in the heap already). The query's weights stay in the dense query buffer
     for :func:`_settle`.
     """
-    scores, touched, dense_query = work
-    cand_docs, cand_scores = candidates
-    size = best_of(scores, touched, n_touched, dense, rerank, cand_docs, cand_scores, allow, False)
-    for i in range(len(terms)):
-        dense_query[terms[i]] = weights[i]
-    found = 0
+    found, size = offer_best(
+        terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates, allow,
+        False,
+    )  # fmt: skip
+    scores, cand_docs = work[0], candidates[0]
     for c in range(size):
-        doc = np.uint32(cand_docs[c])
-        found = offer(out_scores, out_docs, found, k, exact_score(doc, dense_query, table, forward), doc)
-        scores[doc] = -np.inf
+        scores[np.uint32(cand_docs[c])] = -np.inf
     return found
 
 

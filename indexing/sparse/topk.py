@@ -207,18 +207,32 @@ def rerank_top(
     ``(indptr, terms, codes)``, ``candidates`` two ``rerank``-sized buffers (documents, scores). Candidates are
     only documents that ``allow`` allows (all if it is empty).
     """
+    found, _ = offer_best(
+        terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates, allow, True
+    )
+    dense_query = work[2]
+    for i in range(len(terms)):
+        dense_query[terms[i]] = 0.0
+    return rank(out_docs, out_scores, found)
+
+
+@njit(inline="always")
+def offer_best(
+    terms, weights, work, n_touched, dense, rerank, k, out_docs, out_scores, table, forward, candidates, allow, reset
+):  # noqa: ANN001, ANN201
+    """Rescore the ``rerank`` best accumulated documents exactly into the ``k``-heap ``out_*`` (unranked); return
+    the heap's size and how many candidates there were (in ``candidates[0]``). The query's weights are left in the
+    dense query buffer for the caller to clear or use again; ``reset`` is :func:`best_of`'s."""
     scores, touched, dense_query = work
     cand_docs, cand_scores = candidates
-    size = best_of(scores, touched, n_touched, dense, rerank, cand_docs, cand_scores, allow)
+    size = best_of(scores, touched, n_touched, dense, rerank, cand_docs, cand_scores, allow, reset)
     for i in range(len(terms)):
         dense_query[terms[i]] = weights[i]
     found = 0
     for c in range(size):
         doc = np.uint32(cand_docs[c])
         found = offer(out_scores, out_docs, found, k, exact_score(doc, dense_query, table, forward), doc)
-    for i in range(len(terms)):
-        dense_query[terms[i]] = 0.0
-    return rank(out_docs, out_scores, found)
+    return found, size
 
 
 @njit(inline="always")
