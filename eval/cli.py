@@ -174,7 +174,7 @@ def run_cmd(
         k=k,
         dense=DenseSettings(index, {name: value for name, value in knobs.items() if value is not None}, index_device),
         device=device,
-        encoding=encoder_overrides(max_length, stride, window_pooling) | ({"backend": backend} if backend else {}),
+        encoding=encoder_overrides(max_length, stride, window_pooling) | {"backend": backend},
     )
     if len(pairs) == 1:
         _, evaluation = run_pipeline(*pairs[0], spec, output_dir, cache_dir)

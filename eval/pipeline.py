@@ -72,9 +72,9 @@ class RunSpec:
     def options(self) -> RetrieverOptions:
         """What the retrievers of this run are opened with (the sparse model resolved only when one is used)."""
         model = self.sparse_model() if "sparse" in self.used_legs else self.model
-        options = RetrieverOptions(model, self.dense_model, self.dense, self.multifield, self.device)
-        options.encoding = dict(self.encoding)
-        return options
+        return RetrieverOptions(
+            model, self.dense_model, self.dense, self.multifield, self.device, encoding=dict(self.encoding)
+        )
 
     def sparse_model(self) -> str:
         """``--model``, else the embedded default (an error naming the fix while it is not in the checkout)."""

@@ -49,6 +49,7 @@ requests is not computed.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import math
@@ -321,17 +322,13 @@ class MicroBatcher(Generic[T, R]):
         lane.rate = rate if lane.rate is None else RATE_SMOOTHING * rate + (1 - RATE_SMOOTHING) * lane.rate
 
 
-def lower_thread_priority(increment: int) -> bool:
-    """Add ``increment`` to the calling thread's nice value; whether it could. Only on Linux, whose ``nice`` is per
-    thread: elsewhere the call would lower the whole process, express lane included, so it is not made."""
-    if not sys.platform.startswith("linux"):
-        return False
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + increment, 19))
-    except OSError:
-        return False
-    return True
+def lower_thread_priority(increment: int) -> None:
+    """Add ``increment`` to the calling thread's nice value where the system allows it. Only on Linux, whose ``nice``
+    is per thread: elsewhere the call would lower the whole process, express lane included, so it is not made."""
+    if sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        with contextlib.suppress(OSError):  # a sandbox may forbid it: the server runs on, unprioritised
+            os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + increment, 19))
 
 
 def wait(future: Future[R], deadline: float | None) -> R:

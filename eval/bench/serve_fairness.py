@@ -148,35 +148,33 @@ def _background(
     out.put(results)
 
 
-def _phase(address: str, queries: list[str], seconds: float, k: int, sink: list[float]) -> dict[str, Any]:
-    return closed_loop(address, queries, ["sparse"], 1, seconds=seconds, k=k, sink=sink)
+Round = tuple[dict[str, Any], list[float]]
+"""One round of a phase: the closed loop's summary, and its answered calls' latencies (seconds)."""
 
 
-def _round_latencies(phase: tuple[list[dict[str, Any]], list[float]], number: int) -> list[float]:
-    """Round ``number``'s latencies out of a phase's pooled ones (each round appended its answered calls')."""
-    counts = [part["answered"] for part in phase[0]]
-    start = sum(counts[:number])
-    return phase[1][start : start + counts[number]]
+def _measure(address: str, queries: list[str], seconds: float, k: int) -> Round:
+    latencies: list[float] = []
+    return closed_loop(address, queries, ["sparse"], 1, seconds=seconds, k=k, sink=latencies), latencies
 
 
 def _p99(latencies: list[float]) -> float:
     return percentiles(latencies)["p99_ms"]
 
 
-def _pooled(parts: list[dict[str, Any]], latencies: list[float]) -> dict[str, Any]:
+def _pooled(rounds: list[Round]) -> dict[str, Any]:
     """One phase's summary over its rounds: counts summed, percentiles of the pooled latencies."""
     errors: Counter[str] = Counter()
-    for part in parts:
+    for part, _ in rounds:
         errors.update(part["errors"])
-    seconds = sum(part["seconds"] for part in parts)
-    answered = sum(part["answered"] for part in parts)
+    seconds = sum(part["seconds"] for part, _ in rounds)
+    answered = sum(part["answered"] for part, _ in rounds)
     return {
-        "requests": sum(part["requests"] for part in parts),
+        "requests": sum(part["requests"] for part, _ in rounds),
         "answered": answered,
         "errors": dict(errors),
         "seconds": round(seconds, 3),
         "qps": round(answered / seconds, 1) if seconds else 0.0,
-        **percentiles(latencies),
+        **percentiles([x for _, latencies in rounds for x in latencies]),
     }
 
 
@@ -203,25 +201,27 @@ def fairness(
     process = context.Process(target=_background, args=(address, requests, timeout, go, busy, stop, out))
     process.start()
     part = seconds / rounds
-    idle: tuple[list[dict[str, Any]], list[float]] = ([], [])
-    loaded: tuple[list[dict[str, Any]], list[float]] = ([], [])
+    idle: list[Round] = []
+    loaded: list[Round] = []
     try:
         for _ in range(rounds):
             drained = time.monotonic() + timeout
             while busy.value and time.monotonic() < drained:  # the idle part starts once the background's calls end
                 time.sleep(0.01)
-            idle[0].append(_phase(address, queries, part, k, idle[1]))
+            idle.append(_measure(address, queries, part, k))
             go.set()
             while not busy.value and process.is_alive():
                 time.sleep(0.01)
+            if not process.is_alive():
+                raise RuntimeError("the background client stopped")
             time.sleep(0.2)  # both kinds of large call under way before measuring
-            loaded[0].append(_phase(address, queries, part, k, loaded[1]))
+            loaded.append(_measure(address, queries, part, k))
             go.clear()
     finally:
         stop.set()
     background = out.get(timeout=timeout + 60)
     process.join()
-    quiet, busy_phase = _pooled(*idle), _pooled(*loaded)
+    quiet, busy_phase = _pooled(idle), _pooled(loaded)
     return {
         "largest_requests": {**largest, "chars": len(texts[0]), "k": max_k},
         "rounds": rounds,
@@ -231,7 +231,7 @@ def fairness(
         "p50_ratio": round(busy_phase["p50_ms"] / quiet["p50_ms"], 2),
         "p99_ratio": round(busy_phase["p99_ms"] / quiet["p99_ms"], 2),
         "p99_ratio_by_round": [
-            round(_p99(_round_latencies(loaded, n)) / _p99(_round_latencies(idle, n)), 2) for n in range(rounds)
+            round(_p99(under) / _p99(alone), 2) for (_, alone), (_, under) in zip(idle, loaded, strict=True)
         ],
         "target_ratio": TARGET_RATIO,
         "target_met": busy_phase["p99_ms"] <= TARGET_RATIO * quiet["p99_ms"] and not busy_phase["errors"],

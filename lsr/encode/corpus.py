@@ -100,14 +100,16 @@ class Estimate:
     def __call__(self, count: int) -> None:
         self.bar.update(count)
         self.counted += count
+        if self.said or self.counted < self.warm_up:
+            return
+        self.said = True
         left = self.bar.total - self.bar.n
-        if not self.said and left > 0 and self.counted >= self.warm_up:
+        if left > 0:
             rate = self.counted / max(time.perf_counter() - self.started, 1e-6)
             self.bar.write(
                 f"estimate: {left + self.counted:,} documents at {rate:,.1f} docs/s (measured on the first"
                 f" {self.counted:,} here): about {duration(left / rate)} more"
             )
-        self.said = self.said or self.counted >= self.warm_up
 
 
 def open_output(
