@@ -66,6 +66,26 @@ def test_adapt_reports_before_and_after(inference_free: Path, tmp_path: Path) ->
     assert paired.p_value == pytest.approx(by_split["test"]["p_value"]["nDCG@10"], nan_ok=True)
 
 
+def test_adapt_cut_short_by_max_minutes_resumes_and_only_then_reports(inference_free: Path, tmp_path: Path) -> None:
+    """A GPU job with a time limit stops with a checkpoint and no report; the next, with --resume, finishes the
+    training where it stopped and reports, with the documents' mean non-zeros before and after."""
+    out = tmp_path / "adapted"
+    first = _adapt(inference_free, out, tmp_path / "cache", "--max-minutes", "0")
+    assert first.exit_code == 0, first.output + repr(first.exception)
+    assert "resume with --resume" in first.output
+    assert not (out / REPORT_FILE).exists() and not (out / "model").exists()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-1"]
+
+    second = _adapt(inference_free, out, tmp_path / "cache", "--resume")
+    assert second.exit_code == 0, second.output + repr(second.exception)
+    assert "resumed from" in second.output and "step 1" in second.output
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert set(report["doc_nnz"]) == {"before", "after"} and all(v > 0 for v in report["doc_nnz"].values())
+    assert f"{report['doc_nnz']['after']:.1f} after" in second.output
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+
+
 def test_unknown_eval_split_fails_before_any_work(inference_free: Path, tmp_path: Path) -> None:
     result = _adapt(inference_free, tmp_path / "adapted", tmp_path / "cache", "--eval-split", "nope")
     assert result.exit_code != 0

@@ -67,12 +67,53 @@ def test_pseudo_queries_are_titles_and_crops() -> None:
     assert queries == list(pseudo_queries([doc], per_document=3, min_words=4, max_words=8, seed=3))
 
 
+def test_exact_run_is_the_exact_top_k_of_the_sparse_product() -> None:
+    """The evaluation's exact search equals a dense brute force: the same documents, the same scores, no zeros."""
+    import scipy.sparse as sp
+
+    from lsr.train.evaluate import exact_run
+
+    docs = sp.random(300, 50, density=0.1, format="csr", random_state=1, dtype=np.float32)
+    queries = sp.random(7, 50, density=0.1, format="csr", random_state=2, dtype=np.float32)
+    qids, dids = [f"q{i}" for i in range(7)], [f"d{i}" for i in range(300)]
+    run = exact_run(queries, docs, qids, dids, k=10, block=3)
+    scores = (queries @ docs.T).toarray()
+    for i, qid in enumerate(qids):
+        best = np.argsort(-scores[i], kind="stable")[:10]
+        expected = {dids[j]: scores[i, j] for j in best if scores[i, j] > 0}
+        assert run[qid].keys() == expected.keys()
+        assert np.allclose([run[qid][d] for d in expected], list(expected.values()), rtol=1e-6)
+    assert exact_run(queries, docs[:0], qids, [], k=10) == {qid: {} for qid in qids}
+
+
 def test_parse_teachers_errors() -> None:
     teachers = parse_teachers("bm25@0.5,dense,sparse=/m")
     assert [(t.retriever, t.weight) for t in teachers] == [("bm25", 0.5), ("dense", 1.0), ("sparse", 1.0)]
-    for bad in ("bm25=x", "sparse", "cross", "dense@-1", ""):
+    assert parse_teachers("run=/r.trec@0.3")[0].file_name == "run-r.trec"
+    for bad in ("bm25=x", "sparse", "run", "cross", "dense@-1", ""):
         with pytest.raises(Exception, match="teacher|no teachers"):
             parse_teachers(bad)
+
+
+def test_teacher_runs_kept_in_the_folder_rebuild_the_same_examples(prepared: Path, tmp_path: Path) -> None:
+    """A prepared folder keeps each teacher's run; reading them back as run teachers gives the same examples, so
+    teachers can run on different machines and the ensemble can be re-weighted without running them again."""
+    summary = json.loads((prepared / "prepare.json").read_text())
+    assert summary["teacher_runs"] == ["teachers/bm25.trec", "teachers/dense-all-minilm-l6-v2.trec"]
+    spec = f"run={prepared / summary['teacher_runs'][0]},run={prepared / summary['teacher_runs'][1]}@2"
+    again = dict(split="test", holdout=3, pseudo_per_document=2, depth=20, pool=10, guard=GUARD, keep=KEEP, seed=1)
+    prepare(demo_dataset(), tmp_path / "again", parse_teachers(spec), cache_dir=tmp_path / "cache", **again)
+    original = read_examples(prepared / EXAMPLES_FILE)
+    assert read_examples(tmp_path / "again" / EXAMPLES_FILE) == original
+    equal = spec.removesuffix("@2")
+    prepare(demo_dataset(), tmp_path / "equal", parse_teachers(equal), cache_dir=tmp_path / "c", **again)
+    assert [e.scores for e in read_examples(tmp_path / "equal" / EXAMPLES_FILE)] != [e.scores for e in original]
+    # a run that misses training queries is refused, naming the file and how many it lacks
+    partial = tmp_path / "partial.trec"
+    partial.write_text("".join(line for line in (prepared / summary["teacher_runs"][0]).open() if "#pq" not in line))
+    with pytest.raises(Exception, match=r"partial\.trec: [\d,]+ of [\d,]+ training queries have no hits"):
+        prepare(demo_dataset(), tmp_path / "bad", parse_teachers(f"run={partial}"), cache_dir=tmp_path / "c", **again)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_prepared_folder_is_a_dataset_with_guarded_examples(prepared: Path) -> None:

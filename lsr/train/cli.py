@@ -22,6 +22,10 @@ TeachersOption = Annotated[
     typer.Option(help="Teacher ensemble: bm25, dense[=MODEL], sparse=MODEL, each optionally @WEIGHT."),
 ]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+MaxMinutesOption = Annotated[
+    float | None, typer.Option(min=0.0, help="Save a checkpoint and stop after this long (continue with --resume).")
+]
+ResumeOption = Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUTPUT.")]
 PseudoHoldoutOption = Annotated[
     int,
     typer.Option(min=0, help="Pseudo-queries held out of training (split 'pseudo'; at most a tenth of them)."),
@@ -150,12 +154,12 @@ def run_command(
     regularizer: Annotated[str, typer.Option(help="flops (IDF-aware for inference-free) or l1.")] = "flops",
     eval_every: Annotated[int, typer.Option(min=1)] = 500,
     save_every: Annotated[int, typer.Option(min=1)] = 500,
-    max_minutes: Annotated[float | None, typer.Option(help="Save and stop after this long (resume later).")] = None,
+    max_minutes: MaxMinutesOption = None,
     lora: Annotated[bool, typer.Option(help="Decoder students: train LoRA adapters only.")] = False,
     gradient_checkpointing: bool = False,
     max_length: Annotated[int | None, typer.Option(min=8, help="Document token limit (default: the model's).")] = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 autocast on GPU), bf16 or fp32.")] = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in OUTPUT.")] = False,
+    resume: ResumeOption = False,
     device: DeviceOption = "auto",
     seed: int = 0,
 ) -> None:
@@ -244,15 +248,19 @@ def adapt_command(
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: float = 5e-5,
     cache_dir: Annotated[Path | None, typer.Option(help="Encodings/index cache (default $LSR_CACHE).")] = None,
+    max_minutes: MaxMinutesOption = None,
+    resume: ResumeOption = False,
     device: DeviceOption = "auto",
     seed: int = 0,
 ) -> None:
     """Label-free domain adaptation: pseudo-queries from the corpus, scored by the teachers, then training; ends
     with the starting and the adapted model on held-out pseudo-queries (and --eval-split qrels)."""
+    import json
+
     from lsr.data.beir import BeirDataset
     from lsr.errors import LsrError
     from lsr.train.report import REPORT_FILE, adaptation_report, print_report, targets
-    from lsr.train.trainer import TrainConfig
+    from lsr.train.trainer import TrainConfig, checkpoint_step
 
     missing = sorted(set(eval_split or []) - set(BeirDataset(corpus).splits()))
     if missing:
@@ -273,9 +281,13 @@ def adapt_command(
                 cache_dir=cache_dir,
                 seed=seed,
             )
-    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    folder = _train(model, [data], output, None, True, False, False, False, device, config)
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_minutes=max_minutes)
+    folder = _train(model, [data], output, None, True, False, False, resume, device, config)
+    if checkpoint_step(output) < steps:  # stopped by --max-minutes: the report waits for the finished model
+        return
     console.print(f"adapted model at {folder}")
     comparisons = adaptation_report(model, folder, corpus, targets(data, corpus, eval_split or []), output, device)
     print_report(comparisons, console)
+    nnz = json.loads((output / REPORT_FILE).read_text())["doc_nnz"]
+    console.print(f"non-zeros per document: {nnz['before']:.1f} before, {nnz['after']:.1f} after")
     console.print(f"before/after figures in {output / REPORT_FILE} and {output / 'report'}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from lsr.data.beir import BeirDataset
 from lsr.encode.corpus import document_text
@@ -34,17 +35,38 @@ class DevResult:
 
 
 def exact_run(
-    queries: sp.csr_matrix, docs: sp.csr_matrix, qids: list[str], dids: list[str], k: int, block: int = 256
+    queries: sp.csr_matrix,
+    docs: sp.csr_matrix,
+    qids: list[str],
+    dids: list[str],
+    k: int,
+    block: int = 256,
+    device: str | torch.device = "cpu",
 ) -> Run:
     """Top-``k`` documents per query by the exact sparse dot product, ``block`` queries at a time so the dense
-    score matrix stays small on large corpora."""
+    score matrix stays small on large corpora.
+
+    The documents are one torch CSR matrix on ``device``: on a GPU a block of queries against a million documents
+    takes milliseconds, where SciPy's sparse-times-sparse product took seconds per block.
+    """
     run: Run = {}
     k = min(k, docs.shape[0])
+    if k == 0:
+        return {qid: {} for qid in qids}
+    docs = docs.tocsr()
+    matrix = torch.sparse_csr_tensor(
+        torch.from_numpy(docs.indptr.astype(np.int64)),
+        torch.from_numpy(docs.indices.astype(np.int64)),
+        torch.from_numpy(docs.data.astype(np.float32)),
+        size=docs.shape,
+        device=device,
+    )
     for start in range(0, len(qids), block):
-        scores = (queries[start : start + block] @ docs.T).toarray()
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        dense = np.ascontiguousarray(queries[start : start + block].toarray(), dtype=np.float32).T
+        scores = (matrix @ torch.from_numpy(dense).to(device)).T
+        values, rows = (t.cpu().numpy() for t in torch.topk(scores, k, dim=1))
         for i, qid in enumerate(qids[start : start + block]):
-            run[qid] = {dids[j]: float(scores[i, j]) for j in top[i] if scores[i, j] > 0}
+            run[qid] = {dids[j]: float(v) for j, v in zip(rows[i], values[i], strict=True) if v > 0}
     return run
 
 

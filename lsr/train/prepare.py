@@ -9,6 +9,8 @@ the ordinary loader and it can be copied to a GPU machine on its own:
   (``holdout``) for model selection, so no test label is ever used;
 * ``qrels/pseudo.tsv``: pseudo-queries held out from training (``pseudo_holdout``), each judged relevant to
   the document it was cut from: a label-free check of what adaptation did to the corpus's own queries;
+* ``teachers/*.trec``: each teacher's run over the training queries, so the ensemble can be re-weighted or
+  extended later (``--teachers run=FOLDER/teachers/bm25.trec@0.7,...``) without running a teacher again;
 * ``prepare.json``: how it was made.
 
 Training queries are the split's judged queries (positives: relevance > 0) and/or
@@ -30,10 +32,11 @@ from lsr.data.qrels import write_qrels
 from lsr.errors import LsrError
 from lsr.fsutil import atomic_dir
 from lsr.indexing.cache import cache_root
+from lsr.runs import Run, write_run
 from lsr.train.data import EXAMPLES_FILE
 from lsr.train.examples import build_examples, write_examples
 from lsr.train.pseudo import PSEUDO_SPLIT, pseudo_queries
-from lsr.train.teachers import Teacher, teacher_runs
+from lsr.train.teachers import TEACHERS_DIR, Teacher, teacher_runs
 
 
 def _labelled(dataset: BeirDataset, split: str) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -44,6 +47,16 @@ def _labelled(dataset: BeirDataset, split: str) -> tuple[dict[str, str], dict[st
 
 def _sample(ids: Sequence[str], count: int, seed: int) -> list[str]:
     return sorted(random.Random(seed).sample(sorted(ids), min(count, len(ids))))
+
+
+def _write_teacher_runs(teachers: Sequence[Teacher], runs: Sequence[Run], folder: Path) -> list[str]:
+    """Each teacher's run as ``folder/<file_name>`` (numbered when two teachers share a name); the names written."""
+    names = [t.file_name for t in teachers]
+    if len(set(names)) < len(names):
+        names = [f"{i}-{name}" for i, name in enumerate(names)]
+    for name, run in zip(names, runs, strict=True):
+        write_run(run, folder / name, tag="teacher")
+    return [f"{TEACHERS_DIR}/{name}" for name in names]
 
 
 def prepare(
@@ -111,6 +124,7 @@ def prepare(
     with atomic_dir(output) as tmp:
         examples = build_examples(queries, positives, runs, [t.weight for t in teachers], pool, guard, keep)
         summary["examples"] = write_examples(examples, tmp / EXAMPLES_FILE)
+        summary["teacher_runs"] = _write_teacher_runs(teachers, runs, tmp / TEACHERS_DIR)
         with gzip.open(tmp / "corpus.jsonl.gz", "wt", encoding="utf-8") as out:
             for doc in dataset.corpus():
                 out.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")

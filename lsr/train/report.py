@@ -64,9 +64,13 @@ def targets(data: str | Path, corpus: str | Path, splits: Sequence[str]) -> list
     return found
 
 
-def model_runs(model: str | Path, corpus: str | Path, chosen: Sequence[Target], device: str) -> dict[str, Run]:
-    """Exact top-``DEPTH`` runs of ``model`` for every target, the corpus encoded once."""
+def model_runs(
+    model: str | Path, corpus: str | Path, chosen: Sequence[Target], device: str
+) -> tuple[dict[str, Run], float]:
+    """Exact top-``DEPTH`` runs of ``model`` for every target, the corpus encoded once, and the mean non-zeros
+    per document (what adaptation did to the index's size and search cost)."""
     from lsr.models import load_encoder
+    from lsr.models.base import pick_device
 
     encoder = load_encoder(str(model), device=device)
     docs = list(BeirDataset(corpus).corpus())
@@ -76,8 +80,8 @@ def model_runs(model: str | Path, corpus: str | Path, chosen: Sequence[Target], 
     for target in chosen:
         qids = list(target.queries)
         vectors = encoder.encode_query([target.queries[q] for q in qids], batch_size=64)
-        runs[target.split] = exact_run(vectors, doc_vectors, qids, dids, DEPTH)
-    return runs
+        runs[target.split] = exact_run(vectors, doc_vectors, qids, dids, DEPTH, device=pick_device(device))
+    return runs, doc_vectors.nnz / max(len(dids), 1)
 
 
 def adaptation_report(
@@ -90,8 +94,12 @@ def adaptation_report(
 ) -> list[Comparison]:
     """Score both models on ``chosen``, write ``OUTPUT/report/<split>-{before,after}/`` and ``OUTPUT/REPORT_FILE``."""
     output = Path(output)
-    runs = {"before": model_runs(before, corpus, chosen, device), "after": model_runs(after, corpus, chosen, device)}
+    (runs_before, nnz_before), (runs_after, nnz_after) = (
+        model_runs(m, corpus, chosen, device) for m in (before, after)
+    )
+    runs = {"before": runs_before, "after": runs_after}
     models = {"before": str(before), "after": str(after)}
+    doc_nnz = {"before": nnz_before, "after": nnz_after}
     comparisons = []
     for target in chosen:
         scored = {}
@@ -120,7 +128,9 @@ def adaptation_report(
         )
     with atomic_file(output / REPORT_FILE) as handle:
         json.dump(
-            {"models": models, "corpus": str(corpus), "targets": [asdict(c) for c in comparisons]}, handle, indent=2
+            {"models": models, "corpus": str(corpus), "doc_nnz": doc_nnz, "targets": [asdict(c) for c in comparisons]},
+            handle,
+            indent=2,
         )
     return comparisons
 

@@ -2,7 +2,9 @@
 
 Teachers are retrievers by their registered name (:mod:`lsr.indexing.retrieval`): ``bm25`` (Lucene), ``dense`` (a
 sentence-transformers bi-encoder, all-MiniLM-L6-v2 by default, searched exactly) and ``sparse`` (a SPLADE model),
-or any other registered one. Each retrieves its top ``depth`` documents for every query through the same cached
+or any other registered one; or ``run=FILE``, a TREC run made earlier or elsewhere. A run teacher is what lets
+teachers live on different machines (BM25 where Java runs, a dense model where a GPU encodes a million
+documents), and what lets a prepared folder be re-weighted: :func:`teacher_runs` keeps every teacher's run in it. Each retrieves its top ``depth`` documents for every query through the same cached
 retrievers ``lsr eval run`` opens (so a corpus is encoded once for evaluation and teaching); a
 candidate a teacher did not retrieve gets that teacher's lowest retrieved score, an
 upper bound on what it would have scored. Scores of different teachers live on
@@ -23,7 +25,7 @@ from lsr.defaults import DEFAULT_DENSE
 from lsr.errors import LsrError
 from lsr.indexing.dense.settings import DenseSettings
 from lsr.indexing.retrieval import Corpus, RetrieverOptions, check_names, open_retriever
-from lsr.runs import Run
+from lsr.runs import Run, read_run, truncate
 from lsr.train.losses import combine_teachers
 
 
@@ -39,21 +41,32 @@ class Teacher:
     def name(self) -> str:
         return self.retriever if self.model is None else f"{self.retriever}:{self.model}"
 
+    @property
+    def file_name(self) -> str:
+        """The teacher's run in a prepared folder: ``TEACHERS_DIR/<retriever>[-<model's last part>].trec``."""
+        tail = Path(self.model).name.removesuffix(".gz").removesuffix(".trec") if self.model else ""
+        return f"{self.retriever}-{tail}.trec" if tail else f"{self.retriever}.trec"
+
+
+RUN_TEACHER = "run"  # a teacher read from a TREC run file, not run here
+TEACHERS_DIR = "teachers"  # where a prepared folder keeps each teacher's run
+
 
 def parse_teachers(spec: str) -> list[Teacher]:
     """``"bm25,dense,sparse=PATH"`` with optional ``@weight`` per teacher, e.g. ``"bm25@0.5,dense"``.
 
-    ``dense`` alone means the embedded all-MiniLM-L6-v2; ``sparse`` needs its model.
+    ``dense`` alone means the embedded all-MiniLM-L6-v2; ``sparse`` needs its model, ``run`` its TREC file.
     """
     teachers = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         head, _, weight = part.partition("@")
         name, _, model = head.partition("=")
-        check_names([name], f"teacher in {part!r}:")
+        check_names([name], f"teacher in {part!r}:", also=[RUN_TEACHER])
         if name == "bm25" and model:
             raise LsrError(f"teacher {part!r}: BM25 takes no model")
-        if name == "sparse" and not model:
-            raise LsrError(f"teacher {part!r}: a sparse teacher needs a model, e.g. sparse=PATH")
+        if name in ("sparse", RUN_TEACHER) and not model:
+            example = "sparse=MODEL" if name == "sparse" else "run=FILE.trec"
+            raise LsrError(f"teacher {part!r}: a {name} teacher needs its {example.split('=')[1]}, e.g. {example}")
         try:
             value = float(weight) if weight else 1.0
         except ValueError:
@@ -66,6 +79,23 @@ def parse_teachers(spec: str) -> list[Teacher]:
     return teachers
 
 
+def _read_teacher_run(teacher: Teacher, queries: dict[str, str], depth: int) -> Run:
+    """A run teacher's hits for ``queries``, cut to ``depth``; a query the file does not answer is an error, since
+    it would silently train on the other teachers alone."""
+    path = Path(teacher.model or "")
+    if not path.is_file():
+        raise LsrError(f"teacher run={path}: no such file")
+    run = read_run(path)
+    missing = [qid for qid in queries if not run.get(qid)]
+    if missing:
+        raise LsrError(
+            f"teacher run={path}: {len(missing):,} of {len(queries):,} training queries have no hits there "
+            f"(first: {missing[0]!r}); make the run for the same queries (`lsr train prepare` keeps its teachers' "
+            f"runs in {TEACHERS_DIR}/)"
+        )
+    return truncate({qid: run[qid] for qid in queries}, depth)
+
+
 def teacher_runs(
     dataset: BeirDataset, queries: dict[str, str], teachers: Sequence[Teacher], cache: Path, depth: int
 ) -> list[Run]:
@@ -73,6 +103,9 @@ def teacher_runs(
     corpus = Corpus(dataset, cache)
     runs = []
     for teacher in teachers:
+        if teacher.retriever == RUN_TEACHER:
+            runs.append(_read_teacher_run(teacher, queries, depth))
+            continue
         model = teacher.model or ""
         options = RetrieverOptions(model=model or None, dense_model=model, dense=DenseSettings("exact"))
         runs.append(open_retriever(teacher.retriever, corpus, options).retrieve(queries, depth))

@@ -267,6 +267,12 @@ def latest_checkpoint(output: str | Path) -> Path | None:
     return max(found, key=_step_of) if found else None
 
 
+def checkpoint_step(output: str | Path) -> int:
+    """The step of the newest complete checkpoint in ``output`` (0 when there is none)."""
+    latest = latest_checkpoint(output)
+    return _step_of(latest) if latest else 0
+
+
 def check_dev(specs: Sequence[str]) -> None:
     """Fail before training when a dev split cannot be read."""
     from lsr.data.beir import BeirDataset
