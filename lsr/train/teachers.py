@@ -2,14 +2,16 @@
 
 Teachers are retrievers by their registered name (:mod:`lsr.indexing.retrieval`): ``bm25`` (Lucene), ``dense`` (a
 sentence-transformers bi-encoder, all-MiniLM-L6-v2 by default, searched exactly) and ``sparse`` (a SPLADE model),
-or any other registered one; or ``run=FILE``, a TREC run made earlier or elsewhere. A run teacher is what lets
-teachers live on different machines (BM25 where Java runs, a dense model where a GPU encodes a million
-documents), and what lets a prepared folder be re-weighted: :func:`teacher_runs` keeps every teacher's run in it. Each retrieves its top ``depth`` documents for every query through the same cached
-retrievers ``lsr eval run`` opens (so a corpus is encoded once for evaluation and teaching); a
-candidate a teacher did not retrieve gets that teacher's lowest retrieved score, an
-upper bound on what it would have scored. Scores of different teachers live on
-different scales (BM25 ~ 10-40, cosine < 1), so :func:`ensemble_scores` min-max
-normalises each teacher per query before the weighted sum.
+or any other registered one. Each retrieves its top ``depth`` documents for every query through the same cached
+retrievers ``lsr eval run`` opens (so a corpus is encoded once for evaluation and teaching).
+
+A teacher can also be ``run=FILE``, a TREC run made earlier or elsewhere: it lets teachers live on different
+machines (BM25 where Java runs, a dense model where a GPU encodes a million documents), and it lets a prepared
+folder be re-weighted, since ``lsr train prepare`` keeps every teacher's run in it.
+
+A candidate a teacher did not retrieve gets that teacher's lowest retrieved score, an upper bound on what it would
+have scored. Scores of different teachers live on different scales (BM25 ~ 10-40, cosine < 1), so
+:func:`ensemble_scores` min-max normalises each teacher per query before the weighted sum.
 """
 
 from __future__ import annotations
