@@ -58,6 +58,7 @@ def bm25_cmd(
 
 
 @app.command("score")
+@writes("output_dir", in_place=True)
 def score_cmd(
     run: Annotated[Path, typer.Option(help="TREC run file.", exists=True, dir_okay=False)],
     dataset: DatasetOption,
@@ -69,6 +70,9 @@ def score_cmd(
         bool, typer.Option(help="Count hits whose doc id equals the query id (BEIR drops them).")
     ] = False,
     complete: Annotated[bool, typer.Option(help="Judged queries without results count as 0 (trec_eval -c).")] = False,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Also write an evaluation folder here (what `lsr eval compare` reads).")
+    ] = None,
 ) -> None:
     """Score an existing TREC run on a BEIR split, exactly as trec_eval would."""
     from lsr.eval.outputs import print_metrics
@@ -79,14 +83,17 @@ def score_cmd(
     from lsr.runs import read_run
 
     qrels = BeirDataset(resolve_dataset(dataset)).qrels(split)
+    hits = read_run(run)
     evaluation = evaluate(
-        qrels,
-        read_run(run),
-        measure or DEFAULT_MEASURES,
-        ignore_identical_ids=not keep_identical_ids,
-        complete=complete,
+        qrels, hits, measure or DEFAULT_MEASURES, ignore_identical_ids=not keep_identical_ids, complete=complete
     )
     print_metrics(evaluation, f"{run.name} on {dataset} {split}", console)
+    if output_dir is not None:
+        from lsr.metrics import write_evaluation
+
+        config = {"run": str(run), "dataset": dataset, "split": split, "complete": complete}
+        write_evaluation(output_dir, hits, evaluation, config, "scored")
+        console.print(f"wrote {output_dir}/metrics.json and {output_dir}/per_query.tsv")
 
 
 def _floats(text: str | None) -> tuple[float, ...] | None:

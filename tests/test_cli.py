@@ -94,6 +94,23 @@ def test_stats_and_score(beir_dir: Path, tmp_path: Path) -> None:
     assert "0.7500" in score.output  # RR@10: q1 1.0, q3 0.5
     assert "1 judged queries got no results" in score.output
 
+    # with --output-dir, scored runs (made elsewhere) become evaluation folders that `lsr eval compare` pairs
+    write_run({"q1": {"d1": 1.0}}, tmp_path / "other.trec")
+    for name in ("run", "other"):
+        args = ["eval", "score", "--run", str(tmp_path / f"{name}.trec"), "--dataset", str(beir_dir)]
+        written = CliRunner().invoke(app, [*args, "--complete", "--output-dir", str(tmp_path / f"eval-{name}")])
+        assert written.exit_code == 0, written.output
+    metrics = json.loads((tmp_path / "eval-run" / "metrics.json").read_text())
+    assert metrics["RR@10"] == pytest.approx(0.5)  # -c: three judged queries, q2 unanswered counts 0
+    compared = CliRunner().invoke(
+        app,
+        ["eval", "compare", str(tmp_path / "eval-run"), str(tmp_path / "eval-other"), "--measure", "RR@10"]
+        + ["--name", "base", "--name", "other"],
+        terminal_width=200,
+    )
+    assert compared.exit_code == 0, compared.output
+    assert "0.5000" in compared.output and "0.3333" in compared.output and "-0.1667" in compared.output
+
 
 def test_convert_smart_command(tmp_path: Path) -> None:
     src = tmp_path / "cisi"
