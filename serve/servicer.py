@@ -32,6 +32,7 @@ from lsr.indexing.hits import DocFilter, Hits
 from lsr.serve.engine import DEFAULT_K, SPARSE, Engine, Query
 from lsr.serve.errors import InvalidArgument, ResourceExhausted, ServeError
 from lsr.serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
+from lsr.serve.wire import batch_response_bytes, search_response_bytes
 
 log = logging.getLogger("lsr.serve")
 LATENCY_WINDOW = 2048  # recent calls per method kept for the Stats percentiles
@@ -128,11 +129,9 @@ def too_large(size: str, limit: int, advice: str) -> ResourceExhausted:
     return ResourceExhausted(f"{size}, over this server's {limit:,}-byte message limit (--max-message-mb): {advice}")
 
 
-def to_response(query: Query, hits: Hits) -> lsr_pb2.SearchResponse:
-    return lsr_pb2.SearchResponse(
-        hits=[lsr_pb2.Hit(doc_id=doc, score=score) for doc, score in zip(hits.ids, hits.scores.tolist(), strict=True)],
-        retriever=query.retriever,
-    )
+def response_bytes(query: Query, hits: Hits) -> bytes:
+    """A query's serialized SearchResponse, laid out by :mod:`lsr.serve.wire` (not hit by hit under the lock)."""
+    return search_response_bytes(hits.ids, hits.scores, query.retriever)
 
 
 class RetrievalServicer(lsr_pb2_grpc.RetrievalServicer):
@@ -156,7 +155,7 @@ class RetrievalServicer(lsr_pb2_grpc.RetrievalServicer):
     def Search(self, request: lsr_pb2.SearchRequest, context: grpc.ServicerContext) -> lsr_pb2.SearchResponse:  # noqa: N802
         with self.tracker.track("Search", context) as deadline:
             query = to_query(request, self.engine.default_retriever)
-            return to_response(query, self._search([query], deadline, batch=False)[0])
+            return lsr_pb2.SearchResponse.FromString(response_bytes(query, self._search([query], deadline, False)[0]))
 
     def BatchSearch(  # noqa: N802
         self, request: lsr_pb2.BatchSearchRequest, context: grpc.ServicerContext
@@ -166,9 +165,8 @@ class RetrievalServicer(lsr_pb2_grpc.RetrievalServicer):
                 raise InvalidArgument("BatchSearch with no requests")
             queries = [to_query(r, self.engine.default_retriever) for r in request.requests]
             results = self._search(queries, deadline, batch=True)
-            return lsr_pb2.BatchSearchResponse(
-                responses=[to_response(q, hits) for q, hits in zip(queries, results, strict=True)]
-            )
+            replies = [response_bytes(q, hits) for q, hits in zip(queries, results, strict=True)]
+            return lsr_pb2.BatchSearchResponse.FromString(batch_response_bytes(replies))
 
     def Encode(self, request: lsr_pb2.EncodeRequest, context: grpc.ServicerContext) -> lsr_pb2.EncodeResponse:  # noqa: N802
         with self.tracker.track("Encode", context) as deadline:
