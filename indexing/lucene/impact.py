@@ -9,6 +9,7 @@ lsr's vectors with their own tools (``-collection JsonVectorCollection -impact
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,13 +66,17 @@ def build_impact_index(collection: str | Path, index: str | Path, threads: int =
     from jnius import autoclass
 
     started = time.perf_counter()
-    with atomic_dir(index) as tmp:
+    # Anserini reads every file of its input folder: it is given links to the vector files alone, not the marker
+    # lsr leaves in folders it wrote (which it would log as a document it cannot parse)
+    with atomic_dir(index) as tmp, tempfile.TemporaryDirectory(prefix="lsr-impact-input-") as parts:
+        for part in sorted(Path(collection).glob("part-*.jsonl")):
+            (Path(parts) / part.name).symlink_to(part.resolve())
         autoclass("io.anserini.index.IndexCollection").main(
             [
                 "-collection",
                 "JsonVectorCollection",
                 "-input",
-                str(collection),
+                parts,
                 "-index",
                 str(tmp),
                 "-generator",
