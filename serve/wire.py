@@ -4,7 +4,8 @@ Why: building a reply hit by hit (``Hit(doc_id=..., score=...)`` for each) costs
 all of it under the interpreter lock. A BatchSearch of 32 queries at k = 1000 spent 20 ms so, on a gRPC thread at
 normal priority, and every small search waiting for the lock waited behind it (issue 19's tail under load). Here
 the bytes of every hit are laid out by array operations, and one parse in protobuf's C runtime turns them into the
-message the generated service code expects: the same message, about ten times sooner.
+message the generated service code expects: the same message, 4.9 ms instead of 22 ms for 32 × 1,000 hits
+(`lsr bench replies`, eval/bench/results-serve-replies.json).
 
 The layout is ``lsr.v1.SearchResponse``'s (see ``proto/lsr/v1/lsr.proto``): field 1 ``hits``, each a ``Hit``
 message of field 1 ``doc_id`` (string) and field 2 ``score`` (float, fixed 32-bit), then field 2 ``retriever``.

@@ -33,6 +33,7 @@ COMMANDS = [
     ["bench"],
     ["bench", "encode"],
     ["bench", "idf-query"],
+    ["bench", "replies"],
     ["bench", "search"],
     ["bench", "engines"],
     ["bench", "engines-table"],

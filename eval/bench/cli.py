@@ -132,6 +132,21 @@ def idf_query_bench(
     _report(result, output)
 
 
+@app.command("replies")
+@writes("output", file_kind="json")
+def replies_bench(
+    index: Annotated[Path, typer.Option(help="Sparse index folder (`lsr index`).", exists=True, file_okay=False)],
+    queries: Annotated[int, typer.Option(min=1, help="Queries in the BatchSearch reply.")] = 32,
+    k: Annotated[int, typer.Option(min=1, help="Hits per query.")] = 1000,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs of each piece; the best is kept.")] = 20,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here too.")] = None,
+) -> None:
+    """Milliseconds of one large search reply under the interpreter lock: ids, hit-by-hit vs wire layout."""
+    from lsr.eval.bench.replies import bench_replies
+
+    _report(bench_replies(index, queries, k, repeat), output)
+
+
 @app.command("search")
 @writes("output", file_kind="json")
 def search_bench(

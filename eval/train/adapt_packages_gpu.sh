@@ -18,7 +18,7 @@ set -uo pipefail
 phase=$1 dir=$2
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TQDM_MININTERVAL=20 LSR_CACHE=/tmp/p23/cache
 work=/tmp/p23 beir=/tmp/p23/packages sample=(--pseudo-queries 3 --pseudo-holdout 200 --max-queries 8000 --seed 0)
-lsr() { python3 -P -c "from lsr.cli import main; main()" "$@"; }
+lsr=(python3 -P -c "from lsr.cli import main; main()")  # -P: the staged package, not the checkout's lsr/
 mkdir -p "$work/columns"
 exec > >(tee -a "$OUT/$phase.log") 2>&1
 if [ "$phase" = stage ]; then
@@ -36,7 +36,7 @@ rm -rf /tmp/stage && mkdir -p /tmp/stage/lsr && ln -s "$PWD"/lsr/* /tmp/stage/ls
   for pair in indexing:indexing serve:serve eval:eval shipped_models:models; do
     ln -s "$PWD/${pair#*:}" "/tmp/stage/lsr/${pair%%:*}"
   done
-export PYTHONPATH=/tmp/site:/tmp/stage  # python3 -P: not the checkout's lsr/ (cwd) first
+export PYTHONPATH=/tmp/site:/tmp/stage
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 timed() { local start=$(date +%s); "$@"; local rc=$?; echo "$* -> exit $rc, $(( $(date +%s) - start )) s" | tee -a "$OUT/times.txt"; return $rc; }
 if [ "$phase" = dense ]; then
@@ -45,10 +45,10 @@ if [ "$phase" = dense ]; then
   du -sh "$LSR_CACHE"/*/* 2>/dev/null  # a cut-short call's encodings, resumed by the cache
   [ -f "$beir/corpus.jsonl" ] || timed python3 -P -c "from pathlib import Path; from lsr.eval.bench.packages_gpu import read_columns
 read_columns(Path('$work/columns'), Path('$beir'))" || exit 1
-  timed timeout "${3:-3000}" python3 -P -c "from lsr.cli import main; main()" train prepare --dataset "$beir" \
+  timed timeout "${3:-3000}" "${lsr[@]}" train prepare --dataset "$beir" \
     --output "$work/dense-data" "${sample[@]}" --teachers "dense=$work/minilm" || exit 1
   for split in dev test; do
-    timed lsr eval run --dataset "$beir" --split "$split" --retriever dense --dense-model "$work/minilm" --index exact \
+    timed "${lsr[@]}" eval run --dataset "$beir" --split "$split" --retriever dense --dense-model "$work/minilm" --index exact \
       --k 100 --output-dir "$work/dense-$split"
     xz -T0 -c "$work/dense-$split/run.trec" > "$OUT/dense-$split.trec.xz"
   done
@@ -59,10 +59,10 @@ fi
 if [ "$phase" = adapt ]; then
   if [ ! -f "$work/data/prepare.json" ]; then
     xz -dc "$dir/bm25.trec.xz" > "$work/bm25.trec" || exit 1
-    timed lsr train prepare --dataset "$beir" --output "$work/data" "${sample[@]}" \
+    timed "${lsr[@]}" train prepare --dataset "$beir" --output "$work/data" "${sample[@]}" \
       --teachers "run=$work/bm25.trec,run=$work/dense-data/teachers/dense-minilm.trec" 2>&1 | tail -n 3 || exit 1
   fi
-  timed timeout "$4" python3 -P -c "from lsr.cli import main; main()" train adapt --corpus "$beir" \
+  timed timeout "$4" "${lsr[@]}" train adapt --corpus "$beir" \
     --model models/inference-free-minilm --data "$work/data" --output "$work/adapt" --eval-split dev \
     --eval-split test --resume --max-minutes "$3" 2>&1 |
     tee -a "$work/adapt.log" | grep -v "it/s\]" | tail -n 40

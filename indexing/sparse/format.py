@@ -308,8 +308,8 @@ class SparseIndex:
     def doc_ids(self, numbers: np.ndarray) -> list[str]:
         """The ids of document ``numbers``, read in one gather from the id blob, each followed by a NUL byte, then
         decoded and split by one C call each: a server building replies of many hits holds the interpreter lock
-        for a Python step per id otherwise (4.6 ms for 32,000 ids, against 0.5 ms). An id holding a NUL itself
-        (possible, never seen) takes the slower path of slicing each id."""
+        for a Python step per id otherwise (32,000 ids: 2.9 ms, against 4.6 ms sliced one by one; `lsr bench
+        replies`). An id holding a NUL itself (possible, never seen) takes the slower path of slicing each id."""
         numbers = np.asarray(numbers, dtype=np.int64)
         if not len(numbers):
             return []

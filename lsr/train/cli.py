@@ -255,8 +255,6 @@ def adapt_command(
 ) -> None:
     """Label-free domain adaptation: pseudo-queries from the corpus, scored by the teachers, then training; ends
     with the starting and the adapted model on held-out pseudo-queries (and --eval-split qrels)."""
-    import json
-
     from lsr.data.beir import BeirDataset
     from lsr.errors import LsrError
     from lsr.train.report import REPORT_FILE, adaptation_report, print_report, targets
@@ -286,8 +284,8 @@ def adapt_command(
     if checkpoint_step(output) < steps:  # stopped by --max-minutes: the report waits for the finished model
         return
     console.print(f"adapted model at {folder}")
-    comparisons = adaptation_report(model, folder, corpus, targets(data, corpus, eval_split or []), output, device)
-    print_report(comparisons, console)
-    nnz = json.loads((output / REPORT_FILE).read_text())["doc_nnz"]
-    console.print(f"non-zeros per document: {nnz['before']:.1f} before, {nnz['after']:.1f} after")
+    comparisons, doc_nnz = adaptation_report(
+        model, folder, corpus, targets(data, corpus, eval_split or []), output, device
+    )
+    print_report(comparisons, doc_nnz, console)
     console.print(f"before/after figures in {output / REPORT_FILE} and {output / 'report'}")

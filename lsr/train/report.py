@@ -24,7 +24,7 @@ from lsr.encode.corpus import document_text
 from lsr.fsutil import atomic_file
 from lsr.metrics import evaluate, paired_test, write_evaluation
 from lsr.runs import Run
-from lsr.train.evaluate import exact_run
+from lsr.train.evaluate import ExactSearch
 from lsr.train.pseudo import PSEUDO_SPLIT
 
 MEASURES = ("nDCG@10", "RR@10", "R@100")
@@ -78,13 +78,13 @@ def model_runs(
     batch = 256 if where.type == "cuda" else 64
     docs = list(BeirDataset(corpus).corpus())
     doc_vectors = encoder.encode_document([document_text(d) for d in docs], batch_size=batch)
-    dids = [d.id for d in docs]
+    search = ExactSearch(doc_vectors, [d.id for d in docs], where)
     runs = {}
     for target in chosen:
         qids = list(target.queries)
         vectors = encoder.encode_query([target.queries[q] for q in qids], batch_size=batch)
-        runs[target.split] = exact_run(vectors, doc_vectors, qids, dids, DEPTH, device=where)
-    return runs, doc_vectors.nnz / max(len(dids), 1)
+        runs[target.split] = search.run(vectors, qids, DEPTH)
+    return runs, doc_vectors.nnz / max(len(docs), 1)
 
 
 def adaptation_report(
@@ -94,8 +94,9 @@ def adaptation_report(
     chosen: Sequence[Target],
     output: str | Path,
     device: str = "auto",
-) -> list[Comparison]:
-    """Score both models on ``chosen``, write ``OUTPUT/report/<split>-{before,after}/`` and ``OUTPUT/REPORT_FILE``."""
+) -> tuple[list[Comparison], dict[str, float]]:
+    """Score both models on ``chosen``, write ``OUTPUT/report/<split>-{before,after}/`` and ``OUTPUT/REPORT_FILE``;
+    returns the comparisons and each model's mean non-zeros per document."""
     output = Path(output)
     (runs_before, nnz_before), (runs_after, nnz_after) = (
         model_runs(m, corpus, chosen, device) for m in (before, after)
@@ -135,11 +136,12 @@ def adaptation_report(
             handle,
             indent=2,
         )
-    return comparisons
+    return comparisons, doc_nnz
 
 
-def print_report(comparisons: Sequence[Comparison], console: Console) -> None:
-    """One row per split and measure: before, after, the difference and its paired t-test p-value."""
+def print_report(comparisons: Sequence[Comparison], doc_nnz: dict[str, float], console: Console) -> None:
+    """One row per split and measure: before, after, the difference and its paired t-test p-value; then the
+    documents' mean non-zeros before and after."""
     table = Table(title="adaptation: before -> after (exact search, trec_eval -c)")
     for name in ("split", "queries", "measure", "before", "after", "delta", "p"):
         table.add_column(name, justify="left" if name in ("split", "measure") else "right")
@@ -156,3 +158,4 @@ def print_report(comparisons: Sequence[Comparison], console: Console) -> None:
                 f"{c.p_value[m]:.3g}",
             )
     console.print(table)
+    console.print(f"non-zeros per document: {doc_nnz['before']:.1f} before, {doc_nnz['after']:.1f} after")

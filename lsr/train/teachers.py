@@ -52,6 +52,7 @@ class Teacher:
 
 RUN_TEACHER = "run"  # a teacher read from a TREC run file, not run here
 TEACHERS_DIR = "teachers"  # where a prepared folder keeps each teacher's run
+_NEEDS = {"sparse": "model, e.g. sparse=MODEL", RUN_TEACHER: "TREC file, e.g. run=FILE.trec"}
 
 
 def parse_teachers(spec: str) -> list[Teacher]:
@@ -66,9 +67,8 @@ def parse_teachers(spec: str) -> list[Teacher]:
         check_names([name], f"teacher in {part!r}:", also=[RUN_TEACHER])
         if name == "bm25" and model:
             raise LsrError(f"teacher {part!r}: BM25 takes no model")
-        if name in ("sparse", RUN_TEACHER) and not model:
-            example = "sparse=MODEL" if name == "sparse" else "run=FILE.trec"
-            raise LsrError(f"teacher {part!r}: a {name} teacher needs its {example.split('=')[1]}, e.g. {example}")
+        if name in _NEEDS and not model:
+            raise LsrError(f"teacher {part!r}: a {name} teacher needs its {_NEEDS[name]}")
         try:
             value = float(weight) if weight else 1.0
         except ValueError:
