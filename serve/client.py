@@ -75,6 +75,18 @@ class Client:
         response = self._call(self.retrieval.Search, self.request(query, k, **options))
         return [(hit.doc_id, hit.score) for hit in response.hits]
 
+    def search_future(
+        self,
+        query: str | tuple[Sequence[int], Sequence[float]],
+        k: int = 10,
+        **options,  # noqa: ANN003
+    ) -> grpc.Future:
+        """Start a Search and return at once (an open-loop load generator must not wait for the reply before sending
+        the next); the future's ``result()`` is the SearchResponse, its ``code()`` the status. Options as
+        :meth:`request`."""
+        request = self.request(query, k, **options)
+        return self.retrieval.Search.future(request, timeout=self.timeout, metadata=self.metadata)
+
     def batch_search(self, queries: Sequence[str], k: int = 10, **options) -> list[Hits]:  # noqa: ANN003
         """Several queries in one call (the server searches them as one batch)."""
         request = lsr_pb2.BatchSearchRequest(requests=[self.request(q, k, **options) for q in queries])
