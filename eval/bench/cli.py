@@ -16,18 +16,32 @@ app = typer.Typer(help="Benchmarks against the real competitors, in the same run
 console = Console()
 
 
+def _query_texts(queries: Path) -> list[str]:
+    """The query texts of a BEIR folder or a queries file."""
+    from lsr.data.beir import BeirDataset, read_queries
+    from lsr.data.textio import TextSource
+
+    return list((BeirDataset(queries).queries() if queries.is_dir() else read_queries(TextSource(queries))).values())
+
+
 def _query_vectors(queries: Path, model: str):  # noqa: ANN202 - a scipy CSR matrix
     """Query vectors from a ``.npz`` file, or a BEIR folder / queries file encoded with ``model``."""
     import scipy.sparse as sp
 
-    from lsr.data.beir import BeirDataset, read_queries
-    from lsr.data.textio import TextSource
     from lsr.models import load_encoder
 
     if queries.suffix == ".npz":
         return sp.load_npz(queries)
-    texts = BeirDataset(queries).queries() if queries.is_dir() else read_queries(TextSource(queries))
-    return load_encoder(model, device="cpu").encode_query(list(texts.values()))
+    return load_encoder(model, device="cpu").encode_query(_query_texts(queries))
+
+
+def _server_arguments(
+    index: Path, model: str | None, dense_index: Path | None, server_option: list[str] | None
+) -> list[str]:
+    """The `lsr serve` arguments of a serving benchmark."""
+    arguments = ["--index", str(index), *(["--model", model] if model else [])]
+    arguments += ["--dense-index", str(dense_index)] if dense_index else []
+    return arguments + list(server_option or [])
 
 
 def _report(result: dict, output: Path | None) -> None:
@@ -341,13 +355,8 @@ def serve_bench(
     """QPS and p50/p99 latency of `lsr serve` on 127.0.0.1 per retriever, and a soak run watching its memory."""
     from lsr.eval.bench.serve import machine, run_retriever, soak, start_server, stop_server
 
-    from lsr.data.beir import BeirDataset, read_queries
-    from lsr.data.textio import TextSource
-
-    texts = list((BeirDataset(queries).queries() if queries.is_dir() else read_queries(TextSource(queries))).values())
-    arguments = ["--index", str(index), *(["--model", model] if model else [])]
-    arguments += ["--dense-index", str(dense_index)] if dense_index else []
-    arguments += list(server_option or [])
+    texts = _query_texts(queries)
+    arguments = _server_arguments(index, model, dense_index, server_option)
     chosen = retriever or (["sparse", "dense", "hybrid"] if dense_index else ["sparse"])
     result: dict = {"machine": machine(), "server_arguments": arguments, "queries": len(texts), "k": k}
     result["settings"] = {"concurrency": concurrency, "requests": requests, "warmup": warmup}
@@ -365,6 +374,91 @@ def serve_bench(
         result["server_exit_status"] = stop_server(process)
     _serve_table(result)
     _save(result, output)
+
+
+def _short(value: float) -> str:
+    """A number in at most 6 characters, to 3 significant digits below 100 (a table cell of 80 columns)."""
+    return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
+
+
+def _open_loop_table(result: dict) -> None:
+    """``lsr bench serve-open`` as one table of at most 80 columns: a row per offered rate."""
+    from rich import box
+    from rich.table import Table
+
+    settings, cpus = result["settings"], result["cpus"]
+    title = (
+        f"lsr serve open loop: {result['retriever']}, {settings['arrivals']} arrivals, {settings['seconds']:g} s a "
+        f"rate; server on CPU {cpus['server']}, client on CPU {cpus['client']}; latency ms from due time"
+    )
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    for column in ("offered", "done/s", "p50", "p90", "p99", "p99.9", "max", "late", "lag", "errors", "load"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in result["rates"]:
+        table.add_row(
+            _short(row["offered_qps"]),
+            _short(row["achieved_qps"]),
+            *(_short(row[p]) for p in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms")),
+            str(row["late_sends"]),
+            _short(row["max_send_lag_ms"]),
+            str(sum(row["errors"].values())),
+            f"{row['load_average_start'][0]:.1f}-{row['load_average_end'][0]:.1f}",
+        )
+    console.print(table, width=80)
+    console.print(
+        "offered, done/s: queries/s sent, answered; late: calls sent over 1 ms after their due time; lag: the "
+        "largest, ms; load: 1-minute load average at start-end",
+        width=80,
+    )
+    for row in result["rates"]:
+        if row["errors"]:
+            console.print(f"errors at {row['offered_qps']:g}/s: {row['errors']}", width=80)
+
+
+@app.command("serve-open")
+@writes("output", file_kind="json")
+def serve_open_bench(
+    index: Annotated[Path, typer.Option(help="Sparse index folder (`lsr index`) the server searches.")],
+    queries: Annotated[Path, typer.Option(help="BEIR folder or queries.jsonl whose query texts are sent.")],
+    rates: Annotated[
+        str, typer.Option("--rates", "--rate", help="Offered queries/s; comma-separated for a sweep (50,100,200).")
+    ],
+    seconds: Annotated[float, typer.Option(help="Measured seconds per rate.")] = 20.0,
+    warmup: Annotated[float, typer.Option(help="Unmeasured seconds at each rate first.")] = 2.0,
+    arrivals: Annotated[str, typer.Option(help="constant (evenly spaced) or poisson (seeded).")] = "constant",
+    seed: Annotated[int, typer.Option(help="Seed of the Poisson arrivals.")] = 1,
+    retriever: Annotated[str, typer.Option(help="Retriever every request asks for.")] = "sparse",
+    model: Annotated[str | None, typer.Option(help="Query encoder instead of the one the index names.")] = None,
+    dense_index: Annotated[Path | None, typer.Option(help="Dense index folder: adds dense and hybrid.")] = None,
+    k: Annotated[int, typer.Option(min=1)] = 10,
+    server_cpus: Annotated[
+        str | None, typer.Option(help="CPUs of the server, e.g. 0 or 0-2 (default: all but the client's).")
+    ] = None,
+    client_cpus: Annotated[
+        str | None, typer.Option(help="CPUs of the load generator (default: the last one this process may use).")
+    ] = None,
+    server_option: Annotated[
+        list[str] | None, typer.Option(help="Extra `lsr serve` option, e.g. --server-option=--batch-window-ms=1.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the result as JSON here (and a .png plot beside).")] = None,
+) -> None:
+    """Open-loop load on `lsr serve`: calls sent at a fixed rate without waiting for replies, latency from each
+    call's due time, server and generator pinned to disjoint CPUs (Linux); one row per offered rate."""
+    from lsr.eval.bench.open_loop import make_plan, plot, sweep
+
+    from lsr.errors import LsrError
+
+    try:
+        plan = make_plan(rates, seconds, warmup, arrivals, seed, server_cpus, client_cpus)
+    except ValueError as exc:
+        raise LsrError(str(exc)) from None
+    result = sweep(
+        _server_arguments(index, model, dense_index, server_option), _query_texts(queries), retriever, plan, k
+    )
+    _open_loop_table(result)
+    _save(result, output)
+    if output:
+        plot(result, output.with_suffix(".png"))
 
 
 @app.command("serve-fairness")
