@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,15 +95,19 @@ def test_a_stalled_server_shows_as_growing_latency(address: tuple[int, str]) -> 
     every call due in the stall waits for its end, so about 10 calls take over 0.5 s (a closed loop of one client
     would time one slow call and send nothing meanwhile)."""
     pid, where = address
-    stall = threading.Timer(1.0, os.kill, (pid, signal.SIGSTOP))
-    resume = threading.Timer(2.0, os.kill, (pid, signal.SIGCONT))
-    stall.start()
-    resume.start()
+
+    def stall() -> None:  # the pause is timed from the stop itself, so it lasts 1 s however late the stop comes
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGCONT)
+
+    staller = threading.Thread(target=stall)
+    staller.start()
     try:
         run = open_loop(where, demo_queries(), "sparse", arrival_offsets(20.0, 3.0, "constant", seed=1))
     finally:
-        stall.cancel()
-        resume.cancel()
+        staller.join()
         os.kill(pid, signal.SIGCONT)
     assert run["codes"] == ["OK"] * 60
     assert run["lags"].max() < 0.5  # the sender did not wait for the stalled server
