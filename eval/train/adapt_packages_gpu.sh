@@ -16,29 +16,21 @@
 #               Files for $OUT.
 set -uo pipefail
 phase=$1 dir=$2
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TQDM_MININTERVAL=20 LSR_CACHE=/tmp/p23/cache
+source "$(dirname "$0")/gpu_env.sh"
+export LSR_CACHE=/tmp/p23/cache
 work=/tmp/p23 beir=/tmp/p23/packages sample=(--pseudo-queries 3 --pseudo-holdout 200 --max-queries 8000 --seed 0)
-lsr=(python3 -P -c "from lsr.cli import main; main()")  # -P: the staged package, not the checkout's lsr/
 mkdir -p "$work/columns"
 exec > >(tee -a "$OUT/$phase.log") 2>&1
 if [ "$phase" = stage ]; then
   cp "$dir/text.xz" "$work/columns/" && ls -la "$work/columns" && exit 0
 fi
 if [ "$phase" = dense ] && [ ! -d /tmp/site ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$dir"/*.whl || exit 1
-  # no wheel of hnswlib for this machine: the package imports it, but only exact dense search runs here
-  [ -n "$(python3 -c 'import hnswlib' 2>&1)" ] && echo '' > /tmp/site/hnswlib.py
+  install_wheels "$dir" || exit 1
 elif [ ! -d /tmp/site ]; then
   echo "this machine is a fresh one (no /tmp/site): run the stage and dense phases first" >&2 && exit 1
 fi
-# the package as pyproject.toml maps it (indexing/, serve/, eval/ and models/ inside lsr), without installing it
-rm -rf /tmp/stage && mkdir -p /tmp/stage/lsr && ln -s "$PWD"/lsr/* /tmp/stage/lsr/ &&
-  for pair in indexing:indexing serve:serve eval:eval shipped_models:models; do
-    ln -s "$PWD/${pair#*:}" "/tmp/stage/lsr/${pair%%:*}"
-  done
-export PYTHONPATH=/tmp/site:/tmp/stage
+stage_package || exit 1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-timed() { local start=$(date +%s); "$@"; local rc=$?; echo "$* -> exit $rc, $(( $(date +%s) - start )) s" | tee -a "$OUT/times.txt"; return $rc; }
 if [ "$phase" = dense ]; then
   [ -d "$work/minilm" ] || { cp "$dir"/{source.xz,title.xz,queries.jsonl.gz,dev.tsv,test.tsv} "$work/columns/" &&
     cp -r "$dir/minilm" "$work/"; } || exit 1
