@@ -56,6 +56,7 @@ def index(
 
     loaded: list = []
     folders = list(vectors or [])
+    source = ""  # the corpus, recorded in the index so that `lsr query` can show its titles
     if not folders:
         if model is None or corpus is None:
             raise typer.BadParameter("give --model and --corpus, or --vectors", param_hint="lsr index")
@@ -71,7 +72,7 @@ def index(
             return loaded[0]
 
         settings = encoding_settings(max_length, "auto", backend, stride, window_pooling)
-        src = corpus_source(corpus)
+        src, source = corpus_source(corpus), str(corpus.resolve())
         folders = [cached_vectors(cache_root(cache_dir), src, model, load, batch_size, settings)]
         if keep_vectors:
             materialise(folders[0], output.with_name(output.name + ".vectors"))
@@ -83,10 +84,10 @@ def index(
         from lsr.cache.vectors import similarity as recorded
 
         similarity = recorded(folders[0]) or (loaded[0] if loaded else _encoder(manifest.model)).similarity
-        dense = build_dense_index(lambda: iter_merged(folders), output, name, similarity, dense_backend)
+        dense = build_dense_index(lambda: iter_merged(folders), output, name, similarity, dense_backend, corpus=source)
         summary = f"indexed {dense.num_docs:,} {dense.dimension}-d vectors ({dense_backend}, {similarity})"
     else:
-        meta = build_index(lambda: iter_merged(folders), output, name, manifest.kind, weights)
+        meta = build_index(lambda: iter_merged(folders), output, name, manifest.kind, weights, corpus=source)
         summary = f"indexed {meta.num_docs:,} documents, {meta.nnz:,} postings"
     console.print(f"{summary}, at {output}")
 

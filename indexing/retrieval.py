@@ -97,6 +97,12 @@ class Retriever(ABC):
         """Bytes (UTF-8) of the longest document id it may return; see :attr:`num_docs`."""
         raise LsrError(f"the {self.name} retriever does not say how long its document ids are (longest_id)")
 
+    @property
+    def corpus(self) -> str:
+        """Where its documents came from, as its index recorded it (a BEIR folder or zip, or a corpus file), or ``""``
+        when unknown: ``lsr serve`` reports it so that ``lsr query`` can show the documents' titles."""
+        return ""
+
     def express(self) -> Retriever | None:
         """A second retriever sharing this one's index and encoder but with a single-threaded searcher of its own,
         for a server's small searches to run beside large ones; None (the default) where there is no such thing."""

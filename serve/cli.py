@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from lsr.serve.client import Client
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -179,28 +182,39 @@ def query(
     timeout: Annotated[float, typer.Option(min=0.001, help="Deadline (seconds).")] = 30.0,
     titles: Annotated[
         Path | None,
-        typer.Option(help="Show titles from this BEIR corpus (folder, zip, corpus.jsonl) or MovieLens items file."),
+        typer.Option(
+            help="Show titles from this BEIR corpus (folder, zip, corpus.jsonl) or MovieLens items file (default: "
+            "the corpus the server's index was built from, when this machine can read it)."
+        ),
     ] = None,
+    no_titles: Annotated[bool, typer.Option("--no-titles", help="Bare ids: no titles from any corpus.")] = False,
 ) -> None:
-    """Search an `lsr serve` server (or ask it for recommendations) and print the hits, with their titles when
-    --titles names the data."""
-    import grpc
-    from lsr.serve.client import Client
-
+    """Search an `lsr serve` server (or ask it for recommendations) and print the hits, with the titles of the
+    corpus the server's index was built from when this machine can read it (--titles names another)."""
     from lsr.errors import LsrError
 
     if (text is None) == (user is None):
         raise LsrError("give query text, or --user for recommendations")
+    if titles is not None and no_titles:
+        raise LsrError("--titles and --no-titles contradict each other; give one of them")
+    import grpc
+    from lsr.serve.client import Client
+
     with Client(server, token=token, tls_ca=tls_ca, tls=tls or None, timeout=timeout) as client:
         try:
             hits = client.recommend(user, k) if user is not None else client.search(text, k, retriever=retriever)
         except grpc.RpcError as exc:
             raise LsrError(f"{server}: {exc.code().name}: {exc.details()}") from None
-    from lsr.data.titles import ranked_table
+        # recommendations are items, not the documents of the server's corpus
+        recorded = _server_corpus(client) if titles is None and not no_titles and user is None else ""
+    from lsr.data.titles import ranked_table, recorded_titles
     from lsr.data.titles import titles as read_titles
 
     key = "item_id" if user is not None else "doc_id"
-    names = read_titles(titles, [doc for doc, _ in hits]) if titles is not None else {}
+    ids = [doc for doc, _ in hits]
+    names, problem = (read_titles(titles, ids), None) if titles is not None else recorded_titles(recorded, ids)
+    if problem is not None:
+        err_console.print(problem, style="dim", markup=False, highlight=False)
     if as_json:
         for rank, (doc, score) in enumerate(hits, start=1):
             title = {"title": names[doc]} if doc in names else {}
@@ -208,3 +222,14 @@ def query(
         return
     caption = f"{'user ' + user if user is not None else repr(text)}: top {len(hits)} ({server})"
     console.print(ranked_table(caption, hits, key, names))
+
+
+def _server_corpus(client: Client) -> str:
+    """The corpus the server's documents came from, as its Stats reply says (empty when it does not know, is older
+    than that field, or refuses Stats: titles are not worth failing a search that has its hits)."""
+    import grpc
+
+    try:
+        return client.stats().corpus
+    except grpc.RpcError:
+        return ""

@@ -518,13 +518,14 @@ class Engine:
             raise NotFound(str(exc)) from None
 
     def describe(self) -> dict[str, Any]:
-        """What the server holds, and its batchers' counters (the Stats call): the sparse leg's model and size (the
-        first leg's size where there is no sparse one), and the dense leg's."""
+        """What the server holds, and its batchers' counters (the Stats call): the sparse leg's model, size and corpus
+        (the first leg's size and corpus where there is no sparse one), and the dense leg's model and size."""
         dense = self.legs.get(DENSE)
         first = self.sparse or next(iter(self.legs.values()))
         return {
             "model": self.model or "",
             "num_docs": first.num_docs,
+            "corpus": first.retriever.corpus,
             "vocab_size": self.index.meta.vocab_size if self.index is not None else 0,
             "retrievers": list(self.retrievers),
             "dense_model": (self.config.dense_model or dense.retriever.info.get("model", "")) if dense else "",

@@ -166,25 +166,45 @@ def test_ctrl_c_inside_a_shard_keeps_the_finished_pieces(bert_dir: Path, tmp_pat
     assert whole[0] == resumed[0] and (whole[1] != resumed[1]).nnz == 0
 
 
+def test_kept_calls_are_taken_back_only_for_the_same_documents(tmp_path: Path) -> None:
+    """``partial.npz`` names the rows its documents hold in the shard: a rerun takes them back only for the same
+    shard and ids, and a file written before rows were kept counts as the shard's first documents."""
+    from lsr.encode.shards import PARTIAL, Finished, load_partial, save_partial
+
+    ids, vectors = ["a", "b", "c", "d"], sp.csr_matrix(np.eye(4, dtype=np.float32))
+    assert save_partial(tmp_path, 0, ids, Finished([(np.array([2, 0]), vectors[[2, 0]])])) == 2
+    kept = load_partial(tmp_path, 0, ids)
+    assert kept.rows().tolist() == [2, 0] and (kept.calls[0][1] != vectors[[2, 0]]).nnz == 0
+    assert load_partial(tmp_path, 1, ids).calls == [] and load_partial(tmp_path, 0, ["a", "b", "x", "d"]).calls == []
+    with np.load(tmp_path / PARTIAL) as npz:
+        older = {name: npz[name] for name in npz.files if name != "rows"} | {"ids": np.asarray(["a", "b"])}
+    np.savez(tmp_path / PARTIAL, **older)
+    assert load_partial(tmp_path, 0, ids).rows().tolist() == [0, 1]
+
+
 def test_ctrl_c_on_the_command_line_says_how_to_resume(
     bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``lsr encode`` over a corpus smaller than one shard, Ctrl-C in its second piece: it says beforehand how long
-    the whole will take, then how many documents it kept and to rerun; the rerun encodes only the other pieces."""
+    """``lsr encode`` over a corpus smaller than one shard, Ctrl-C in the middle of its second piece: it says beforehand
+    how long the whole will take, then how many documents it kept (the first piece and the finished calls of the
+    second) and to rerun; the rerun encodes only the documents not kept, and the vectors are an uninterrupted run's."""
     from conftest import make_beir
 
-    from lsr.encode.corpus import piece_size
+    from lsr.encode.corpus import STEP_BATCHES, piece_size
 
-    piece = piece_size(batch_size=16)
-    docs = [{"_id": f"d{i}", "title": "", "text": f"document number {i} about index {i % 7}"} for i in range(3 * piece)]
+    piece, step = piece_size(batch_size=16), STEP_BATCHES * 16
+    docs = [
+        {"_id": f"d{i}", "title": "", "text": f"document number {i} about index {i % 7}" + " more" * (i % 5)}
+        for i in range(3 * piece)
+    ]  # of several lengths, so a piece's calls take its documents out of corpus order
     data = make_beir(tmp_path / "beir", docs=docs)
-    pieces: list[int] = []
-    stop_at = [piece]
+    calls: list[int] = []
+    stop_after = [piece + 3 * step]
     original = SpladeEncoder.encode_document
 
     def interrupted(self: SpladeEncoder, texts: list[str], batch_size: int = 32, show_progress: bool = False) -> object:
-        pieces.append(len(texts))
-        if stop_at[0] and sum(pieces) > stop_at[0]:  # a call of the second piece
+        calls.append(len(texts))
+        if stop_after[0] and sum(calls) > stop_after[0]:  # the fourth call of the second piece
             raise KeyboardInterrupt
         return original(self, texts, batch_size, show_progress)
 
@@ -193,13 +213,17 @@ def test_ctrl_c_on_the_command_line_says_how_to_resume(
                "--batch-size", "16", "--device", "cpu"]  # fmt: skip
     first = CliRunner().invoke(app, command)
     assert first.exit_code != 0
+    kept = piece + 3 * step
     assert f"estimate: {3 * piece:,} documents at " in first.output and " here): about " in first.output
-    assert f"interrupted: {piece:,} documents kept in {tmp_path / 'v'}; rerun to resume" in first.output
-    pieces.clear()
-    stop_at[0] = 0
+    assert f"interrupted: {kept:,} documents kept in {tmp_path / 'v'}; rerun to resume" in first.output
+    calls.clear()
+    stop_after[0] = 0
     second = CliRunner().invoke(app, command)
     assert second.exit_code == 0, second.output
-    assert sum(pieces) == 2 * piece  # the kept piece was not encoded again
-    assert f"{piece}/{3 * piece} [00:00<?" in second.output  # the bar starts at what was kept: its rate is this run's
-    assert f"estimate: {2 * piece:,} documents at " in second.output
-    assert Manifest.load(tmp_path / "v").documents == 3 * piece
+    assert sum(calls) == 3 * piece - kept  # neither the kept piece nor the kept calls were encoded again
+    assert f"{kept}/{3 * piece} [00:00<?" in second.output  # the bar starts at what was kept: its rate is this run's
+    assert f"estimate: {3 * piece - kept:,} documents at " in second.output
+    assert not (tmp_path / "v" / "partial.npz").exists()
+    encode_corpus(load_encoder(bert_dir, device="cpu"), "m", corpus_source(data), tmp_path / "whole", batch_size=16)
+    whole, resumed = read_all(tmp_path / "whole"), read_all(tmp_path / "v")
+    assert whole[0] == resumed[0] == [d["_id"] for d in docs] and (whole[1] != resumed[1]).nnz == 0

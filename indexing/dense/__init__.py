@@ -41,12 +41,14 @@ def build_dense_index(
     similarity: str,
     backend: str = "hnsw",
     params: dict[str, int] | None = None,
+    corpus: str = "",
 ) -> DenseMeta:
     """Index every shard's vectors at ``output`` (replaced atomically) and return its description.
 
     ``similarity`` follows the model: ``cosine`` stores unit-length vectors (and
     queries are normalised at search), so inner product ranks as cosine does;
-    ``dot`` keeps the vectors as they are.
+    ``dot`` keeps the vectors as they are. ``corpus``, where the documents came from
+    (when known), is recorded for ``lsr serve`` to report.
     """
     cls = _backend(backend)
     if similarity not in SIMILARITIES:
@@ -73,7 +75,7 @@ def build_dense_index(
     with atomic_dir(output) as tmp:
         cls.build(vectors, tmp, dimension, len(ids), settings)
         write_ids(tmp, ids)
-        meta = DenseMeta(backend, model, similarity, dimension, len(ids), settings)
+        meta = DenseMeta(backend, model, similarity, dimension, len(ids), settings, corpus=corpus)
         meta.save(tmp)
     return meta
 

@@ -1,7 +1,7 @@
 """On-disk layout of a dense index, shared by every backend, and checks at open.
 
 An index folder holds ``meta.json`` (format, backend, build parameters, the model
-the vectors came from, its similarity, sizes and a CRC-32 of every other file),
+the vectors came from, its similarity, sizes, the corpus when known and a CRC-32 of every other file),
 ``ids.json`` (the corpus id of each row, in corpus order) and the backend's own
 file(s). Folders are written under a temporary name and renamed when complete, so
 a folder that opens is a whole index; the checksums catch one damaged later.
@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lsr.indexing.sparse.format import crc32_file, read_meta, write_meta
+from lsr.indexing.sparse.format import SOURCE_FIELDS, crc32_file, read_meta, write_meta
 
 from lsr.errors import LsrError
 
@@ -53,6 +53,7 @@ class DenseMeta:
     params: dict[str, int] = field(default_factory=dict)
     checksums: dict[str, int] = field(default_factory=dict)
     format: str = FORMAT
+    corpus: str = ""
 
     def save(self, folder: Path) -> None:
         """Record the checksums of every file beside ``meta.json`` and write it."""
@@ -63,7 +64,7 @@ class DenseMeta:
     def load(cls, folder: Path, verify: bool = True) -> DenseMeta:
         """Read and check ``meta.json``: field types, sizes, checksums (recomputed for every file when ``verify``)."""
         path = folder / META
-        meta = cls(**read_meta(path, FIELDS, FORMAT, verify, DenseIndexError, "dense index"))
+        meta = cls(**read_meta(path, FIELDS, FORMAT, verify, DenseIndexError, "dense index", SOURCE_FIELDS))
         if meta.similarity not in SIMILARITIES:
             raise DenseIndexError(f"{path}: field 'similarity' is {meta.similarity!r}, not one of {SIMILARITIES}")
         if meta.dimension < 1:

@@ -101,6 +101,10 @@ class DenseRetriever(Retriever):
     def longest_id(self) -> int:
         return max((len(doc.encode()) for doc in self.index.ids), default=0)
 
+    @property
+    def corpus(self) -> str:
+        return self.index.meta.corpus
+
     def search(self, queries: np.ndarray, k: int, allow: DocFilter | None = None) -> list[Hits]:
         filtering = (
             {} if allow is None else {"allow": filter_mask(allow, self.index.meta.num_docs, self.index.doc_numbers)}

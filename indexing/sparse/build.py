@@ -96,8 +96,11 @@ def _impact_order(offsets: np.ndarray, docs: np.ndarray, codes: np.ndarray, tabl
             codes[start + i] = c[order[i]]
 
 
-def build_index(shards: Shards, output: str | Path, model: str, model_kind: str, weights: str = "float16") -> IndexMeta:
-    """Write an index of every shard's vectors at ``output``."""
+def build_index(
+    shards: Shards, output: str | Path, model: str, model_kind: str, weights: str = "float16", corpus: str = ""
+) -> IndexMeta:
+    """Write an index of every shard's vectors at ``output``; ``corpus``, where the documents came from (when known),
+    is recorded for ``lsr serve`` to report."""
     counts: np.ndarray | None = None
     num_docs = 0
     max_weight = 0.0
@@ -162,7 +165,13 @@ def build_index(shards: Shards, output: str | Path, model: str, model_kind: str,
         np.save(tmp / "doc_id_offsets.npy", id_offsets)
         np.save(tmp / "forward_indptr.npy", forward_indptr)
         meta = IndexMeta(
-            model=model, model_kind=model_kind, vocab_size=len(counts), num_docs=num_docs, nnz=nnz, weights=weights
+            model=model,
+            model_kind=model_kind,
+            vocab_size=len(counts),
+            num_docs=num_docs,
+            nnz=nnz,
+            weights=weights,
+            corpus=corpus,
         )
         meta.checksums = {name: crc32_file(tmp / name) for name in (*ARRAYS, "doc_ids.bin")}
         meta.save(tmp)

@@ -3,7 +3,7 @@
 Files in an index folder:
 
 - ``meta.json``: format version, the encoder the vectors came from, sizes, the
-  weight codebook's kind, and a CRC-32 of every array file;
+  weight codebook's kind, the corpus when known, and a CRC-32 of every array file;
 - ``offsets.npy`` (int64, vocab + 1): term ``t``'s postings are ``offsets[t]:offsets[t+1]``;
 - ``postings_docs.npy`` (int32): document numbers, per term in decreasing weight order
   (impact order: exact search may read them in any order, pruned search reads a prefix);
@@ -80,13 +80,20 @@ def _is_count(value: Any) -> bool:
 
 
 def read_meta(
-    path: Path, fields: dict[str, type], expected_format: str, verify: bool, error: type[LsrError], what: str = "index"
+    path: Path,
+    fields: dict[str, type],
+    expected_format: str,
+    verify: bool,
+    error: type[LsrError],
+    what: str = "index",
+    optional: dict[str, type] | None = None,
 ) -> dict[str, Any]:
     """The checked fields of a ``meta.json`` (``fields``: name -> str, int (a count >= 0) or dict (of counts)).
 
     Every field must be there with its type, the format must be ``expected_format`` and, when ``verify``, the
-    checksum must match; an error (``error``, about a ``what``) names the file and the field. Unknown fields are
-    left out.
+    checksum must match; an error (``error``, about a ``what``) names the file and the field. ``optional`` fields
+    are those a later lsr added: checked when there, left out of the result when absent, so a folder written before
+    them still opens. Unknown fields are left out.
     """
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -97,8 +104,11 @@ def read_meta(
         raise error(f"{path}: unreadable ({exc})") from exc
     if not isinstance(raw, dict):
         raise error(f"{path}: not a readable {what} description (a JSON object expected)")
-    for name, kind in fields.items():
+    optional = optional or {}
+    for name, kind in (fields | optional).items():
         value = raw.get(name)
+        if name not in raw and name in optional:
+            continue
         if name not in raw:
             problem = "is missing"
         elif kind is int and not _is_count(value):
@@ -117,7 +127,7 @@ def read_meta(
         raise error(f"{path}: no metadata checksum (written by an older lsr); rebuild the {what}")
     if verify and stored != meta_checksum(raw):
         raise error(f"{path}: checksum mismatch, the metadata is corrupt or was edited; rebuild the {what}")
-    return {name: raw[name] for name in fields}
+    return {name: raw[name] for name in fields | optional if name in raw}
 
 
 META_FIELDS = {
@@ -130,6 +140,10 @@ META_FIELDS = {
     "checksums": dict,
     "format": str,
 }
+SOURCE_FIELDS = {"corpus": str}
+"""Optional fields of a sparse or dense index's ``meta.json``: ``corpus``, the resolved path of the corpus
+``lsr index`` read (a BEIR folder or zip, or a corpus file), which ``lsr serve`` reports so that ``lsr query`` can
+show titles; empty, or absent in folders written before it, when unknown."""
 
 
 @dataclass
@@ -144,6 +158,7 @@ class IndexMeta:
     weights: str
     checksums: dict[str, int] = field(default_factory=dict)
     format: str = FORMAT
+    corpus: str = ""
 
     def save(self, folder: Path) -> None:
         write_meta(folder / META, asdict(self))
@@ -151,7 +166,8 @@ class IndexMeta:
     @classmethod
     def load(cls, folder: Path, verify: bool = True) -> IndexMeta:
         """Read and check ``meta.json`` (types, format, checksum when ``verify``, a known weight encoding)."""
-        meta = cls(**read_meta(folder / META, META_FIELDS, FORMAT, verify, IndexFormatError))
+        fields = read_meta(folder / META, META_FIELDS, FORMAT, verify, IndexFormatError, optional=SOURCE_FIELDS)
+        meta = cls(**fields)
         if meta.weights not in CODES:
             raise IndexFormatError(
                 f"{folder / META}: field 'weights' is {meta.weights!r}, not one of {', '.join(CODES)}"

@@ -172,6 +172,10 @@ class SparseRetriever(Retriever):
     def longest_id(self) -> int:
         return self.index.longest_id
 
+    @property
+    def corpus(self) -> str:
+        return self.index.meta.corpus
+
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self.encoder.encode_query(list(texts))
 

@@ -2,17 +2,21 @@
 
 A ranked list of bare ids (``4983``, ``1682``) tells a reader nothing; the BEIR corpus has a title per document and
 MovieLens names every movie. :func:`titles` reads them for the ids being shown only, streaming the file and
-stopping once every id is found, so a large corpus costs one partial read.
+stopping once every id is found, so a large corpus costs one partial read. :func:`recorded_titles` reads them from a
+path another machine recorded (the corpus a server's index was built from), where failing is no error.
 """
 
 from __future__ import annotations
 
 import csv
+import zipfile
+import zlib
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsr.data.beir import corpus_source, read_corpus
+from lsr.errors import LsrError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -58,6 +62,27 @@ def titles(path: str | Path, ids: Collection[str]) -> dict[str, str]:
             if len(found) == len(wanted):
                 break
     return found
+
+
+UNREADABLE = (LsrError, OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error)
+"""What reading titles from a file that is unreadable, damaged or no corpus at all raises: lsr's own format errors,
+permissions and I/O, a truncated gzip, a bad path or encoding, a damaged zip or deflate stream."""
+
+
+def recorded_titles(source: str, ids: Collection[str]) -> tuple[dict[str, str], str | None]:
+    """The titles of ``ids`` from a corpus path recorded on another machine (the one a server's index was built
+    from), and what went wrong reading them, if anything. A path this machine lacks gives no titles and no problem:
+    the server's corpus is often elsewhere. Any other failure is a problem to mention, never an error: titles only
+    decorate hits already in hand."""
+    if not source:
+        return {}, None
+    try:
+        path = Path(source)
+        if not path.is_dir() and not path.is_file():
+            return {}, None
+        return titles(path, ids), None
+    except UNREADABLE as exc:
+        return {}, f"no titles: the server's corpus {source} could not be read ({exc})"
 
 
 def source_folder(source: str) -> Path | None:

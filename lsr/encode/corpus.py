@@ -8,12 +8,11 @@ from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from lsr.data.beir import Document, read_corpus
 from lsr.data.textio import TextSource
-from lsr.encode.shards import MANIFEST, PARTIAL, Manifest, load_partial, save_partial, stack, write_shard
+from lsr.encode.shards import MANIFEST, PARTIAL, Finished, Manifest, Vectors, load_partial, save_partial, write_shard
 from lsr.errors import LsrError
 from lsr.fsutil import claim_dir, forcing_enabled
 from lsr.models import DenseEncoder, SparseEncoder
@@ -30,14 +29,14 @@ def _blocks(docs: Iterator[Document], size: int) -> Iterator[list[Document]]:
 
 
 def piece_size(batch_size: int) -> int:
-    """Texts sorted by length together, and kept together when encoding is interrupted: enough that batches cut
-    from them are of similar lengths (3.5% padding on SciFact at 512, 11% at 128)."""
+    """Texts sorted by length together: enough that batches cut from them are of similar lengths (3.5% padding on
+    SciFact at 512, 11% at 128)."""
     return max(16 * batch_size, 256)
 
 
 STEP_BATCHES = 2
 """Batches per encoder call within a piece: the progress bar moves after each call, every few seconds even for a
-slow model on a busy machine, not once per piece."""
+slow model on a busy machine, not once per piece; and Ctrl-C keeps what every finished call encoded."""
 
 
 def encode_texts(
@@ -45,36 +44,44 @@ def encode_texts(
     texts: list[str],
     batch_size: int,
     progress: Callable[[int], object] | None = None,
-    parts: list[sp.csr_matrix | np.ndarray] | None = None,
-) -> sp.csr_matrix | np.ndarray:
+    finished: Finished | None = None,
+) -> Vectors:
     """One shard's vectors, encoded in pieces of :func:`piece_size`; the single-process and the Ray encoder both
-    call this, so their shards agree. ``parts`` collects the finished pieces as they come, so an interrupted caller
-    keeps them; pieces already in it are not redone."""
-    piece = piece_size(batch_size)
-    parts = [] if parts is None else parts
-    for start in range(sum(p.shape[0] for p in parts), len(texts), piece):
-        parts.append(_encode_piece(encoder, texts[start : start + piece], batch_size, progress))
-    return stack(parts)
+    call this, so their shards agree. ``finished`` collects every encoder call's rows and vectors as they come, so an
+    interrupted caller keeps them; rows already in it are not redone, and the others are encoded in the batches an
+    uninterrupted run makes, so the result is the same to the bit."""
+    finished = Finished() if finished is None else finished
+    done = np.zeros(len(texts), dtype=bool)
+    done[finished.rows()] = True
+    size = piece_size(batch_size)
+    for start in range(0, len(texts), size):
+        rows = start + _longest_first(texts[start : start + size])
+        _encode_rows(encoder, texts, rows[~done[rows]], batch_size, progress, finished)
+    return finished.in_order()
 
 
-def _encode_piece(
+def _longest_first(texts: list[str]) -> np.ndarray:
+    """The positions of a piece's texts by decreasing length (characters, which track tokens), ties in order: batches
+    cut from this order are as even as one call over the piece would make them."""
+    return np.argsort([-len(text) for text in texts], kind="stable")
+
+
+def _encode_rows(
     encoder: SparseEncoder | DenseEncoder,
     texts: list[str],
+    rows: np.ndarray,
     batch_size: int,
     progress: Callable[[int], object] | None,
-) -> sp.csr_matrix | np.ndarray:
-    """A piece's vectors in its order: its texts sorted by length (characters, which track tokens) and handed to the
-    encoder :data:`STEP_BATCHES` batches at a time, so the batches are as even as one call over the piece would
-    make them while progress is reported after each call."""
-    order = np.argsort([-len(text) for text in texts], kind="stable")
+    finished: Finished,
+) -> None:
+    """Encode ``texts`` at ``rows``, in that order, :data:`STEP_BATCHES` batches per call, each call recorded in
+    ``finished`` and reported to ``progress`` as it ends."""
     step = STEP_BATCHES * batch_size
-    done = []
-    for start in range(0, len(order), step):
-        chunk = order[start : start + step]
-        done.append(encoder.encode_document([texts[i] for i in chunk], batch_size=batch_size))
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        finished.calls.append((chunk, encoder.encode_document([texts[i] for i in chunk], batch_size=batch_size)))
         if progress is not None:
             progress(len(chunk))
-    return stack(done)[np.argsort(order, kind="stable")]
 
 
 def duration(seconds: float) -> str:
@@ -176,20 +183,21 @@ def encode_corpus(
         pass
     blocks = enumerate(_blocks(docs, shard_size), start=done)
     first = next(blocks, None)
-    # What an interrupted run kept (pieces of the first block left, never of a later one) starts the bar rather than
-    # counting as progress made now: counted as progress, it made the rate and the time left several times too good.
-    carried = load_partial(output, first[0], [d.id for d in first[1]]) if first is not None else []
-    start = manifest.documents + sum(p.shape[0] for p in carried)
+    # What an interrupted run kept (documents of the first block left, never of a later one) starts the bar rather
+    # than counting as progress made now: counted as progress, it made the rate and the time left several times too
+    # good.
+    carried = load_partial(output, first[0], [d.id for d in first[1]]) if first is not None else Finished()
+    start = manifest.documents + carried.documents
     bar = tqdm(total=total, initial=start, desc=f"encode {src.path.name}", unit=" docs", mininterval=2)
     with bar:
         progress = Estimate(bar, piece_size(batch_size))
         for number, block in chain([first] if first is not None else [], blocks):
             ids = [d.id for d in block]
-            parts = carried if number == done else []
+            finished = carried if number == done else Finished()
             try:
-                vectors = encode_texts(encoder, [document_text(d) for d in block], batch_size, progress, parts)
+                vectors = encode_texts(encoder, [document_text(d) for d in block], batch_size, progress, finished)
             except KeyboardInterrupt:
-                kept = save_partial(output, number, ids, parts)
+                kept = save_partial(output, number, ids, finished)
                 bar.write(f"interrupted: {manifest.documents + kept:,} documents kept in {output}; rerun to resume")
                 raise
             manifest.shards.append(write_shard(output, number, ids, vectors))

@@ -6,7 +6,9 @@ document ``ids`` of its rows; a dense shard stores ``embeddings`` and ``ids``.
 Shard ``k`` holds documents ``k*S .. (k+1)*S - 1`` of the corpus in order, each
 shard file is written atomically and only then recorded in the manifest, so an
 interrupted run resumes after the last recorded shard and produces exactly the
-files an uninterrupted run would.
+files an uninterrupted run would. Within the shard being encoded, Ctrl-C keeps the
+documents of every finished encoder call in ``partial.npz`` (:class:`Finished`), and
+the rerun encodes only the others, in the same batches as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from lsr.fsutil import atomic_file
 
 MANIFEST = "manifest.json"
 PARTIAL = "partial.npz"
-"""The finished pieces of a shard whose encoding was interrupted (Ctrl-C): a rerun continues inside the shard."""
+"""The finished encoder calls of a shard whose encoding was interrupted (Ctrl-C): a rerun continues inside the shard,
+encoding only the documents they do not hold."""
 FORMAT = "lsr-vectors/1"
+
+
+Vectors = sp.csr_matrix | np.ndarray
 
 
 @dataclass
@@ -68,12 +74,12 @@ def shard_name(number: int) -> str:
     return f"shard-{number:05d}.npz"
 
 
-def stack(parts: list[sp.csr_matrix | np.ndarray]) -> sp.csr_matrix | np.ndarray:
+def stack(parts: list[Vectors]) -> Vectors:
     """Pieces of vectors, in order, as one matrix."""
     return np.vstack(parts) if isinstance(parts[0], np.ndarray) else sp.vstack(parts, format="csr")
 
 
-def _arrays(ids: list[str], vectors: sp.csr_matrix | np.ndarray) -> dict[str, np.ndarray]:
+def _arrays(ids: list[str], vectors: Vectors) -> dict[str, np.ndarray]:
     """A shard's arrays: ``ids``, and the CSR parts of sparse vectors or the ``embeddings`` of dense ones."""
     arrays: dict[str, np.ndarray] = {"ids": np.asarray(ids, dtype=str)}
     if sp.issparse(vectors):
@@ -87,7 +93,7 @@ def _arrays(ids: list[str], vectors: sp.csr_matrix | np.ndarray) -> dict[str, np
     return arrays | {"embeddings": np.asarray(vectors, dtype=np.float32)}
 
 
-def write_shard(folder: Path, number: int, ids: list[str], vectors: sp.csr_matrix | np.ndarray) -> dict[str, Any]:
+def write_shard(folder: Path, number: int, ids: list[str], vectors: Vectors) -> dict[str, Any]:
     """Write one shard atomically and return its manifest entry."""
     arrays = _arrays(ids, vectors)
     nnz = int(arrays["data"].size if "data" in arrays else arrays["embeddings"].size)
@@ -96,32 +102,65 @@ def write_shard(folder: Path, number: int, ids: list[str], vectors: sp.csr_matri
     return {"file": shard_name(number), "documents": len(ids), "nnz": nnz}
 
 
-def save_partial(folder: Path, number: int, ids: list[str], parts: list[sp.csr_matrix | np.ndarray]) -> int:
-    """Keep the finished pieces of shard ``number``; returns how many documents they hold."""
-    if not parts:
+@dataclass
+class Finished:
+    """The encoder calls of one shard done so far, each as (rows, vectors): the positions in the shard of the
+    documents it encoded, and their vectors. A piece hands its documents to the encoder longest first, so what an
+    interrupted piece has done is a set of rows, not a prefix of the shard; keeping the rows lets Ctrl-C keep every
+    finished call. Each call is recorded by one ``append``, so an interrupt never leaves rows without their vectors."""
+
+    calls: list[tuple[np.ndarray, Vectors]] = field(default_factory=list)
+
+    @property
+    def documents(self) -> int:
+        return sum(len(rows) for rows, _ in self.calls)
+
+    def rows(self) -> np.ndarray:
+        return np.concatenate([rows for rows, _ in self.calls]) if self.calls else np.zeros(0, np.int64)
+
+    def in_order(self) -> Vectors:
+        """The vectors by row, once every row of the shard is done: the shard as written."""
+        return stack([vectors for _, vectors in self.calls])[np.argsort(self.rows(), kind="stable")]
+
+
+def save_partial(folder: Path, number: int, ids: list[str], finished: Finished) -> int:
+    """Keep the finished calls of shard ``number`` (its document ``ids``); returns how many documents they hold."""
+    if not finished.calls:
         return 0
-    vectors = stack(parts)
-    count = vectors.shape[0]
+    rows = finished.rows()
+    arrays = _arrays([ids[row] for row in rows], stack([vectors for _, vectors in finished.calls]))
     with atomic_file(folder / PARTIAL, "wb") as out:
-        np.savez(out, shard=np.int64(number), **_arrays(ids[:count], vectors))
-    return count
+        np.savez(out, shard=np.int64(number), rows=rows.astype(np.int64), **arrays)
+    return len(rows)
 
 
-def load_partial(folder: Path, number: int, ids: list[str]) -> list[sp.csr_matrix | np.ndarray]:
-    """The kept pieces of shard ``number`` as one part, if ``partial.npz`` holds the first ids of this very block
-    (anything else, e.g. from a corpus since edited, is dropped and encoded again)."""
+def load_partial(folder: Path, number: int, ids: list[str]) -> Finished:
+    """The kept calls of shard ``number`` as one, if ``partial.npz`` holds documents of this very block at the rows
+    it names (anything else, e.g. from a corpus since edited, is dropped and encoded again). A file from before rows
+    were kept holds the first documents of the block."""
     path = folder / PARTIAL
     if not path.is_file():
-        return []
+        return Finished()
     try:
         with np.load(path, allow_pickle=False) as npz:
             same = int(npz["shard"]) == number
+            rows = np.asarray(npz["rows"]) if "rows" in npz else None
         kept_ids, vectors = read_shard(path)
     except (OSError, ValueError, KeyError, DataFormatError):
-        return []
-    if not same or kept_ids != ids[: len(kept_ids)]:
-        return []
-    return [vectors]
+        return Finished()
+    rows = np.arange(len(kept_ids)) if rows is None else rows
+    if not same or not _rows_of(rows, kept_ids, ids):
+        return Finished()
+    return Finished([(rows.astype(np.int64), vectors)])
+
+
+def _rows_of(rows: np.ndarray, kept_ids: list[str], ids: list[str]) -> bool:
+    """Whether ``rows`` are distinct positions in ``ids`` holding ``kept_ids``, in that order."""
+    if rows.ndim != 1 or rows.dtype.kind not in "iu" or len(rows) != len(kept_ids):
+        return False
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(ids) or len(np.unique(rows)) != len(rows)):
+        return False
+    return kept_ids == [ids[row] for row in rows]
 
 
 def read_shard(path: Path) -> tuple[list[str], sp.csr_matrix | np.ndarray]:

@@ -113,7 +113,7 @@ class BatcherStats(_message.Message):
     def __init__(self, name: _Optional[str] = ..., batches: _Optional[int] = ..., items: _Optional[int] = ..., largest: _Optional[int] = ..., expired: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("model", "num_docs", "vocab_size", "retrievers", "dense_model", "dense_docs", "recommender", "methods", "batchers", "in_flight", "uptime_seconds", "rss_bytes")
+    __slots__ = ("model", "num_docs", "vocab_size", "retrievers", "dense_model", "dense_docs", "recommender", "methods", "batchers", "in_flight", "uptime_seconds", "rss_bytes", "corpus")
     class MethodsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,7 @@ class StatsResponse(_message.Message):
     IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_FIELD_NUMBER: _ClassVar[int]
     model: str
     num_docs: int
     vocab_size: int
@@ -145,7 +146,8 @@ class StatsResponse(_message.Message):
     in_flight: int
     uptime_seconds: float
     rss_bytes: int
-    def __init__(self, model: _Optional[str] = ..., num_docs: _Optional[int] = ..., vocab_size: _Optional[int] = ..., retrievers: _Optional[_Iterable[str]] = ..., dense_model: _Optional[str] = ..., dense_docs: _Optional[int] = ..., recommender: _Optional[bool] = ..., methods: _Optional[_Mapping[str, MethodStats]] = ..., batchers: _Optional[_Iterable[_Union[BatcherStats, _Mapping]]] = ..., in_flight: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., rss_bytes: _Optional[int] = ...) -> None: ...
+    corpus: str
+    def __init__(self, model: _Optional[str] = ..., num_docs: _Optional[int] = ..., vocab_size: _Optional[int] = ..., retrievers: _Optional[_Iterable[str]] = ..., dense_model: _Optional[str] = ..., dense_docs: _Optional[int] = ..., recommender: _Optional[bool] = ..., methods: _Optional[_Mapping[str, MethodStats]] = ..., batchers: _Optional[_Iterable[_Union[BatcherStats, _Mapping]]] = ..., in_flight: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., corpus: _Optional[str] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
     __slots__ = ("user_id", "k", "exclude_seen")
