@@ -147,6 +147,9 @@ def test_kannolo_never_runs_a_beam_narrower_than_k(scifact, tmp_path: Path) -> N
     the sweep leaves such settings out and a search with one is refused."""
     docs, queries, _ = scifact
     engine = _built(kannolo.Kannolo(), docs, tmp_path)
+    terms, weights = queries.row(0)
+    narrow, wide = (engine._index.search(terms, weights, DEEP_K, ef)[1] for ef in (10, DEEP_K))
+    assert np.array_equal(narrow, wide)  # the widening this guards against: ef_search 10 runs as ef_search k
     assert [s["ef_search"] for s in engine.grid(10)] == list(kannolo.LADDER)
     assert [s["ef_search"] for s in engine.grid(1000)] == [1000, 2000, 4000]
     assert min(s["ef_search"] for s in engine.grid(DEEP_K)) >= DEEP_K
