@@ -53,6 +53,39 @@ def test_recall_counts_ties_and_same_scores_ignores_their_order() -> None:
     assert same_scores(reference, tied, 1) and not same_scores(reference, worse, 1)
 
 
+def test_at_k_beyond_the_rescoring_pool_every_lsr_setting_runs_under_its_own_label(tmp_path: Path) -> None:
+    """At k = 200 (above the 100 documents lsr rescores at k = 10) the pruned settings used to fail (a budget
+    search refuses a pool below k) or run a pool wider than their label said (dynamic pruning widened it)."""
+    k = 200
+    docs = Vectors([f"d{i}" for i in range(600)], impacts(600, 150, 0.06, 1))
+    queries = Vectors([f"q{i}" for i in range(25)], impacts(25, 150, 0.08, 2))
+    report = compare([engine("lsr")], docs, queries, k=k, rounds=1)
+    rows = {row.label: row for row in report.rows}
+    assert report.k == k and len(rows) == len(engine("lsr").grid(k))
+    assert all(row.settings["rerank"] == k for row in report.rows if "rerank" in row.settings)
+    assert rows["lsr"].recall == 1.0 and rows["lsr"].exact_scores_match is True
+    assert rows[f"lsr alpha=1.0 rerank={k}"].exact_scores_match is True
+    assert rows[f"lsr alpha=0.3 rerank={k}"].recall < 1.0  # pruning at k = 200 loses hits, and it shows
+
+
+def test_recall_at_k_counts_ties_at_the_kth_score_and_charges_missing_hits() -> None:
+    """k = 20 with 30 documents tied at the 20th score: any 15 of them complete the top 20; fewer hits, or a
+    lower-scoring document in a tied one's place, lose exactly their share."""
+    scores = np.array([10.0] * 5 + [5.0] * 30 + [1.0] * 5, dtype=np.float32)
+    docs = Vectors([str(i) for i in range(len(scores))], sp.csr_matrix(scores[:, None]))
+    queries = Vectors(["q"], sp.csr_matrix(np.array([[1.0]], dtype=np.float32)))
+
+    def hits(rows: list[int]) -> list[Answer]:
+        return [Answer(np.array(rows), scores[rows])]
+
+    reference = hits(list(range(20)))
+    assert recall(docs, queries, reference, hits([*range(5), *range(20, 35)]), 20) == 1.0
+    assert recall(docs, queries, reference, hits(list(range(10))), 20) == 0.5
+    assert recall(docs, queries, reference, hits([*range(19), 35]), 20) == 0.95
+    assert same_scores(reference, hits([*range(5), *range(20, 35)]), 20)
+    assert not same_scores(reference, hits(list(range(19))), 20)
+
+
 def test_matched_recall_picks_the_fastest_setting_that_reaches_each_target() -> None:
     def row(label: str, recall_: float, mean: float) -> Row:
         return Row("x", label, {}, recall_, None, mean, mean, mean, (mean, mean), [mean])

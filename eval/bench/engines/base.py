@@ -75,8 +75,14 @@ class Engine(ABC):
         extra = " ".join(f"{key}={value}" for key, value in sorted(every.items()))
         return f"{self.system} {extra}".strip()
 
-    def grid(self) -> list[dict[str, Any]]:
-        """The search-time settings the benchmark sweeps for this index (one empty setting: nothing to sweep)."""
+    def grid(self, k: int) -> list[dict[str, Any]]:
+        """The search-time settings the benchmark sweeps for this index when asked for ``k`` hits (one empty
+        setting: nothing to sweep).
+
+        ``k`` is an argument because some settings only mean what their label says at some k: an HNSW beam
+        narrower than k cannot hold k hits, and a rescoring pool must hold at least k. Such a setting is left
+        out or sized from k here, so no row is labelled with a setting other than the one that ran.
+        """
         return [{}]
 
     def is_exact(self, setting: dict[str, Any]) -> bool:

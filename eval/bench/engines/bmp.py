@@ -57,8 +57,8 @@ class Bmp(Tunable):
         self._searcher: Any = None
         self._known: np.ndarray | None = None
 
-    def grid(self) -> list[dict[str, Any]]:
-        """Safe first (alpha = beta = 1), then alpha (block termination) x beta (query terms kept)."""
+    def grid(self, k: int) -> list[dict[str, Any]]:
+        """Safe first (alpha = beta = 1), then alpha (block termination) x beta (query terms kept), at any k."""
         return grid(alpha=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5), beta=(1.0, 0.8, 0.6))
 
     def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:

@@ -52,6 +52,7 @@ class Row:
     mean_ms_ci95: tuple[float, float]
     rounds_mean_ms: list[float]
     throughput_qps: float | None = None
+    mean_hits: float | None = None  # hits per query returned (at most k): an engine that stops short shows here
 
 
 @dataclass
@@ -166,14 +167,15 @@ def compare(
             if not np.allclose(brute_force(docs, *queries.row(i), k), reference[i].scores, rtol=1e-5, atol=1e-3):
                 raise AssertionError(f"{reference_engine.label} is not exact on query {i}: the reference is wrong")
         report.reference_checked_queries = min(check_queries, len(queries))
-        cases = [(engine, setting) for engine in engines for setting in engine.grid()]
-        quality: list[tuple[float, bool | None]] = []
+        cases = [(engine, setting) for engine in engines for setting in engine.grid(k)]
+        quality: list[tuple[float, bool | None, float]] = []
         for engine, setting in tqdm(cases, desc="warm-up and recall", unit=" settings"):
             engine.configure(**setting)
             engine.warm_up(queries, k)
             found = [engine.search(*queries.row(i), k) for i in range(len(queries))]
             exact = same_scores(reference, found, k) if engine.is_exact(setting) else None
-            quality.append((recall(docs, queries, reference, found, k), exact))
+            hits = float(np.mean([min(len(answer.rows), k) for answer in found]))
+            quality.append((recall(docs, queries, reference, found, k), exact, hits))
         timings: list[list[np.ndarray]] = [[] for _ in cases]
         for round_number in tqdm(range(rounds), desc="timed rounds", unit=" rounds"):
             report.load_average.append(list(os.getloadavg()))
@@ -182,7 +184,7 @@ def compare(
                 engine, setting = cases[position]
                 engine.configure(**setting)
                 timings[position].append(engine.latencies(queries, k))
-        for (engine, setting), (found_recall, exact), rounds_seconds in zip(cases, quality, timings, strict=True):
+        for (engine, setting), (found_recall, exact, hits), rounds_seconds in zip(cases, quality, timings, strict=True):
             engine.configure(**setting)
             every = np.concatenate(rounds_seconds) * 1000
             per_round = [float(np.mean(r) * 1000) for r in rounds_seconds]
@@ -200,6 +202,7 @@ def compare(
                     _ci95(per_round),
                     per_round,
                     qps,
+                    hits,
                 )
             )
         for engine in engines:

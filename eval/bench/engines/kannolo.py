@@ -4,8 +4,10 @@ How its authors run it (kANNolo ``docs/PythonUsage.md``): ``SparsePlainHNSW.buil
 the documents' components, values and offsets with ``m=32`` neighbours per node and
 ``ef_construction=200`` (their example's values; inner product is the sparse index's metric), searched
 one query at a time with ``search(components, values, k, ef_search)``. The vectors are the integer
-impacts, unchanged. :meth:`Kannolo.grid` sweeps ``ef_search``; a search asks for at least ``k``
-candidates (HNSW returns no more than ``ef_search``).
+impacts, unchanged. :meth:`Kannolo.grid` sweeps ``ef_search`` over the values of :data:`LADDER` that are at least
+``k``: an HNSW beam keeps ``ef_search`` candidates, so a narrower one cannot hold ``k`` hits (kANNolo widens it to
+``k`` itself, which would run ``ef_search = k`` under another setting's label). A search with ``ef_search < k`` is
+refused rather than widened.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from typing import Any
 import numpy as np
 from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Vectors
 from lsr.eval.bench.engines.support import Tunable, answer, disk_bytes, require
+
+LADDER = (10, 20, 40, 80, 160, 320, 640, 1000, 2000)
+"""The ef_search values swept at k = 10 (up to 200 k); at larger k, those of them at least k."""
+MIN_SETTINGS = 3
+"""At a k that leaves fewer ladder values than this, the ladder goes on doubling: a frontier needs points."""
 
 
 @ENGINES.add
@@ -32,9 +39,12 @@ class Kannolo(Tunable):
         super().__init__(m=m, ef_construction=ef_construction)
         self._index: Any = None
 
-    def grid(self) -> list[dict[str, Any]]:
-        """ef_search from 10 to 2,000 (a search asks for at least k)."""
-        return [{"ef_search": ef} for ef in (10, 20, 40, 80, 160, 320, 640, 1000, 2000)]
+    def grid(self, k: int) -> list[dict[str, Any]]:
+        """The ladder's ef_search values of at least k, doubled on until there are :data:`MIN_SETTINGS`."""
+        values = [ef for ef in LADDER if ef >= k] or [k]
+        while len(values) < MIN_SETTINGS:
+            values.append(2 * values[-1])
+        return [{"ef_search": ef} for ef in values]
 
     def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:
         require(self.package, "kannolo")
@@ -55,18 +65,24 @@ class Kannolo(Tunable):
         self._index.save(str(folder / "index"))  # searched in memory; saved only to measure its size
         return Built(seconds, disk_bytes(folder))
 
+    def _ef(self, k: int) -> int:
+        """The configured ef_search, refused when below ``k`` (see the module docstring)."""
+        ef = self.search_settings["ef_search"]
+        if ef < k:
+            raise ValueError(f"kannolo: ef_search={ef} is below k={k}; an HNSW beam that narrow cannot hold k hits")
+        return ef
+
     def search(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Answer:
         if not len(terms):
             return answer(np.zeros(0), np.zeros(0))
-        ef = max(self.search_settings["ef_search"], k)
-        scores, rows = self._index.search(terms.astype(np.int32), weights.astype(np.float32), k, ef)
+        scores, rows = self._index.search(terms.astype(np.int32), weights.astype(np.float32), k, self._ef(k))
         keep = rows >= 0
         return answer(rows[keep], scores[keep])
 
     def search_batch(self, queries: Vectors, k: int, threads: int) -> list[Answer]:
         """kANNolo's own parallel batch search."""
         matrix = queries.matrix
-        ef = max(self.search_settings["ef_search"], k)
+        ef = self._ef(k)
         scores, rows = self._index.batch_search(
             matrix.indices.astype(np.int32),
             matrix.data.astype(np.float32),

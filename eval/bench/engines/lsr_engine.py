@@ -10,6 +10,8 @@ the reference every other engine's recall is measured against. Search-time setti
   ``alpha=1`` is safe, smaller values skip more postings and lose some recall;
 * ``budget`` with ``rerank``: at most ``budget`` postings per term, then exact rescoring.
 
+``rerank`` is :data:`RERANK` or k, whichever is larger.
+
 The Numba kernels compile on first use; the harness's warm-up pass keeps that out of
 every timed search.
 """
@@ -26,6 +28,9 @@ from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Engine, Vectors
 from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import Searcher
+
+RERANK = 100
+"""Documents rescored exactly after a pruned search: ten times k at k = 10; never fewer than k."""
 
 
 def folder_bytes(folder: Path) -> int:
@@ -44,9 +49,13 @@ class LsrEngine(Engine):
         super().__init__(**settings)
         self.searcher: Searcher | None = None
 
-    def grid(self) -> list[dict[str, Any]]:
-        dynamic = [{"alpha": a, "rerank": 100} for a in (1.0, 0.8, 0.6, 0.5, 0.4, 0.3)]
-        budgets = [{"budget": b, "rerank": 100} for b in (20000, 5000, 1000)]
+    def grid(self, k: int) -> list[dict[str, Any]]:
+        """Exact, then dynamic pruning over alpha, then posting budgets, each rescoring ``max(RERANK, k)`` documents:
+        the searcher needs a pool of at least k (dynamic pruning would widen a smaller one itself, and the label
+        would then name a pool that did not run)."""
+        rerank = max(RERANK, k)
+        dynamic = [{"alpha": a, "rerank": rerank} for a in (1.0, 0.8, 0.6, 0.5, 0.4, 0.3)]
+        budgets = [{"budget": b, "rerank": rerank} for b in (20000, 5000, 1000)]
         return [{}, *dynamic, *budgets]
 
     def is_exact(self, setting: dict[str, Any]) -> bool:

@@ -47,8 +47,8 @@ class Pisa(Tunable):
         super().__init__(encoding=encoding, block_size=block_size)
         self._context: Any = None
 
-    def grid(self) -> list[dict[str, Any]]:
-        """Every exact algorithm over the one index (the empty setting is the default, MaxScore)."""
+    def grid(self, k: int) -> list[dict[str, Any]]:
+        """Every exact algorithm over the one index (the empty setting is the default, MaxScore), at any k."""
         return [{}, *({"algorithm": a} for a in ALGORITHMS[1:])]
 
     def configure(self, **search_settings: Any) -> None:
