@@ -284,9 +284,12 @@ def test_concurrent_searches_are_micro_batched(artifacts: Artifacts) -> None:
     queries = demo_queries()
     sparse, _ = reference(artifacts, queries, 10)
     with running(artifacts, dense=False, recommender=False, window_ms=100) as server:
-        with Client(server.address) as client, ThreadPoolExecutor(len(queries)) as pool:
+        with Client(server.address) as client:
             client.wait_ready()
-            answers = list(pool.map(lambda q: client.search(q, k=10), queries))
+            # every call sent before any reply is awaited: client threads taking turns on a loaded machine could
+            # otherwise each find the server idle, and a lone request rightly pays no batch window
+            futures = [client.search_future(query, k=10) for query in queries]
+            answers = [[(hit.doc_id, hit.score) for hit in future.result().hits] for future in futures]
             stats = {b.name: b for b in client.stats().batchers}["sparse"]
     for got, want in zip(answers, sparse, strict=True):
         same_hits(got, want)
