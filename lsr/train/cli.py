@@ -223,6 +223,57 @@ def evaluate_command(
             json.dump({"model": model, "max_length": max_length, "results": results}, handle, indent=2)
 
 
+@app.command("weights")
+@writes("output", file_kind="json")
+def weights_command(
+    dataset: Annotated[Path, typer.Option(help="BEIR folder or zip whose qrels judge the runs.", exists=True)],
+    split: Annotated[str, typer.Option(help="Labelled split (dev or train; never the test split you report).")],
+    run: Annotated[list[Path], typer.Option(help="One teacher's TREC run on that split's queries; repeatable.")],
+    grid: Annotated[str, typer.Option(help="Weights tried for each teacher after the first (fixed at 1).")] = (
+        "0,0.25,0.5,0.75,1,1.5,2,3"
+    ),
+    pool: Annotated[int, typer.Option(min=1, help="Top documents per teacher fused, as `prepare --pool`.")] = 30,
+    top: Annotated[int, typer.Option(min=1, help="Weightings printed, best first.")] = 10,
+    output: Annotated[Path | None, typer.Option(help="Write every weighting's scores as JSON here too.")] = None,
+) -> None:
+    """Teacher weights for `prepare --teachers ...@W`: each weighting's ensemble scored on a labelled split."""
+    import json
+
+    from rich.table import Table
+
+    from lsr.data.beir import BeirDataset
+    from lsr.errors import LsrError
+    from lsr.fsutil import atomic_file
+    from lsr.metrics import evaluate
+    from lsr.runs import read_run
+    from lsr.train.weights import search
+
+    try:
+        values = [float(part) for part in grid.split(",") if part.strip()]
+    except ValueError:
+        raise LsrError(f"--grid: comma-separated weights, e.g. 0,0.5,1,2; got {grid!r}") from None
+    if not values or min(values) < 0:
+        raise LsrError(f"--grid: weights must be >= 0, at least one; got {grid!r}")
+    qrels = BeirDataset(dataset).qrels(split)
+    runs = [read_run(path) for path in run]
+    results = search(runs, qrels, values, pool)
+    table = Table(title=f"teacher ensembles on {dataset.name} {split} ({len(qrels)} queries, trec_eval -c)")
+    for name in ("weights", *results[0].metrics):
+        table.add_column(name, justify="left" if name == "weights" else "right")
+    alone = [evaluate(qrels, r, list(results[0].metrics), complete=True).aggregate for r in runs]
+    for result in results[:top]:
+        table.add_row(",".join(f"{w:g}" for w in result.weights), *(f"{v:.4f}" for v in result.metrics.values()))
+    for path, metrics in zip(run, alone, strict=True):
+        table.add_row(f"{path.parent.name}/{path.name} alone", *(f"{v:.4f}" for v in metrics.values()))
+    console.print(table)
+    if output:
+        with atomic_file(output) as handle:
+            rows = [{"weights": list(r.weights), **r.metrics} for r in results]
+            json.dump(
+                {"runs": [str(p) for p in run], "split": split, "pool": pool, "weightings": rows}, handle, indent=2
+            )
+
+
 @app.command("adapt")
 @writes("output", in_place=True)
 def adapt_command(
