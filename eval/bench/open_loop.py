@@ -259,8 +259,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from lsr.fsutil import atomic_file
+    from lsr.eval.bench.figures import save_png
 
     rows = result["rates"]
     offered = [row["offered_qps"] for row in rows]
@@ -283,9 +282,4 @@ def plot(result: dict[str, Any], path: Path) -> None:
         f"rate\nserver on CPU {result['cpus']['server']}, client on CPU {result['cpus']['client']}",
         fontsize=10,
     )
-    ax.grid(True, which="both", linewidth=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path, mode="wb", encoding=None) as handle:
-        fig.savefig(handle, format="png", dpi=130)
-    plt.close(fig)
+    save_png(fig, ax, path)

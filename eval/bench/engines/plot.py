@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lsr.fsutil import atomic_file
+from lsr.eval.bench.figures import save_png
 
 
 def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -45,9 +45,4 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
         if target >= low:
             ax.axhline(target, color="grey", linewidth=0.5, linestyle=":")
     ax.set_title(f"{title}: {result['documents']:,} documents, {result['queries']:,} queries, k={result['k']}")
-    ax.grid(True, which="both", linewidth=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path, mode="wb", encoding=None) as handle:
-        fig.savefig(handle, format="png", dpi=130)
-    plt.close(fig)
+    save_png(fig, ax, path)
