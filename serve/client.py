@@ -17,6 +17,8 @@ import grpc
 from lsr.serve.proto.lsr.v1 import lsr_pb2, lsr_pb2_grpc
 
 Hits = list[tuple[str, float]]
+QueryInput = str | tuple[Sequence[int], Sequence[float]]
+"""A query as text, or as a sparse vector already encoded with the index's model: (term ids, weights)."""
 
 
 class Client:
@@ -52,7 +54,7 @@ class Client:
 
     @staticmethod
     def request(
-        query: str | tuple[Sequence[int], Sequence[float]],
+        query: QueryInput,
         k: int = 10,
         retriever: str = "",
         doc_ids: Sequence[str] = (),
@@ -70,14 +72,14 @@ class Client:
         indices, values = query
         return lsr_pb2.SearchRequest(vector=lsr_pb2.SparseVector(indices=indices, values=values), **fields)
 
-    def search(self, query: str | tuple[Sequence[int], Sequence[float]], k: int = 10, **options) -> Hits:  # noqa: ANN003
+    def search(self, query: QueryInput, k: int = 10, **options) -> Hits:  # noqa: ANN003
         """Top ``k`` (doc id, score) for text or a sparse vector; options as :meth:`request`."""
         response = self._call(self.retrieval.Search, self.request(query, k, **options))
         return [(hit.doc_id, hit.score) for hit in response.hits]
 
     def search_future(
         self,
-        query: str | tuple[Sequence[int], Sequence[float]],
+        query: QueryInput,
         k: int = 10,
         **options,  # noqa: ANN003
     ) -> grpc.Future:
@@ -87,8 +89,8 @@ class Client:
         request = self.request(query, k, **options)
         return self.retrieval.Search.future(request, timeout=self.timeout, metadata=self.metadata)
 
-    def batch_search(self, queries: Sequence[str], k: int = 10, **options) -> list[Hits]:  # noqa: ANN003
-        """Several queries in one call (the server searches them as one batch)."""
+    def batch_search(self, queries: Sequence[QueryInput], k: int = 10, **options) -> list[Hits]:  # noqa: ANN003
+        """Several queries (texts, sparse vectors, or both) in one call (the server searches them as one batch)."""
         request = lsr_pb2.BatchSearchRequest(requests=[self.request(q, k, **options) for q in queries])
         response = self._call(self.retrieval.BatchSearch, request)
         return [[(hit.doc_id, hit.score) for hit in r.hits] for r in response.responses]
