@@ -6,12 +6,27 @@ lsr's hnswlib index (M 32, ef_construction 200, ef 256) against Milvus HNSW with
 against the exact cosine top-10. Reported: single-query p50/p99 latency and QPS (one query a call, as a
 server sees them), batch QPS (all queries in one call), recall@10, and build (export) time.
 
+The lsr rows call its index in this process, while every Milvus call is a gRPC round trip: milvus-lite 3.x
+(pure Python and NumPy, faiss for HNSW) starts its server as a gRPC thread pool inside the calling process
+(``milvus_lite.server_manager``: ``start_server_in_thread`` on ``127.0.0.1``, a free port) and pymilvus reaches
+it at ``http://127.0.0.1:PORT``, TCP loopback, not a Unix socket. So the row "lsr serve (gRPC), sparse exact"
+times lsr over the same kind of transport: a real ``lsr serve`` subprocess over the same float16 index on
+127.0.0.1, sent the same pre-encoded query vectors one per call through :class:`lsr.serve.client.Client`
+(a sparse vector in the request: neither side encodes text), and all of them in one BatchSearch. What still
+differs: Milvus's server shares this process (and its interpreter lock) with its client, lsr's runs in a process
+of its own; each engine's own client library (pymilvus, lsr's client, both on grpcio) serialises its own
+messages (Milvus a placeholder group of packed vectors plus search parameters, lsr repeated term ids and
+weights). Same machine, same queries, same k, one call per query. Dense has no such row: ``lsr serve``
+searches dense by text only (a vector in a request goes to the sparse index), and encoding queries on one side
+only would time a different thing. The load average is recorded, nothing is pinned.
+
 Run: ``PYTHONPATH=. python -m lsr.eval.bench.milvus_compare [SHARED] [OUT.json]``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -21,12 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+from lsr.eval.bench.serve import start_server, stop_server
 from lsr.indexing import cache
 from lsr.indexing.dense import open_dense_index
 from lsr.indexing.dense.exact import exact_top_k
 from lsr.indexing.milvus import MilvusRetriever, export_milvus
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import Searcher
+from lsr.serve.client import Client
 
 from lsr.data.beir import BeirDataset
 from lsr.models import load_encoder
@@ -57,6 +75,33 @@ def _recall(tops: list[list[str]], exact: list[list[str]]) -> float:
     )
 
 
+def _sparse_input(row: sp.csr_matrix) -> tuple[list[int], list[float]]:
+    """One encoded query row as the client's sparse vector (term ids, weights)."""
+    return row.indices.tolist(), row.data.tolist()
+
+
+def lsr_serve_sparse(index_dir: Path, vectors: sp.csr_matrix, k: int = 10) -> dict[str, Any]:
+    """``lsr serve`` over ``index_dir`` in a subprocess on 127.0.0.1, timed as :func:`_timed` does on the rows of
+    ``vectors`` (one Search a row, then one BatchSearch of all of them); with the single calls' top-``k`` ids as
+    ``tops``. The server is stopped before returning, whatever happens."""
+    n = vectors.shape[0]
+    process, address = start_server(["--index", str(index_dir)])
+    try:
+        with Client(address) as client:
+
+            def single(i: int) -> list[str]:
+                return [d for d, _ in client.search(_sparse_input(vectors[i]), k=k)]
+
+            def batch() -> list[list[str]]:
+                hits = client.batch_search([_sparse_input(vectors[i]) for i in range(n)], k=k)
+                return [[d for d, _ in found] for found in hits]
+
+            single(0)  # the first call opens the connection
+            return _timed(single, batch, n)
+    finally:
+        stop_server(process)
+
+
 def main(shared: Path, out: Path | None) -> dict[str, Any]:
     root = cache.cache_root()
     dataset = BeirDataset(shared / "data" / "beir" / "scifact")
@@ -72,7 +117,7 @@ def main(shared: Path, out: Path | None) -> dict[str, Any]:
     n = len(ids)
     sq = load_encoder(sparse_model, device="cpu").encode_query(texts)
     dq = load_encoder(dense_model, device="cpu").encode_query(texts)
-    results: dict[str, Any] = {"dataset": "scifact", "queries": n, "rows": []}
+    results: dict[str, Any] = {"dataset": "scifact", "queries": n, "rows": [], "load_average_start": os.getloadavg()}
 
     index = SparseIndex.open(sparse_dir)
     searcher = Searcher(index)
@@ -84,6 +129,7 @@ def main(shared: Path, out: Path | None) -> dict[str, Any]:
 
     lsr_sparse = _timed(ours_sparse, lambda: searcher.search(sq, k=10), n)
     exact_sparse = lsr_sparse["tops"]
+    served_sparse = lsr_serve_sparse(sparse_dir, sq)
 
     dense = open_dense_index(dense_dir)
     dense.search(dq[:1], k=10)
@@ -117,6 +163,7 @@ def main(shared: Path, out: Path | None) -> dict[str, Any]:
 
     for engine, kind, timing, exact in (
         ("lsr (Numba inverted index, exact)", "sparse", lsr_sparse, exact_sparse),
+        ("lsr serve (gRPC), sparse exact", "sparse", served_sparse, exact_sparse),
         ("Milvus Lite (SPARSE_INVERTED_INDEX, exact)", "sparse", mil_sparse, exact_sparse),
         ("lsr (hnswlib HNSW, ef 256)", "dense", lsr_dense, exact_dense),
         ("Milvus Lite (HNSW, ef 256)", "dense", mil_dense, exact_dense),
@@ -124,6 +171,7 @@ def main(shared: Path, out: Path | None) -> dict[str, Any]:
         tops = timing.pop("tops")
         results["rows"].append({"engine": engine, "kind": kind, **timing, "recall@10": _recall(tops, exact)})
     results["milvus_export_s"] = export_s
+    results["load_average_end"] = os.getloadavg()
     if out is not None:
         out.write_text(json.dumps(results, indent=2))
     return results
