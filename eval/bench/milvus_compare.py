@@ -12,13 +12,14 @@ The lsr rows call its index in this process, while every Milvus call is a gRPC r
 it at ``http://127.0.0.1:PORT``, TCP loopback, not a Unix socket. So the row "lsr serve (gRPC), sparse exact"
 times lsr over the same kind of transport: a real ``lsr serve`` subprocess over the same float16 index on
 127.0.0.1, sent the same pre-encoded query vectors one per call through :class:`lsr.serve.client.Client`
-(a sparse vector in the request: neither side encodes text), and all of them in one BatchSearch. What still
-differs: Milvus's server shares this process (and its interpreter lock) with its client, lsr's runs in a process
-of its own; each engine's own client library (pymilvus, lsr's client, both on grpcio) serialises its own
-messages (Milvus a placeholder group of packed vectors plus search parameters, lsr repeated term ids and
-weights). Same machine, same queries, same k, one call per query. Dense has no such row: ``lsr serve``
-searches dense by text only (a vector in a request goes to the sparse index), and encoding queries on one side
-only would time a different thing. The load average is recorded, nothing is pinned.
+(a sparse vector in the request: neither side encodes text), and all of them in as few BatchSearch calls as
+the server's default limits allow (256 queries a call: two calls for SciFact's 300). What still differs:
+Milvus's server shares this process (and its interpreter lock) with its client, lsr's runs in a process of its
+own; each engine's own client library (pymilvus, lsr's client, both on grpcio) serialises its own messages
+(Milvus a placeholder group of packed vectors plus search parameters, lsr repeated term ids and weights). Same
+machine, same queries, same k, one call per query. Dense has no such row: ``lsr serve`` searches dense by text only
+(a vector in a request goes to the sparse index), and encoding queries on one side only would time a different
+thing. The load average is recorded, nothing is pinned.
 
 Run: ``PYTHONPATH=. python -m lsr.eval.bench.milvus_compare [SHARED] [OUT.json]``.
 """
@@ -45,6 +46,7 @@ from lsr.indexing.milvus import MilvusRetriever, export_milvus
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import Searcher
 from lsr.serve.client import Client
+from lsr.serve.engine import Limits
 
 from lsr.data.beir import BeirDataset
 from lsr.models import load_encoder
@@ -80,11 +82,26 @@ def _sparse_input(row: sp.csr_matrix) -> tuple[list[int], list[float]]:
     return row.indices.tolist(), row.data.tolist()
 
 
+def batch_calls(terms: list[int], k: int, limits: Limits) -> list[range]:
+    """Consecutive queries of ``terms`` terms each, grouped into as few BatchSearch calls as a server with ``limits``
+    accepts: at most ``max_batch_queries`` a call and at most ``max_request_cost`` work, each query costing its terms
+    plus ``k`` (:meth:`lsr.serve.engine.Engine.query_cost`)."""
+    calls, start, cost = [], 0, 0
+    for number, size in enumerate(terms):
+        if number > start and (number - start == limits.max_batch_queries or cost + size + k > limits.max_request_cost):
+            calls.append(range(start, number))
+            start, cost = number, 0
+        cost += size + k
+    return [*calls, range(start, len(terms))] if terms else calls
+
+
 def lsr_serve_sparse(index_dir: Path, vectors: sp.csr_matrix, k: int = 10) -> dict[str, Any]:
     """``lsr serve`` over ``index_dir`` in a subprocess on 127.0.0.1, timed as :func:`_timed` does on the rows of
-    ``vectors`` (one Search a row, then one BatchSearch of all of them); with the single calls' top-``k`` ids as
-    ``tops``. The server is stopped before returning, whatever happens."""
+    ``vectors`` (one Search a row, then all of them in as few BatchSearch calls as the server's limits allow:
+    :func:`batch_calls`); with the single calls' top-``k`` ids as ``tops``. The server is stopped before returning,
+    whatever happens."""
     n = vectors.shape[0]
+    calls = batch_calls(np.diff(vectors.indptr).tolist(), k, Limits())  # the server's defaults, as started here
     process, address = start_server(["--index", str(index_dir)])
     try:
         with Client(address) as client:
@@ -93,8 +110,12 @@ def lsr_serve_sparse(index_dir: Path, vectors: sp.csr_matrix, k: int = 10) -> di
                 return [d for d, _ in client.search(_sparse_input(vectors[i]), k=k)]
 
             def batch() -> list[list[str]]:
-                hits = client.batch_search([_sparse_input(vectors[i]) for i in range(n)], k=k)
-                return [[d for d, _ in found] for found in hits]
+                inputs = [_sparse_input(vectors[i]) for i in range(n)]
+                return [
+                    [d for d, _ in found]
+                    for call in calls
+                    for found in client.batch_search(inputs[call.start : call.stop], k=k)
+                ]
 
             single(0)  # the first call opens the connection
             return _timed(single, batch, n)
