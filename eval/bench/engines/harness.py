@@ -150,8 +150,13 @@ def compare(
     rounds: int = 3,
     threads: int = 1,
     check_queries: int = 20,
+    settings: Sequence[Sequence[dict[str, Any]]] | None = None,
 ) -> Report:
-    """Build every engine, check the exact ones, then time every setting in interleaved rounds."""
+    """Build every engine, check the exact ones, then time every setting in interleaved rounds.
+
+    ``settings`` (one list per engine, in order) replaces the engines' own grids, so one fixed setting can be
+    measured under the same protocol without the sweep (the synthetic-vs-real probe times one Seismic setting).
+    """
     report = Report(len(docs), int(docs.matrix.nnz), len(queries), k, rounds, threads, [], {})
     with tempfile.TemporaryDirectory(prefix="lsr-bench-") as tmp:
         for number, engine in enumerate(tqdm(engines, desc="build", unit=" engines")):
@@ -167,7 +172,8 @@ def compare(
             if not np.allclose(brute_force(docs, *queries.row(i), k), reference[i].scores, rtol=1e-5, atol=1e-3):
                 raise AssertionError(f"{reference_engine.label} is not exact on query {i}: the reference is wrong")
         report.reference_checked_queries = min(check_queries, len(queries))
-        cases = [(engine, setting) for engine in engines for setting in engine.grid(k)]
+        grids = settings if settings is not None else [engine.grid(k) for engine in engines]
+        cases = [(engine, dict(setting)) for engine, grid in zip(engines, grids, strict=True) for setting in grid]
         quality: list[tuple[float, bool | None, float]] = []
         for engine, setting in tqdm(cases, desc="warm-up and recall", unit=" settings"):
             engine.configure(**setting)
