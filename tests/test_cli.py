@@ -38,6 +38,7 @@ COMMANDS = [
     ["bench", "engines"],
     ["bench", "engines-table"],
     ["bench", "synthetic"],
+    ["bench", "synthetic-stats"],
     ["bench", "serve-open"],
     ["export"],
     ["export", "lucene"],

@@ -114,3 +114,21 @@ def generate_documents(
 
 def generate_queries(profile: Profile, count: int, seed: int = 2) -> sp.csr_matrix:
     return _generate(profile.queries, profile.vocab_size, count, np.random.default_rng(seed))
+
+
+def real_vectors(folder: Path) -> sp.csr_matrix:
+    """Every document vector of an ``lsr encode`` folder, unquantised: what a profile's document side is fitted to."""
+    from lsr.encode.shards import iter_shards
+
+    return sp.vstack([matrix for _, matrix in iter_shards(folder)], format="csr")
+
+
+def encoded_queries(vectors: Path, dataset: Path) -> tuple[list[str], sp.csr_matrix]:
+    """Every query of the BEIR folder ``dataset`` (ids and vectors), encoded on the CPU by the model that encoded
+    ``vectors``: what a profile's query side is fitted to, so real and generated queries come from one model."""
+    from lsr.data.beir import BeirDataset
+    from lsr.encode.shards import Manifest
+    from lsr.models import load_encoder
+
+    queries = BeirDataset(dataset).queries()
+    return list(queries), load_encoder(Manifest.load(vectors).model, device="cpu").encode_query(list(queries.values()))
