@@ -247,5 +247,7 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
         ax.axvline(cosine["mean"], color=f"C{number}", linestyle="--", linewidth=1)
     ax.set_xlabel("cosine of a document to its nearest other document (exact)")
     ax.set_ylabel(f"documents (of {result['sample']:,} sampled)")
-    ax.set_title(f"{title}: nearest-neighbour cosine, real vs synthetic at {result['real']['documents']:,} documents")
+    ax.set_title(
+        f"{title}\nnearest-neighbour cosine, real vs synthetic, {result['real']['documents']:,} documents each"
+    )
     save_png(fig, ax, path)
