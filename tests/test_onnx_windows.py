@@ -81,6 +81,10 @@ def test_onnx_recipe_change_exports_afresh(bert_dir: Path, own_cache: Path, monk
     monkeypatch.setattr(backend, "RECIPE", {**backend.RECIPE, "version": -1})
     load_encoder(bert_dir, backend="onnx")
     assert len(list((own_cache / "onnx").iterdir())) == 2
+    # cached encodings are keyed by the recipe too, so an older graph's vectors are not reused
+    from lsr.cache.vectors import encoding_settings
+
+    assert encoding_settings(backend="onnx-int8") == ["onnx-int8-r-1"] and encoding_settings() == []
 
 
 def test_length_groups() -> None:
