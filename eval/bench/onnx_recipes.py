@@ -47,7 +47,7 @@ def compare(model: Path, texts: list[str], rounds: int, old: Path, new: Path) ->
         "torch": splade.module,
         "old-fp32": WholeBatchRunner(old / "model.onnx"),
         "old-int8": WholeBatchRunner(old / "model-int8.onnx"),
-        "fused-int8-whole-batches": WholeBatchRunner(new / "model-int8.onnx"),
+        "fused-int8-whole": WholeBatchRunner(new / "model-int8.onnx"),
         "new-fp32": OnnxRunner(new / "model.onnx"),
         "new-int8": OnnxRunner(new / "model-int8.onnx"),
     }
@@ -70,7 +70,7 @@ def compare(model: Path, texts: list[str], rounds: int, old: Path, new: Path) ->
             cpu[name].append(time.process_time() - c)
         loads.append(os.getloadavg()[0])
     reference = outputs["torch"].toarray()
-    result: dict[str, Any] = {"model": str(model), "documents": len(texts), "rounds": rounds, "load_1min": loads}
+    result: dict[str, Any] = {"model": str(model), "docs": len(texts), "rounds": rounds, "load_1min_per_round": loads}
     for name in runners:
         dense = outputs[name].toarray()
         result[name] = {
