@@ -59,6 +59,52 @@ def test_onnx_int8_and_cache(bert_dir: Path, own_cache: Path) -> None:
     assert len(list((own_cache / "onnx").iterdir())) == 2
 
 
+def test_onnx_graph_is_fused_and_equals_torch(bert_dir: Path, own_cache: Path) -> None:
+    import onnx
+
+    torch_out = load_encoder(bert_dir, device="cpu").encode_document(TEXTS, batch_size=len(TEXTS))
+    onnx_out = load_encoder(bert_dir, backend="onnx").encode_document(TEXTS, batch_size=len(TEXTS))
+    (folder,) = (own_cache / "onnx").iterdir()
+    ops = {name: {n.op_type for n in onnx.load(folder / name).graph.node} for name in ("model.onnx", "model-int8.onnx")}
+    # the optimizer's fusions took: what was just compared is the fused graph
+    assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= ops["model.onnx"]
+    assert "QAttention" in ops["model-int8.onnx"] and "MatMulInteger" in ops["model-int8.onnx"]
+    np.testing.assert_array_equal(onnx_out.indices, torch_out.indices)
+    np.testing.assert_array_equal(onnx_out.indptr, torch_out.indptr)
+    np.testing.assert_allclose(onnx_out.data, torch_out.data, rtol=1e-4, atol=1e-5)
+
+
+def test_onnx_recipe_change_exports_afresh(bert_dir: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lsr.models import onnx as backend
+
+    load_encoder(bert_dir, backend="onnx")
+    monkeypatch.setattr(backend, "RECIPE", {**backend.RECIPE, "version": -1})
+    load_encoder(bert_dir, backend="onnx")
+    assert len(list((own_cache / "onnx").iterdir())) == 2
+    # cached encodings are keyed by the recipe too, so an older graph's vectors are not reused
+    from lsr.cache.vectors import encoding_settings
+
+    assert encoding_settings(backend="onnx-int8") == ["onnx-int8-r-1"] and encoding_settings() == []
+
+
+def test_length_groups() -> None:
+    from lsr.models.onnx import length_groups
+
+    # sorted longest first, as the encoder sends them: 512-token texts alone, short ones together within 10 %
+    lengths = [512, 512, 300, 280, 200, 100, 95, 94, 10]
+    assert length_groups(lengths) == [
+        (0, 1, 512),
+        (1, 2, 512),
+        (2, 3, 300),
+        (3, 4, 280),
+        (4, 5, 200),
+        (5, 8, 100),
+        (8, 9, 10),
+    ]
+    assert length_groups([10, 20, 19], tokens=100) == [(0, 1, 10), (1, 3, 20)]  # a longer text starts a group
+    assert length_groups([16] * 40, tokens=512) == [(0, 32, 16), (32, 40, 16)]
+
+
 def test_onnx_inference_free_documents(bert_dir: Path, tmp_path: Path) -> None:
     documents = SpladeEncoder.from_pretrained(bert_dir, device="cpu")
     folder = tmp_path / "if"

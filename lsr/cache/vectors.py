@@ -44,9 +44,14 @@ def encoding_settings(
     stride: int | None = None,
     window_pooling: str = "max",
 ) -> list[str]:
-    """The encoding options that change the vectors, as parts of their cache key (none for the defaults)."""
+    """The encoding options that change the vectors, as parts of their cache key (none for the defaults).
+
+    An ONNX backend is keyed with its export recipe's version: encodings from an older graph are not reused."""
     parts = ([f"len{max_length}"] if max_length else []) + ([dtype] if dtype != "auto" else [])
-    parts += [backend] if backend != "torch" else []
+    if backend != "torch":
+        from lsr.models.onnx import RECIPE
+
+        parts.append(f"{backend}-r{RECIPE['version']}")
     return parts + ([f"stride{stride}{window_pooling}"] if stride else [])
 
 
