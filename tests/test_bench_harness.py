@@ -137,3 +137,9 @@ def test_lsr_bench_engines_end_to_end(tmp_path: Path, beir_dir: Path) -> None:
     data = json.loads(out.read_text())
     assert data["documents"] == len(docs) and data["rows"][0]["exact_scores_match"] is True
     assert out.with_suffix(".png").stat().st_size > 0
+    assert len([row for row in data["rows"] if row["system"] == "lsr"]) > 1  # the pruned sweep by default
+    only = tmp_path / "bench" / "reference.json"
+    result = CliRunner().invoke(app, [*args, "--rounds", "1", "--reference-only", "--output", str(only)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(only.read_text())["rows"]
+    assert row["label"] == "lsr" and row["exact_scores_match"] is True

@@ -198,9 +198,20 @@ def engines_bench(
     threads: Annotated[int, typer.Option(min=1, help="Threads for builds and the throughput column.")] = 1,
     docs: Annotated[int | None, typer.Option(min=1, help="Only the first DOCS documents.")] = None,
     queries: Annotated[int | None, typer.Option(min=1, help="Only the first QUERIES queries.")] = None,
+    reference_only: Annotated[
+        bool,
+        typer.Option(
+            "--reference-only",
+            help="Time lsr at its exact setting only (the reference), not its pruned sweep: for a run per engine.",
+        ),
+    ] = False,
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here (and a .png plot beside).")] = None,
 ) -> None:
-    """lsr and the field's engines on identical quantised vectors: batch-1 latency, recall at matched quality."""
+    """lsr and the field's engines on identical quantised vectors: batch-1 latency, recall at matched quality.
+
+    ``--reference-only`` exists for runs of one engine each (a shell ``timeout`` around each, where one engine's
+    build may not finish in the time there is): lsr's pruned settings are then timed once, not in every run.
+    """
     from lsr.eval.bench.engines import engine as make_engine
     from lsr.eval.bench.engines.harness import compare
     from lsr.eval.bench.engines.inputs import corpus_vectors, query_texts, query_vectors
@@ -214,7 +225,10 @@ def engines_bench(
     beir = BeirDataset(dataset)
     texts = query_texts(beir, split, queries)
     encoded = load_encoder(Manifest.load(vectors).model, device="cpu").encode_query(list(texts.values()))
-    report = compare(chosen, corpus_vectors(vectors, docs), query_vectors(list(texts), encoded), k, rounds, threads)
+    grids = [[{}], *(e.grid(k) for e in chosen[1:])] if reference_only else None
+    report = compare(
+        chosen, corpus_vectors(vectors, docs), query_vectors(list(texts), encoded), k, rounds, threads, settings=grids
+    )
     result = {"dataset": beir.name, "split": split, "cpu_count": os.cpu_count(), **report.to_json()}
     _report(result, output)
     if output:

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Issue 21 on the GPU machine (16 cores): every CPU engine at 16 threads beside lsr's GPU kernel, on the packages
+# corpus's million documents, in one or more device calls of at most 10 minutes each.
+#
+#   bash eval/bench/engines_gpu.sh DIR SECONDS ENGINE...
+#
+# DIR holds what travels: columns/ (eval/bench/packages_gpu.py write_columns), splade-tiny/ (its weights in fp16)
+# and wheels/ (the engines' cp312 wheels and the dependencies the image lacks). SECONDS is this call's budget: every
+# step runs under a `timeout` that ends it before the budget does, so an engine whose build does not finish costs
+# only its own result. What a warm machine keeps in /tmp (the encoded corpus, finished results) is reused by the
+# next call, so a second call goes on with the engines the first did not reach. Everything comes back in one file,
+# $OUT/b21.tar.xz, rewritten after every step.
+set -uo pipefail
+dir=$(realpath "$1") budget=$2
+shift 2
+deadline=$(( $(date +%s) + budget ))
+source "$(dirname "$0")/../train/gpu_env.sh"
+work=/tmp/b21 results=/tmp/b21/results
+mkdir -p "$results"
+exec > >(tee -a "$results/log.txt") 2>&1
+left() { echo $(( deadline - $(date +%s) )); }
+ship() { tar -C "$results" -cJf "$OUT/b21.tar.xz" . ; }
+[ -d /tmp/site ] || install_wheels "$dir/wheels" || exit 1
+stage_package || exit 1
+{ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc; uptime; } | tee -a "$results/machine.txt"
+python3 -P -c "import seismic, kannolo, bmp, pyterrier_pisa; print('engines import')" || exit 1
+if [ ! -f "$results/report-splade-tiny.json" ]; then
+  # encodes the corpus (bf16), builds lsr's index, times its GPU kernel and its 16-thread CPU kernel on the same
+  # first 1,000 unjudged queries the engines below answer
+  timed timeout "$(left)" python3 -P -m lsr.eval.bench.packages_gpu --model "$dir/splade-tiny" --name splade-tiny \
+    --columns "$dir/columns" --work "$work" --out "$work/packages-gpu" --timing-queries 1000 || { ship; exit 1; }
+  cp "$work/packages-gpu/report-splade-tiny.json" "$results/"
+  ship
+fi
+for engine in "$@"; do
+  [ -f "$results/packages-1m-16t-$engine.json" ] && continue
+  [ "$(left)" -gt 60 ] || break
+  timed timeout "$(( $(left) - 20 ))" "${lsr[@]}" bench engines --vectors "$work/splade-tiny.vectors" \
+    --dataset "$work/packages" --split unjudged --queries 1000 --rounds 2 --threads 16 --reference-only \
+    --engine "$engine" --output "$results/packages-1m-16t-$engine.json"
+  cp "$OUT/times.txt" "$results/" 2>/dev/null
+  ship
+done
+uptime | tee -a "$results/machine.txt"
+ship
