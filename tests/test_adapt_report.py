@@ -41,9 +41,10 @@ def _adapt(model: Path, out: Path, cache: Path, *extra: str) -> object:
 
 def test_adapt_reports_before_and_after(inference_free: Path, tmp_path: Path) -> None:
     out = tmp_path / "adapted"
-    result = _adapt(inference_free, out, tmp_path / "cache", "--eval-split", "test")
+    result = _adapt(inference_free, out, tmp_path / "cache", "--eval-split", "test", "--pseudo-max-share", "0.6")
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "before -> after" in result.output and "nDCG@10" in result.output
+    assert json.loads((out / "data" / "prepare.json").read_text())["pseudo_max_share"] == 0.6
 
     report = json.loads((out / REPORT_FILE).read_text())
     assert report["models"] == {"before": str(inference_free), "after": str(out / "model")}

@@ -67,6 +67,22 @@ def test_pseudo_queries_are_titles_and_crops() -> None:
     assert queries == list(pseudo_queries([doc], per_document=3, min_words=4, max_words=8, seed=3))
 
 
+def test_pseudo_queries_of_one_line_documents_leave_words_out_below_a_share() -> None:
+    """A one-line document fits max_words whole; with max_share < 1 no query may repeat it word for word."""
+    doc = Document("pkg", "pkg", "fast multi-keyword text search engine for Python")  # 8 words, title too short
+    (whole,) = pseudo_queries([doc], per_document=1, seed=1)
+    assert whole.text == doc.text  # the default keeps a sentence that fits
+    for seed in range(20):
+        (query,) = pseudo_queries([doc], per_document=1, seed=seed, max_share=0.7)
+        words = query.text.split()
+        assert 4 <= len(words) <= 5 and query.text in doc.text  # int(8 * 0.7) = 5 words at most, 4 at least
+    tiny = Document("t", "", "four words only here")
+    (kept,) = pseudo_queries([tiny], per_document=1, max_share=0.5)
+    assert kept.text == tiny.text  # never cut below min_words
+    with pytest.raises(ValueError, match="max_share"):
+        list(pseudo_queries([doc], max_share=0.0))
+
+
 def test_exact_run_is_the_exact_top_k_of_the_sparse_product() -> None:
     """The evaluation's exact search equals a dense brute force: the same documents, the same scores, no zeros."""
     import scipy.sparse as sp

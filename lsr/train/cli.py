@@ -30,6 +30,14 @@ PseudoHoldoutOption = Annotated[
     int,
     typer.Option(min=0, help="Pseudo-queries held out of training (split 'pseudo'; at most a tenth of them)."),
 ]
+PseudoMaxShareOption = Annotated[
+    float,
+    typer.Option(
+        min=0.01,
+        max=1.0,
+        help="Largest share of a sentence a pseudo-query keeps; below 1 no query repeats a one-line document.",
+    ),
+]
 
 
 @app.command("prepare")
@@ -41,6 +49,7 @@ def prepare_command(
     holdout: Annotated[int, typer.Option(min=0, help="Queries of --split held out as the dev split.")] = 0,
     pseudo_queries: Annotated[int, typer.Option(min=0, help="Pseudo-queries per document (label-free).")] = 0,
     pseudo_holdout: PseudoHoldoutOption = 0,
+    pseudo_max_share: PseudoMaxShareOption = 1.0,
     teachers: TeachersOption = DEFAULT_TEACHERS,
     depth: Annotated[int, typer.Option(min=1, help="Documents each teacher retrieves per query.")] = 100,
     pool: Annotated[int, typer.Option(min=1, help="Top documents per teacher kept as candidates.")] = 30,
@@ -69,6 +78,7 @@ def prepare_command(
         keep,
         cache_dir,
         seed,
+        pseudo_max_share,
     )
     console.print(f"{summary['examples']:,} examples ({summary['holdout']} dev queries held out) at {output}")
 
@@ -283,6 +293,7 @@ def adapt_command(
     teachers: TeachersOption = DEFAULT_TEACHERS,
     pseudo_queries: Annotated[int, typer.Option(min=1, help="Pseudo-queries per document.")] = 3,
     pseudo_holdout: PseudoHoldoutOption = 200,
+    pseudo_max_share: PseudoMaxShareOption = 1.0,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -329,6 +340,7 @@ def adapt_command(
                 max_queries=max_queries,
                 cache_dir=cache_dir,
                 seed=seed,
+                pseudo_max_share=pseudo_max_share,
             )
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_minutes=max_minutes)
     folder = _train(model, [data], output, None, True, False, False, resume, device, config)

@@ -74,10 +74,12 @@ def prepare(
     keep: int = 30,
     cache_dir: str | Path | None = None,
     seed: int = 0,
+    pseudo_max_share: float = 1.0,
 ) -> dict[str, Any]:
     """Build the training folder ``output``; returns the summary also written to ``prepare.json``.
 
-    ``pseudo_holdout`` pseudo-queries (at most a tenth of them, so training keeps the bulk) are held out.
+    ``pseudo_holdout`` pseudo-queries (at most a tenth of them, so training keeps the bulk) are held out;
+    ``pseudo_max_share`` is :func:`~lsr.train.pseudo.pseudo_queries`' ``max_share``.
     """
     if split is None and pseudo_per_document <= 0:
         raise LsrError("nothing to train on: give a labelled --split, --pseudo-queries, or both")
@@ -96,7 +98,7 @@ def prepare(
             for qid in held:
                 del queries[qid]
     if pseudo_per_document > 0:
-        pseudo = list(pseudo_queries(dataset.corpus(), pseudo_per_document, seed=seed))
+        pseudo = list(pseudo_queries(dataset.corpus(), pseudo_per_document, seed=seed, max_share=pseudo_max_share))
         held = set(_sample([q.qid for q in pseudo], min(pseudo_holdout, len(pseudo) // 10), seed))
         for query in pseudo:
             if query.qid in held:
@@ -114,6 +116,7 @@ def prepare(
         "holdout": len(dev_qrels),
         "pseudo_per_document": pseudo_per_document,
         "pseudo_holdout": len(held_pseudo),
+        "pseudo_max_share": pseudo_max_share,
         "teachers": [{"name": t.name, "weight": t.weight} for t in teachers],
         "depth": depth,
         "pool": pool,
