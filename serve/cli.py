@@ -57,6 +57,9 @@ def serve(
     ] = 2.0,
     max_batch: Annotated[int, typer.Option(min=1, help="Largest micro-batch.")] = 64,
     max_k: Annotated[int, typer.Option(min=1, help="Largest k a request may ask for.")] = 1000,
+    max_batch_queries: Annotated[
+        int, typer.Option(min=1, help="Most queries (BatchSearch) or texts (Encode) one call may carry.")
+    ] = 256,
     max_request_cost: Annotated[
         int,
         typer.Option(
@@ -151,7 +154,7 @@ def serve(
             slice_ms=slice_ms,
             express_cost=express_cost,
             bulk_nice=bulk_nice,
-            limits=Limits(max_k=max_k, max_request_cost=max_request_cost),
+            limits=Limits(max_k=max_k, max_batch_queries=max_batch_queries, max_request_cost=max_request_cost),
         )
     )
     running = start_server(engine, options)

@@ -389,7 +389,10 @@ class Engine:
         """Check a request before any work: INVALID_ARGUMENT for what cannot be answered, RESOURCE_EXHAUSTED
         when its estimated cost exceeds the budget. Returns that cost."""
         if len(queries) > self.limits.max_batch_queries:
-            raise InvalidArgument(f"{len(queries)} queries in one batch; the limit is {self.limits.max_batch_queries}")
+            raise InvalidArgument(
+                f"{len(queries)} queries in one batch; the limit is {self.limits.max_batch_queries}"
+                " (lsr serve --max-batch-queries)"
+            )
         for number, query in enumerate(queries):
             try:
                 self.check(query)
@@ -478,7 +481,10 @@ class Engine:
         if not texts:
             raise InvalidArgument("no texts to encode")
         if len(texts) > self.limits.max_batch_queries:
-            raise InvalidArgument(f"{len(texts)} texts in one call; the limit is {self.limits.max_batch_queries}")
+            raise InvalidArgument(
+                f"{len(texts)} texts in one call; the limit is {self.limits.max_batch_queries}"
+                " (lsr serve --max-batch-queries)"
+            )
         limit = self.limits.max_query_chars
         for number, text in enumerate(texts):
             if len(text) > limit:

@@ -111,6 +111,16 @@ def test_the_budget_is_configurable(artifacts: Artifacts) -> None:
             assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "allows 100 per request" in details
 
 
+def test_the_batch_size_limit_is_configurable_and_names_its_flag(artifacts: Artifacts) -> None:
+    with running(artifacts, dense=False, recommender=False, limits=Limits(max_batch_queries=4)) as server:
+        with Client(server.address) as client:
+            assert len(client.batch_search(texts(4), k=3)) == 4 and len(client.encode(texts(4))) == 4
+            for call in (lambda: client.batch_search(texts(5), k=3), lambda: client.encode(texts(5))):
+                code, details = code_and_details(call)
+                assert code == grpc.StatusCode.INVALID_ARGUMENT
+                assert "the limit is 4 (lsr serve --max-batch-queries)" in details
+
+
 def test_a_reply_that_cannot_fit_is_refused_before_any_work(artifacts: Artifacts) -> None:
     """256 queries x k=1000 within every limit but the reply's: refused at once, where it used to be searched in
     full and then fail to send. (The demo index has 40 documents, so the message limit is lowered to match.)"""
