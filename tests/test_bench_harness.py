@@ -42,6 +42,32 @@ def test_lsr_is_checked_exact_and_pruning_loses_recall(tmp_path: Path) -> None:
     assert matched["0.99"] is not None and rows[matched["0.99"]["label"]].recall >= 0.99
 
 
+def test_every_finished_round_is_reported_before_the_run_ends(tmp_path: Path) -> None:
+    """A run cut short by a machine's time limit keeps its rounds: each one is handed out as it finishes."""
+    docs = Vectors([f"d{i}" for i in range(400)], impacts(400, 120, 0.06, 3))
+    queries = Vectors([f"q{i}" for i in range(20)], impacts(20, 120, 0.08, 4))
+    snapshots: list[dict] = []
+    report = compare(
+        [engine("lsr")],
+        docs,
+        queries,
+        k=10,
+        rounds=3,
+        threads=2,
+        on_round=lambda r: snapshots.append(json.loads(json.dumps(r.to_json()))),
+    )
+    assert [s["rounds_done"] for s in snapshots] == [1, 2, 3] and not any(s["complete"] for s in snapshots)
+    for done, snapshot in enumerate(snapshots, start=1):
+        assert all(len(row["rounds_mean_ms"]) == done and row["throughput_qps"] is None for row in snapshot["rows"])
+        assert snapshot["rows"][0]["exact_scores_match"] is True and snapshot["matched_recall"]["lsr"]["0.99"]
+    assert report.complete and report.rounds_done == 3 and all(row.throughput_qps for row in report.rows)
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(snapshots[0]))
+    result = CliRunner().invoke(app, ["bench", "engines-table", str(partial)])
+    assert result.exit_code == 0, result.output
+    assert "partial result: 1 of 3 timed rounds, no throughput" in result.output and "| lsr |" in result.output
+
+
 def test_recall_counts_ties_and_same_scores_ignores_their_order() -> None:
     docs = Vectors(["a", "b", "c"], sp.csr_matrix(np.array([[2.0, 0], [2.0, 0], [1.0, 0]], dtype=np.float32)))
     queries = Vectors(["q"], sp.csr_matrix(np.array([[1.0, 0]], dtype=np.float32)))

@@ -213,7 +213,7 @@ def engines_bench(
     build may not finish in the time there is): lsr's pruned settings are then timed once, not in every run.
     """
     from lsr.eval.bench.engines import engine as make_engine
-    from lsr.eval.bench.engines.harness import compare
+    from lsr.eval.bench.engines.harness import Report, compare
     from lsr.eval.bench.engines.inputs import corpus_vectors, query_texts, query_vectors
     from lsr.eval.bench.engines.plot import plot
 
@@ -226,10 +226,23 @@ def engines_bench(
     texts = query_texts(beir, split, queries)
     encoded = load_encoder(Manifest.load(vectors).model, device="cpu").encode_query(list(texts.values()))
     grids = [[{}], *(e.grid(k) for e in chosen[1:])] if reference_only else None
+    context = {"dataset": beir.name, "split": split, "cpu_count": os.cpu_count()}
+
+    def snapshot(partial: Report) -> None:
+        """Each finished round kept on disk, so a run cut short by a time limit leaves what it measured."""
+        _save({**context, **partial.to_json()}, output)
+
     report = compare(
-        chosen, corpus_vectors(vectors, docs), query_vectors(list(texts), encoded), k, rounds, threads, settings=grids
+        chosen,
+        corpus_vectors(vectors, docs),
+        query_vectors(list(texts), encoded),
+        k,
+        rounds,
+        threads,
+        settings=grids,
+        on_round=snapshot if output else None,
     )
-    result = {"dataset": beir.name, "split": split, "cpu_count": os.cpu_count(), **report.to_json()}
+    result = {**context, **report.to_json()}
     _report(result, output)
     if output:
         plot(result, output.with_suffix(".png"), f"{beir.name} ({split})")
@@ -252,6 +265,8 @@ def engines_table(
         data = json.loads(result.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise LsrError(f"{result}: not a readable benchmark result ({exc})") from exc
+    if data.get("complete") is False:  # results written before the flag are whole runs
+        print(f"partial result: {data.get('rounds_done', 0)} of {data.get('rounds')} timed rounds, no throughput\n")
     print(matched_table(data) + "\n\n" + exact_table(data))
     if plot:
         draw(data, plot, title or f"{data.get('dataset', '')} ({data.get('split', '')})")

@@ -22,8 +22,13 @@ left() { echo $(( deadline - $(date +%s) )); }
 ship() { tar -C "$results" -cJf "$OUT/b21.tar.xz" . ; }
 [ -d /tmp/site ] || install_wheels "$dir/wheels" || exit 1
 stage_package || exit 1
+# PISA's TBB: its wheel keeps the shared library among its data files, which pip --target leaves out
+mkdir -p /tmp/tbb && python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1])
+[open('/tmp/tbb/' + n.rsplit('/', 1)[1], 'wb').write(z.read(n)) for n in z.namelist() if '/lib/libtbb' in n]" \
+  "$dir"/wheels/tbb-*.whl && export LD_LIBRARY_PATH=/tmp/tbb${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc; uptime; } | tee -a "$results/machine.txt"
 python3 -P -c "import seismic, kannolo, bmp, pyterrier_pisa; print('engines import')" || exit 1
+mkdir -p "$work/packages-gpu"
 if [ ! -f "$results/report-splade-tiny.json" ]; then
   # encodes the corpus (bf16), builds lsr's index, times its GPU kernel and its 16-thread CPU kernel on the same
   # first 1,000 unjudged queries the engines below answer

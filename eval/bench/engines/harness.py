@@ -16,6 +16,10 @@ Why each rule (issue 21's audit of the old comparison):
 * **Approximate engines are compared at matched recall**: recall@k against the exact
   top k (tie-aware: a returned document whose exact score reaches the k-th best score
   counts), and for each target the setting with the lowest median latency that reaches it.
+* **Nothing measured is lost to a time limit**: after every timed round the report so far
+  (``complete`` false, ``rounds_done``) goes to ``on_round``, so a run stopped by the
+  limit of a lent machine still leaves every round it finished. (A kANNolo run at a
+  million documents once ended half-way through its last round and left nothing.)
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import math
 import os
 import statistics
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,8 @@ class Report:
     builds: dict[str, dict[str, float]]
     rows: list[Row] = field(default_factory=list)
     reference_checked_queries: int = 0
+    rounds_done: int = 0
+    complete: bool = False  # False: a snapshot after rounds_done rounds, before the throughput pass
 
     def matched(self) -> dict[str, dict[str, dict[str, Any] | None]]:
         """:func:`matched` of this report's rows."""
@@ -142,6 +148,39 @@ def _ci95(values: list[float]) -> tuple[float, float]:
     return (mean - half, mean + half)
 
 
+def _rows(
+    cases: list[tuple[Engine, dict[str, Any]]],
+    quality: list[tuple[float, bool | None, float]],
+    timings: list[list[np.ndarray]],
+    throughput: tuple[Vectors, int, int] | None,
+) -> list[Row]:
+    """One row per setting from its recall and the rounds timed so far; ``throughput`` (queries, k, threads) runs
+    each setting's multi-thread pass too."""
+    rows = []
+    for (engine, setting), (found_recall, exact, hits), rounds_seconds in zip(cases, quality, timings, strict=True):
+        engine.configure(**setting)
+        every = np.concatenate(rounds_seconds) * 1000
+        per_round = [float(np.mean(r) * 1000) for r in rounds_seconds]
+        qps = engine.throughput(*throughput) if throughput is not None else None
+        rows.append(
+            Row(
+                engine.system,
+                engine.label,
+                {**engine.settings, **setting},
+                found_recall,
+                exact,
+                float(np.mean(every)),
+                float(np.percentile(every, 50)),
+                float(np.percentile(every, 99)),
+                _ci95(per_round),
+                per_round,
+                qps,
+                hits,
+            )
+        )
+    return rows
+
+
 def compare(
     engines: Sequence[Engine],
     docs: Vectors,
@@ -151,11 +190,13 @@ def compare(
     threads: int = 1,
     check_queries: int = 20,
     settings: Sequence[Sequence[dict[str, Any]]] | None = None,
+    on_round: Callable[[Report], None] | None = None,
 ) -> Report:
     """Build every engine, check the exact ones, then time every setting in interleaved rounds.
 
     ``settings`` (one list per engine, in order) replaces the engines' own grids, so one fixed setting can be
     measured under the same protocol without the sweep (the synthetic-vs-real probe times one Seismic setting).
+    ``on_round`` receives the report after each timed round (rows from the rounds so far, no throughput yet).
     """
     report = Report(len(docs), int(docs.matrix.nnz), len(queries), k, rounds, threads, [], {})
     with tempfile.TemporaryDirectory(prefix="lsr-bench-") as tmp:
@@ -190,27 +231,12 @@ def compare(
                 engine, setting = cases[position]
                 engine.configure(**setting)
                 timings[position].append(engine.latencies(queries, k))
-        for (engine, setting), (found_recall, exact, hits), rounds_seconds in zip(cases, quality, timings, strict=True):
-            engine.configure(**setting)
-            every = np.concatenate(rounds_seconds) * 1000
-            per_round = [float(np.mean(r) * 1000) for r in rounds_seconds]
-            qps = engine.throughput(queries, k, threads) if threads > 1 else None
-            report.rows.append(
-                Row(
-                    engine.system,
-                    engine.label,
-                    {**engine.settings, **setting},
-                    found_recall,
-                    exact,
-                    float(np.mean(every)),
-                    float(np.percentile(every, 50)),
-                    float(np.percentile(every, 99)),
-                    _ci95(per_round),
-                    per_round,
-                    qps,
-                    hits,
-                )
-            )
+            report.rounds_done = round_number + 1
+            if on_round is not None:
+                report.rows = _rows(cases, quality, timings, None)
+                on_round(report)
+        report.rows = _rows(cases, quality, timings, (queries, k, threads) if threads > 1 else None)
+        report.complete = True
         for engine in engines:
             engine.configure()  # back to the build-time label the builds are keyed by
             report.builds[engine.label] |= engine.describe()
