@@ -210,12 +210,15 @@ def query(
             raise LsrError(f"{server}: {exc.code().name}: {exc.details()}") from None
         # recommendations are items, not the documents of the server's corpus
         recorded = _server_corpus(client) if titles is None and not no_titles and user is None else ""
+    from lsr.cache.titles import titles as read_titles
     from lsr.data.titles import ranked_table, recorded_titles
-    from lsr.data.titles import titles as read_titles
 
     key = "item_id" if user is not None else "doc_id"
     ids = [doc for doc, _ in hits]
-    names, problem = (read_titles(titles, ids), None) if titles is not None else recorded_titles(recorded, ids)
+    if titles is not None:
+        names, problem = read_titles(titles, ids), None
+    else:
+        names, problem = recorded_titles(recorded, ids, read_titles)
     if problem is not None:
         err_console.print(problem, style="dim", markup=False, highlight=False)
     if as_json:

@@ -1,7 +1,8 @@
 """The cache's entries: where each lives, what it holds, when it was last used, and removing them safely.
 
-An entry is one folder: ``<cache>/vectors/<corpus key>/<model key>`` (a corpus's encodings) or
-``<cache>/index/<corpus key>/<model key>/<settings>`` (an index built from them, or BM25's over the text).
+An entry is one folder: ``<cache>/vectors/<corpus key>/<model key>`` (a corpus's encodings),
+``<cache>/index/<corpus key>/<model key>/<settings>`` (an index built from them, or BM25's over the text) or
+``<cache>/titles/<corpus key>`` (a large corpus's titles for ``lsr query``, :mod:`lsr.cache.titles`).
 Each holds :data:`INFO`, written when the entry is made and touched whenever it is used, so ``lsr cache ls``
 can say what an entry is and ``lsr cache clear --older-than`` which ones nobody used lately. Clearing removes
 only folders holding lsr's output marker (:data:`lsr.fsutil.MARKER`), never one a user put there, and skips an
@@ -26,7 +27,7 @@ from lsr.fsutil import MARKER, OutputError, atomic_file, writing
 
 INFO = "lsr-cache.json"
 """In every entry: what it holds (model, corpus, settings); its modification time is when it was last used."""
-DEPTH = {"vectors": 2, "index": 3}
+DEPTH = {"vectors": 2, "index": 3, "titles": 1}
 """How deep entries lie under each kind's folder."""
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -81,8 +82,10 @@ def _describe(folder: Path, kind: str) -> str:
     info = read_info(folder)
     if not info:
         return f"{kind} (made by an older lsr)"
-    model = Path(str(info.get("model", "?"))).name or str(info.get("model"))
     corpus = _short(str(info.get("corpus", "?")))
+    if kind == "titles":  # a corpus's (id, title) table for `lsr query`: no model
+        return f"titles of {corpus}"
+    model = Path(str(info.get("model", "?"))).name or str(info.get("model"))
     settings = f" [{info['settings']}]" if info.get("settings") else ""
     return f"{kind} of {model} over {corpus}{settings}"
 

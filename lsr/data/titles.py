@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import zipfile
 import zlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,12 +45,17 @@ def item_file(folder: Path) -> Path | None:
     return next((folder / name for name in ITEM_FILES if (folder / name).is_file()), None)
 
 
+def item_file_of(path: Path) -> Path | None:
+    """The MovieLens item file ``path`` is or holds, if any (else it is a BEIR corpus)."""
+    return item_file(path) if path.is_dir() else (path if path.name in ITEM_FILES else None)
+
+
 def titles(path: str | Path, ids: Collection[str]) -> dict[str, str]:
     """The titles of ``ids`` found in ``path``: a MovieLens item file (or a folder with one), else a BEIR corpus
     (folder, zip or corpus file). Ids without a title (or an empty one) are left out."""
     path = Path(path)
     wanted = set(ids)
-    items = item_file(path) if path.is_dir() else (path if path.name in ITEM_FILES else None)
+    items = item_file_of(path)
     if items is not None:
         pairs: Iterator[tuple[str, str]] = _movielens(items)
     else:
@@ -69,18 +74,20 @@ UNREADABLE = (LsrError, OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.
 permissions and I/O, a truncated gzip, a bad path or encoding, a damaged zip or deflate stream."""
 
 
-def recorded_titles(source: str, ids: Collection[str]) -> tuple[dict[str, str], str | None]:
+def recorded_titles(
+    source: str, ids: Collection[str], reader: Callable[[Path, Collection[str]], dict[str, str]] = titles
+) -> tuple[dict[str, str], str | None]:
     """The titles of ``ids`` from a corpus path recorded on another machine (the one a server's index was built
     from), and what went wrong reading them, if anything. A path this machine lacks gives no titles and no problem:
     the server's corpus is often elsewhere. Any other failure is a problem to mention, never an error: titles only
-    decorate hits already in hand."""
+    decorate hits already in hand. ``reader`` reads them (``lsr query`` passes the cache's table lookup)."""
     if not source:
         return {}, None
     try:
         path = Path(source)
         if not path.is_dir() and not path.is_file():
             return {}, None
-        return titles(path, ids), None
+        return reader(path, ids), None
     except UNREADABLE as exc:
         return {}, f"no titles: the server's corpus {source} could not be read ({exc})"
 
