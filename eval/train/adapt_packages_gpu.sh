@@ -14,11 +14,14 @@
 #               `lsr train prepare` from both runs, then `lsr train adapt --resume --max-minutes MINUTES`, the whole
 #               command stopped after SECONDS: a call cut short continues where it stopped in the next `adapt` call.
 #               Files for $OUT.
+#
+# PSEUDO_MAX_SHARE (default 1) is prepare's --pseudo-max-share, for harder pseudo-queries (issue 23, session 14).
 set -uo pipefail
 phase=$1 dir=$2
 source "$(dirname "$0")/gpu_env.sh"
 export LSR_CACHE=/tmp/p23/cache
-work=/tmp/p23 beir=/tmp/p23/packages sample=(--pseudo-queries 3 --pseudo-holdout 200 --max-queries 8000 --seed 0)
+work=/tmp/p23 beir=/tmp/p23/packages sample=(--pseudo-queries 3 --pseudo-holdout 200 --max-queries 8000 --seed 0
+  --pseudo-max-share "${PSEUDO_MAX_SHARE:-1}")  # the CPU machine's BM25 prepare must use the same value
 mkdir -p "$work/columns"
 exec > >(tee -a "$OUT/$phase.log") 2>&1
 if [ "$phase" = stage ]; then
