@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from bench_support import encoded_vectors_folder, vectors_folder
 from lsr.eval.bench.engines import engine
 from lsr.eval.bench.engines.base import Answer, Vectors
 from lsr.eval.bench.engines.harness import Report, Row, compare, recall, same_scores
@@ -16,7 +17,7 @@ from lsr.eval.bench.transport import pack, unpack
 from typer.testing import CliRunner
 
 from lsr.cli import app
-from lsr.encode.shards import Manifest, iter_shards, write_shard
+from lsr.encode.shards import iter_shards
 
 
 def impacts(rows: int, vocab: int, density: float, seed: int) -> sp.csr_matrix:
@@ -122,20 +123,12 @@ def test_matched_recall_picks_the_fastest_setting_that_reaches_each_target() -> 
     assert matched["0.97"]["label"] == "slow" and matched["0.99"]["label"] == "slow"
 
 
-def _vectors_folder(folder: Path, ids: list[str], matrix: sp.csr_matrix, model: str) -> None:
-    manifest = Manifest(model, "splade", False, matrix.shape[1], len(ids), {"path": "x", "member": None})
-    folder.mkdir()
-    manifest.shards.append(write_shard(folder, 0, ids, matrix))
-    manifest.complete = True
-    manifest.save(folder)
-
-
 def test_a_pack_round_trips_the_quantised_vectors(tmp_path: Path) -> None:
     ids = [f"doc{i}" for i in range(500)]
     matrix = impacts(500, 30522, 0.002, 3) / 100  # weights whose x100 quantisation is exact
     matrix[7] = 0  # a document with no term
     matrix.eliminate_zeros()
-    _vectors_folder(tmp_path / "vectors", ids, matrix, "some-model")
+    vectors_folder(tmp_path / "vectors", ids, matrix, "some-model")
     pack(tmp_path / "vectors", tmp_path / "pack", 3)
     assert len(list((tmp_path / "pack").glob("pack-*.xz"))) == 3
     unpack(tmp_path / "pack", ids, tmp_path / "back")
@@ -148,14 +141,9 @@ def test_a_pack_round_trips_the_quantised_vectors(tmp_path: Path) -> None:
 def test_lsr_bench_engines_end_to_end(tmp_path: Path, beir_dir: Path) -> None:
     """Real command line over a vectors folder and a BEIR folder's queries, encoded with a real sparse model."""
     from lsr.data.beir import BeirDataset
-    from lsr.defaults import DEFAULT_SPARSE
-    from lsr.encode.corpus import document_text
-    from lsr.models import load_encoder
 
-    model = str(DEFAULT_SPARSE)
     docs = list(BeirDataset(beir_dir).corpus())
-    vectors = load_encoder(model, device="cpu").encode_document([document_text(d) for d in docs])
-    _vectors_folder(tmp_path / "vectors", [d.id for d in docs], sp.csr_matrix(vectors), model)
+    encoded_vectors_folder(tmp_path / "vectors", beir_dir)
     out = tmp_path / "bench" / "result.json"
     args = ["bench", "engines", "--vectors", str(tmp_path / "vectors"), "--dataset", str(beir_dir)]
     result = CliRunner().invoke(app, [*args, "--rounds", "1", "--output", str(out)])

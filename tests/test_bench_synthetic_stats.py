@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from bench_support import encoded_vectors_folder
 from lsr.eval.bench import synthetic_stats
 from lsr.eval.bench.engines.base import Vectors
 from lsr.eval.bench.engines.support import installed
@@ -24,7 +25,6 @@ from lsr.eval.bench.synthetic_stats import (
     top_k,
 )
 from lsr.indexing.lucene.impact import quantise
-from test_bench_harness import _vectors_folder
 from typer.testing import CliRunner
 
 from lsr.cli import app
@@ -125,14 +125,9 @@ def test_seismic_at_the_guides_setting_on_both_corpora() -> None:
 def test_lsr_bench_synthetic_stats_end_to_end(tmp_path: Path, beir_dir: Path) -> None:
     """The command line over a vectors folder and a BEIR folder's queries, encoded with a real sparse model."""
     from lsr.data.beir import BeirDataset
-    from lsr.defaults import DEFAULT_SPARSE
-    from lsr.encode.corpus import document_text
-    from lsr.models import load_encoder
 
-    model = str(DEFAULT_SPARSE)
     docs = list(BeirDataset(beir_dir).corpus())
-    vectors = load_encoder(model, device="cpu").encode_document([document_text(d) for d in docs])
-    _vectors_folder(tmp_path / "vectors", [d.id for d in docs], sp.csr_matrix(vectors), model)
+    encoded_vectors_folder(tmp_path / "vectors", beir_dir)
     out = tmp_path / "bench" / "stats.json"
     args = ["bench", "synthetic-stats", "--vectors", str(tmp_path / "vectors"), "--dataset", str(beir_dir)]
     result = CliRunner().invoke(app, [*args, "--no-seismic", "--output", str(out)])

@@ -46,12 +46,12 @@ def titles(path: str | Path, ids: Collection[str], cache_dir: str | Path | None 
         return streamed_titles(path, ids)
     try:
         root = cache_root(cache_dir)
-        entry = root / KIND / corpus_key(root, source)
+        entry, wanted = root / KIND / corpus_key(root, source), list(dict.fromkeys(ids))
         try:
-            found = _lookup(entry / TABLE, list(dict.fromkeys(ids)))
+            found = _lookup(entry / TABLE, wanted)
         except sqlite3.DatabaseError:  # missing (built now) or damaged (replaced now), once
             _build(entry, source)
-            found = _lookup(entry / TABLE, list(dict.fromkeys(ids)))
+            found = _lookup(entry / TABLE, wanted)
         record_use(entry, {"corpus": str(source.path) + (f"!{source.member}" if source.member else "")})
         return found
     except (sqlite3.Error, OSError, LsrError):
