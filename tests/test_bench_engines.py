@@ -175,3 +175,24 @@ def test_every_engine_has_a_sweep_with_defaults() -> None:
     assert max(s.get("query_cut", 0) for s in seismic.Seismic().grid(1000)) == max(seismic.DEEP_CUTS)
     with pytest.raises(ValueError, match="n_knn"):
         seismic.Seismic().configure(n_knn=5)
+
+
+def test_an_engine_without_parallel_search_says_its_throughput_used_one_thread(
+    scifact: tuple[Vectors, Vectors, np.ndarray],
+) -> None:
+    """BMP's binding searches one query at a time and holds the GIL: a 16-thread row of it must not read as 16."""
+    from lsr.eval.bench.engines import engine
+    from lsr.eval.bench.engines.harness import compare
+    from lsr.eval.bench.engines.tables import exact_table
+
+    if not installed("bmp"):
+        pytest.skip("needs the package 'bmp' (lsr[bench])")
+    docs, queries, _ = scifact
+    assert not bmp.Bmp.parallel_batch and pisa.Pisa.parallel_batch and seismic.Seismic.parallel_batch
+    report = compare([engine("lsr"), bmp.Bmp()], docs, queries, k=10, rounds=1, threads=2, settings=[[{}], [{}]])
+    threads = {row.system: row.throughput_threads for row in report.rows if row.throughput_qps}
+    assert threads == {"lsr": 2, "bmp": 1}
+    table = report.to_json()
+    for row in table["rows"]:
+        row["exact_scores_match"] = True  # the table lists checked-exact rows; mark BMP's to see its QPS cell
+    assert "(1 thread)" in exact_table(table)

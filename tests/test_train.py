@@ -132,6 +132,39 @@ def test_teacher_runs_kept_in_the_folder_rebuild_the_same_examples(prepared: Pat
     assert not (tmp_path / "bad").exists()
 
 
+def test_rerank_scores_the_first_stage_candidates_as_a_full_search_would(prepared: Path, tmp_path: Path) -> None:
+    """With --rerank the dense teacher searches nothing: it scores BM25's top documents of each query, each with the
+    score its full search gives that document, so a million-document corpus needs no full encoding."""
+    from lsr.runs import ranked, read_run
+
+    summary = json.loads((prepared / "prepare.json").read_text())
+    bm25_file, dense_file = (prepared / name for name in summary["teacher_runs"])
+    again = dict(split="test", holdout=3, pseudo_per_document=2, depth=20, pool=10, guard=GUARD, keep=KEEP, seed=1)
+    out = tmp_path / "reranked"
+    prepare(
+        demo_dataset(), out, parse_teachers(f"run={bm25_file},dense@2"), cache_dir=tmp_path / "c", rerank=5, **again
+    )
+    assert json.loads((out / "prepare.json").read_text())["rerank"] == 5
+    bm25, full, reranked = (
+        read_run(bm25_file),
+        read_run(dense_file),
+        read_run(out / "teachers" / "dense-all-minilm-l6-v2.trec"),
+    )
+    assert set(reranked) == set(bm25)
+    shared = 0
+    for qid, hits in reranked.items():
+        top = {doc for doc, _ in ranked(bm25[qid])[:5]}  # trec_eval's order, ties included
+        assert hits and set(hits) <= top and len(hits) == len(top)
+        for doc, score in hits.items():
+            if doc in full[qid]:
+                shared += 1
+                assert score == pytest.approx(full[qid][doc], abs=1e-4)
+    assert shared > len(reranked)  # most candidates are also in the full search's top 20: their scores were compared
+    with pytest.raises(Exception, match="no first-stage teacher"):
+        prepare(demo_dataset(), tmp_path / "bad", parse_teachers("dense"), cache_dir=tmp_path / "c", rerank=5, **again)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_prepared_folder_is_a_dataset_with_guarded_examples(prepared: Path) -> None:
     dataset = BeirDataset(prepared)
     dev_queries, dev_qrels = dataset.split("dev")

@@ -39,6 +39,15 @@ PseudoMaxShareOption = Annotated[
     ),
 ]
 
+RerankOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Dense and sparse teachers score only the top N of the bm25/run teachers for each query instead of "
+        "searching the whole corpus (no full encoding of a large corpus).",
+    ),
+]
+
 
 @app.command("prepare")
 @writes("output")
@@ -56,6 +65,7 @@ def prepare_command(
     guard: Annotated[float, typer.Option(min=0.0, max=1.0, help="False-negative guard (x weakest positive).")] = 0.95,
     keep: Annotated[int, typer.Option(min=1, help="Hard negatives kept per query.")] = 30,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Seeded sample of the training queries.")] = None,
+    rerank: RerankOption = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Encodings/index cache (default $LSR_CACHE).")] = None,
     seed: int = 0,
 ) -> None:
@@ -79,6 +89,7 @@ def prepare_command(
         cache_dir,
         seed,
         pseudo_max_share,
+        rerank,
     )
     console.print(f"{summary['examples']:,} examples ({summary['holdout']} dev queries held out) at {output}")
 
@@ -306,6 +317,7 @@ def adapt_command(
         list[str] | None, typer.Option(help="Qrels split of --corpus to report before/after on; repeatable.")
     ] = None,
     max_queries: Annotated[int | None, typer.Option(min=1)] = None,
+    rerank: RerankOption = None,
     steps: Annotated[int, typer.Option(min=1)] = 1000,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: float = 5e-5,
@@ -341,6 +353,7 @@ def adapt_command(
                 cache_dir=cache_dir,
                 seed=seed,
                 pseudo_max_share=pseudo_max_share,
+                rerank=rerank,
             )
     config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_minutes=max_minutes)
     folder = _train(model, [data], output, None, True, False, False, resume, device, config)

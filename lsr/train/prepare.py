@@ -75,11 +75,13 @@ def prepare(
     cache_dir: str | Path | None = None,
     seed: int = 0,
     pseudo_max_share: float = 1.0,
+    rerank: int | None = None,
 ) -> dict[str, Any]:
     """Build the training folder ``output``; returns the summary also written to ``prepare.json``.
 
     ``pseudo_holdout`` pseudo-queries (at most a tenth of them, so training keeps the bulk) are held out;
-    ``pseudo_max_share`` is :func:`~lsr.train.pseudo.pseudo_queries`' ``max_share``.
+    ``pseudo_max_share`` is :func:`~lsr.train.pseudo.pseudo_queries`' ``max_share``; ``rerank`` is
+    :func:`~lsr.train.teachers.teacher_runs`'.
     """
     if split is None and pseudo_per_document <= 0:
         raise LsrError("nothing to train on: give a labelled --split, --pseudo-queries, or both")
@@ -109,7 +111,7 @@ def prepare(
                 positives[query.qid] = [query.source]
     if max_queries is not None and len(queries) > max_queries:
         queries = {qid: queries[qid] for qid in _sample(list(queries), max_queries, seed)}
-    runs = teacher_runs(dataset, queries, teachers, cache_root(cache_dir), depth)
+    runs = teacher_runs(dataset, queries, teachers, cache_root(cache_dir), depth, rerank)
     summary: dict[str, Any] = {
         "dataset": str(dataset_path),
         "split": split,
@@ -119,6 +121,7 @@ def prepare(
         "pseudo_max_share": pseudo_max_share,
         "teachers": [{"name": t.name, "weight": t.weight} for t in teachers],
         "depth": depth,
+        "rerank": rerank,
         "pool": pool,
         "guard": guard,
         "keep": keep,

@@ -9,6 +9,12 @@ A teacher can also be ``run=FILE``, a TREC run made earlier or elsewhere: it let
 machines (BM25 where Java runs, a dense model where a GPU encodes a million documents), and it lets a prepared
 folder be re-weighted, since ``lsr train prepare`` keeps every teacher's run in it.
 
+At a million documents a dense or sparse teacher's search costs a full encoding of the corpus (most of an hour
+on two CPU cores). With ``rerank`` it scores only the documents the first-stage teachers (BM25 and run teachers)
+found for each query, as a cross-encoder teacher would: the candidates the ensemble keeps come from those teachers'
+top documents anyway, and the reranking teacher still reorders them. What it loses is the documents only it would
+have found.
+
 A candidate a teacher did not retrieve gets that teacher's lowest retrieved score, an upper bound on what it would
 have scored. Scores of different teachers live on different scales (BM25 ~ 10-40, cosine < 1), so
 :func:`ensemble_scores` min-max normalises each teacher per query before the weighted sum.
@@ -16,18 +22,23 @@ have scored. Scores of different teachers live on different scales (BM25 ~ 10-40
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import scipy.sparse as sp
 import torch
+from tqdm import tqdm
 
 from lsr.data.beir import BeirDataset
 from lsr.defaults import DEFAULT_DENSE
+from lsr.encode.corpus import document_text
 from lsr.errors import LsrError
 from lsr.indexing.dense.settings import DenseSettings
 from lsr.indexing.retrieval import Corpus, RetrieverOptions, check_names, open_retriever
-from lsr.runs import Run, read_run, truncate
+from lsr.models import DenseEncoder, load_encoder
+from lsr.runs import Run, ranked, read_run, truncate
 from lsr.train.losses import combine_teachers
 
 
@@ -99,20 +110,68 @@ def _read_teacher_run(teacher: Teacher, queries: dict[str, str], depth: int) -> 
     return truncate({qid: run.get(qid, {}) for qid in queries}, depth)
 
 
+FIRST_STAGE = ("bm25", RUN_TEACHER)  # teachers whose candidates a reranking teacher scores
+
+
+def _candidates(runs: Sequence[Run], queries: Mapping[str, str], rerank: int) -> dict[str, list[str]]:
+    """Each query's union of the first-stage runs' top ``rerank`` documents, in first-seen order."""
+    pools: dict[str, list[str]] = {}
+    for qid in queries:
+        seen: dict[str, None] = {}
+        for run in runs:
+            seen.update(dict.fromkeys(doc for doc, _ in ranked(run.get(qid, {}))[:rerank]))
+        pools[qid] = list(seen)
+    return pools
+
+
+def _rerank(teacher: Teacher, dataset: BeirDataset, queries: Mapping[str, str], pools: dict[str, list[str]]) -> Run:
+    """The teacher's model scores each query's candidates: the dot product of its query and document vectors
+    (cosine for a dense model that compares by cosine), every candidate document encoded once."""
+    encoder = load_encoder(teacher.model or DEFAULT_DENSE)
+    wanted = {doc for pool in pools.values() for doc in pool}
+    docs = [doc for doc in dataset.corpus() if doc.id in wanted]
+    row = {doc.id: i for i, doc in enumerate(docs)}
+    doc_vectors = encoder.encode_document([document_text(d) for d in docs], batch_size=128, show_progress=True)
+    query_vectors = encoder.encode_query([queries[qid] for qid in pools], batch_size=128)
+    if isinstance(encoder, DenseEncoder) and encoder.similarity == "cosine":
+        doc_vectors /= np.maximum(np.linalg.norm(doc_vectors, axis=1, keepdims=True), 1e-12)
+        query_vectors /= np.maximum(np.linalg.norm(query_vectors, axis=1, keepdims=True), 1e-12)
+    run: Run = {}
+    for i, (qid, pool) in enumerate(tqdm(pools.items(), desc=f"reranking with {teacher.name}", unit="query")):
+        rows = [row[doc] for doc in pool if doc in row]
+        scores = doc_vectors[rows] @ query_vectors[i].T
+        scores = (scores.toarray() if sp.issparse(scores) else np.asarray(scores)).ravel()
+        run[qid] = {docs[r].id: float(s) for r, s in zip(rows, scores, strict=True)}
+    return run
+
+
 def teacher_runs(
-    dataset: BeirDataset, queries: dict[str, str], teachers: Sequence[Teacher], cache: Path, depth: int
+    dataset: BeirDataset,
+    queries: dict[str, str],
+    teachers: Sequence[Teacher],
+    cache: Path,
+    depth: int,
+    rerank: int | None = None,
 ) -> list[Run]:
-    """Each teacher's top-``depth`` run over ``queries`` (exact search for a dense teacher)."""
+    """Each teacher's top-``depth`` run over ``queries`` (exact search for a dense teacher); with ``rerank``, the
+    dense and sparse teachers score the first-stage teachers' top ``rerank`` documents instead of searching."""
+    if rerank and all(t.retriever not in FIRST_STAGE for t in teachers):
+        raise LsrError("--rerank: no first-stage teacher (bm25 or run=FILE) to take the candidates from")
     corpus = Corpus(dataset, cache)
-    runs = []
-    for teacher in teachers:
+    runs: dict[int, Run] = {}
+    for i, teacher in enumerate(teachers):
         if teacher.retriever == RUN_TEACHER:
-            runs.append(_read_teacher_run(teacher, queries, depth))
-            continue
-        model = teacher.model or ""
-        options = RetrieverOptions(model=model or None, dense_model=model, dense=DenseSettings("exact"))
-        runs.append(open_retriever(teacher.retriever, corpus, options).retrieve(queries, depth))
-    return runs
+            runs[i] = _read_teacher_run(teacher, queries, depth)
+        elif not rerank or teacher.retriever in FIRST_STAGE:
+            model = teacher.model or ""
+            options = RetrieverOptions(model=model or None, dense_model=model, dense=DenseSettings("exact"))
+            runs[i] = open_retriever(teacher.retriever, corpus, options).retrieve(queries, depth)
+    if rerank:
+        pools = _candidates(list(runs.values()), queries, rerank)
+        for i, teacher in enumerate(teachers):
+            if i not in runs:
+                runs[i] = truncate(_rerank(teacher, dataset, queries, pools), depth)
+    return [runs[i] for i in range(len(teachers))]
 
 
 def ensemble_scores(

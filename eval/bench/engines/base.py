@@ -63,6 +63,9 @@ class Engine(ABC):
 
     system: ClassVar[str]
     exact: ClassVar[bool]
+    parallel_batch: ClassVar[bool] = False
+    """Whether :meth:`search_batch` spreads queries over threads. BMP's binding searches one query at a time and
+    holds the GIL, so its throughput is its one-thread rate whatever ``threads`` says; the results record it."""
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings

@@ -32,6 +32,7 @@ class Kannolo(Tunable):
 
     system = "kannolo"
     exact = False
+    parallel_batch = True
     package = "kannolo"
     defaults = {"ef_search": 100}
 

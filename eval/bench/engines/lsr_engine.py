@@ -44,6 +44,7 @@ class LsrEngine(Engine):
 
     system: ClassVar[str] = "lsr"
     exact: ClassVar[bool] = True
+    parallel_batch: ClassVar[bool] = True
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)

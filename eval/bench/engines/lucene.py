@@ -215,6 +215,7 @@ class LuceneImpact(Engine):
 
     system: ClassVar[str] = "lucene-impact"
     exact: ClassVar[bool] = True
+    parallel_batch: ClassVar[bool] = True
 
     def __init__(self, ties: str = "anserini", heap: str = "2g", warmup: Warmup | None = None) -> None:
         if ties not in TIES:

@@ -40,6 +40,7 @@ class Pisa(Tunable):
 
     system = "pisa"
     exact = True
+    parallel_batch = True
     package = "pyterrier_pisa"
     defaults = {"algorithm": ALGORITHMS[0]}
 

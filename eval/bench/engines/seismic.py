@@ -65,6 +65,7 @@ class Seismic(Tunable):
 
     system = "seismic"
     exact = False
+    parallel_batch = True
     package = "seismic"
     defaults = {"query_cut": 10, "heap_factor": 0.8, "n_knn": 0}
 
