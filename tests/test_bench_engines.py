@@ -170,6 +170,10 @@ def test_every_engine_has_a_sweep_with_defaults() -> None:
             assert set(engine.search_settings) == set(engine.defaults), engine.label
         with pytest.raises(ValueError, match="unknown"):
             engine.configure(no_such_knob=1)
+    from lsr.eval.bench.engines import engine as by_name
+
+    graph = by_name("seismic-knn")
+    assert graph.system == "seismic-knn" and graph.settings["knn"] == seismic.KNN and graph.grid(10)[1]["n_knn"]
     assert {s.get("heap_factor") for s in seismic.Seismic().grid(10)} >= {0.7, 0.8}
     assert max(s.get("query_cut", 0) for s in seismic.Seismic().grid(10)) == 15
     assert max(s.get("query_cut", 0) for s in seismic.Seismic().grid(1000)) == max(seismic.DEEP_CUTS)

@@ -15,6 +15,7 @@ MODULES = {
     "pisa": "pisa",
     "bmp": "bmp",
     "seismic": "seismic",
+    "seismic-knn": "seismic",
     "kannolo": "kannolo",
 }
 

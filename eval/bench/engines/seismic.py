@@ -149,3 +149,14 @@ class Seismic(Tunable):
 
     def close(self) -> None:
         self._index = None
+
+
+@ENGINES.add
+class SeismicKnn(Seismic):
+    """Seismic with its kNN graph of :data:`KNN` neighbours per document, the guide's optional refinement, under
+    its own name so one run compares Seismic with and without the graph (``--engine seismic --engine seismic-knn``)."""
+
+    system = "seismic-knn"
+
+    def __init__(self, **build: Any) -> None:
+        super().__init__(knn=KNN, **build)
