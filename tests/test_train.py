@@ -165,6 +165,24 @@ def test_rerank_scores_the_first_stage_candidates_as_a_full_search_would(prepare
     assert not (tmp_path / "bad").exists()
 
 
+def test_rerank_with_a_sparse_teacher_matches_its_full_search(bert_dir: Path, prepared: Path, tmp_path: Path) -> None:
+    """A sparse (SPLADE) teacher reranks too: each candidate gets its sparse dot product, as its search scores it
+    (within the index's float16 impacts)."""
+    from lsr.runs import read_run
+
+    bm25_file = prepared / "teachers" / "bm25.trec"
+    again = dict(split="test", holdout=3, pseudo_per_document=2, depth=20, pool=10, guard=GUARD, keep=KEEP, seed=1)
+    teachers = parse_teachers(f"run={bm25_file},sparse={bert_dir}")
+    prepare(demo_dataset(), tmp_path / "full", teachers, cache_dir=tmp_path / "c", **again)
+    prepare(demo_dataset(), tmp_path / "reranked", teachers, cache_dir=tmp_path / "c", rerank=8, **again)
+    full, reranked = (read_run(tmp_path / name / "teachers" / "sparse-model.trec") for name in ("full", "reranked"))
+    compared = [
+        (score, full[qid][doc]) for qid, hits in reranked.items() for doc, score in hits.items() if doc in full[qid]
+    ]
+    assert len(compared) > len(reranked)
+    assert all(score == pytest.approx(want, rel=1e-2, abs=1e-3) for score, want in compared)
+
+
 def test_prepared_folder_is_a_dataset_with_guarded_examples(prepared: Path) -> None:
     dataset = BeirDataset(prepared)
     dev_queries, dev_qrels = dataset.split("dev")
