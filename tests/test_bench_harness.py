@@ -62,7 +62,7 @@ def test_every_finished_round_is_reported_before_the_run_ends(tmp_path: Path) ->
         assert all(len(row["rounds_mean_ms"]) == done and row["throughput_qps"] is None for row in snapshot["rows"])
         assert snapshot["rows"][0]["exact_scores_match"] is True and snapshot["matched_recall"]["lsr"]["0.99"]
     assert report.complete and report.rounds_done == 3 and all(row.throughput_qps for row in report.rows)
-    assert all(row.throughput_threads == 2 for row in report.rows)  # lsr searches a batch on the threads asked for
+    assert all(row.throughput_workers == "2 threads" for row in report.rows)  # lsr's batch runs on the threads asked
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps(snapshots[0]))
     result = CliRunner().invoke(app, ["bench", "engines-table", str(partial)])

@@ -64,8 +64,8 @@ class Engine(ABC):
     system: ClassVar[str]
     exact: ClassVar[bool]
     parallel_batch: ClassVar[bool] = False
-    """Whether :meth:`search_batch` spreads queries over threads. BMP's binding searches one query at a time and
-    holds the GIL, so its throughput is its one-thread rate whatever ``threads`` says; the results record it."""
+    """Whether :meth:`search_batch` spreads queries over threads. One that does not (BMP's binding searches one
+    query at a time and holds the GIL) is timed for throughput with one forked process per thread instead."""
 
     def __init__(self, **settings: Any) -> None:
         self.settings = settings
@@ -124,7 +124,12 @@ class Engine(ABC):
         return out
 
     def throughput(self, queries: Vectors, k: int, threads: int) -> float:
-        """Queries per second of one :meth:`search_batch` pass with ``threads`` threads (after the warm-up pass)."""
+        """Queries per second of one :meth:`search_batch` pass with ``threads`` threads (after the warm-up pass), or
+        of ``threads`` forked processes for an engine without a parallel batch."""
+        if threads > 1 and not self.parallel_batch:
+            from lsr.eval.bench.engines.forked import forked_throughput
+
+            return forked_throughput(self, queries, k, threads)
         started = time.perf_counter()
         self.search_batch(queries, k, threads)
         return len(queries) / (time.perf_counter() - started)

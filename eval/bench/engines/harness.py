@@ -56,7 +56,7 @@ class Row:
     mean_ms_ci95: tuple[float, float]
     rounds_mean_ms: list[float]
     throughput_qps: float | None = None
-    throughput_threads: int | None = None  # threads the throughput pass used: 1 for an engine without parallel search
+    throughput_workers: str | None = None  # "N threads", or "N processes" for an engine without parallel search
     mean_hits: float | None = None  # hits per query returned (at most k): an engine that stops short shows here
 
 
@@ -163,7 +163,7 @@ def _rows(
         every = np.concatenate(rounds_seconds) * 1000
         per_round = [float(np.mean(r) * 1000) for r in rounds_seconds]
         qps = engine.throughput(*throughput) if throughput is not None else None
-        used = None if throughput is None else throughput[2] if engine.parallel_batch else 1
+        used = None if throughput is None else f"{throughput[2]} {'threads' if engine.parallel_batch else 'processes'}"
         rows.append(
             Row(
                 engine.system,

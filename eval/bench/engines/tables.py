@@ -30,11 +30,14 @@ def matched_table(result: dict[str, Any]) -> str:
 
 
 def _qps(row: dict[str, Any]) -> str:
-    """Throughput, with the threads it used when the engine could not use those asked for (BMP: one)."""
+    """Throughput, saying so when it came from processes (an engine without parallel search, BMP) or, in results
+    from before processes, from the one thread such an engine used."""
     if row.get("throughput_qps") is None:
         return "—"
-    used = row.get("throughput_threads")
-    return f"{row['throughput_qps']:,.0f}" + (" (1 thread)" if used == 1 else "")
+    workers = row.get("throughput_workers") or ""
+    if workers.endswith("processes"):
+        return f"{row['throughput_qps']:,.0f} ({workers})"
+    return f"{row['throughput_qps']:,.0f}" + (" (1 thread)" if row.get("throughput_threads") == 1 else "")
 
 
 def exact_table(result: dict[str, Any]) -> str:
