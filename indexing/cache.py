@@ -69,10 +69,14 @@ def encoded_corpus(
     corpus: Corpus,
     model: str,
     encoder: SparseEncoder | DenseEncoder,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     settings: Sequence[str] = (),
 ) -> Path:
     """The cached vectors folder of ``model`` (loaded as ``encoder``, with the encoding ``settings`` of
     :func:`lsr.cache.vectors.encoding_settings`) over the corpus, encoded (or resumed) if needed; a retriever, a
-    training teacher, ``lsr index`` and ``lsr encode`` of the same model and settings share it."""
-    return cached_vectors(corpus.cache, corpus.dataset.corpus_source, model, lambda: encoder, batch_size, settings)
+    training teacher, ``lsr index`` and ``lsr encode`` of the same model and settings share it. ``batch_size``:
+    :func:`lsr.models.base.document_batch_size` unless given."""
+    from lsr.models.base import document_batch_size  # torch, only where a model encodes
+
+    batch = batch_size or document_batch_size(encoder)
+    return cached_vectors(corpus.cache, corpus.dataset.corpus_source, model, lambda: encoder, batch, settings)

@@ -208,3 +208,17 @@ def test_dense_default_is_embedded() -> None:
     vectors = encoder.encode_document(["sparse retrieval", "learned sparse retrieval", "matrix factorisation"])
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_document_batch_size_follows_the_encoders_device(bert_dir: Path) -> None:
+    """Every encoder says where it encodes documents, so a corpus encoding without a given batch size takes 32 on a
+    CPU and 256 on a GPU."""
+    from lsr.models.base import document_batch_size
+
+    splade = SpladeEncoder.from_pretrained(bert_dir, device="cpu")
+    inference_free = InferenceFreeEncoder(splade, np.ones(len(splade.vocabulary), dtype=np.float32))
+    dense = load_encoder("all-minilm-l6-v2", device="cpu")
+    for encoder in (splade, inference_free, dense):
+        assert encoder.device.type == "cpu" and document_batch_size(encoder) == 32
+    if torch.cuda.is_available():
+        assert document_batch_size(load_encoder("all-minilm-l6-v2", device="cuda")) == 256

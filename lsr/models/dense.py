@@ -58,6 +58,10 @@ class DenseEncoder:
         return cls(model)
 
     @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
     def dimension(self) -> int:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(dimension())

@@ -43,6 +43,11 @@ class InferenceFreeEncoder(SparseEncoder):
         self.idf[document_encoder.special_ids] = 0.0  # none when the model keeps special tokens' dimensions
         self._rust = getattr(document_encoder.tokenizer, "_tokenizer", None)
 
+    @property
+    def device(self) -> torch.device:
+        """Where documents are encoded (queries are a table lookup)."""
+        return self.document_encoder.device
+
     @classmethod
     def from_pretrained(
         cls,

@@ -70,12 +70,11 @@ def model_runs(
     """Exact top-``DEPTH`` runs of ``model`` for every target, the corpus encoded once, and the mean non-zeros
     per document (what adaptation did to the index's size and search cost)."""
     from lsr.models import load_encoder
-    from lsr.models.base import pick_device
+    from lsr.models.base import document_batch_size, pick_device
 
     encoder = load_encoder(str(model), device=device)
     where = pick_device(device)
-    # a GPU pays a fixed cost per batch (a million short documents took minutes at 64); a CPU pays in memory
-    batch = 256 if where.type == "cuda" else 64
+    batch = document_batch_size(encoder)
     docs = list(BeirDataset(corpus).corpus())
     doc_vectors = encoder.encode_document([document_text(d) for d in docs], batch_size=batch)
     search = ExactSearch(doc_vectors, [d.id for d in docs], where)
