@@ -191,7 +191,10 @@ def engines_bench(
     dataset: Annotated[Path, typer.Option(help="BEIR folder whose queries are encoded with the vectors' model.")],
     split: Annotated[str, typer.Option(help="Queries of this split, or 'unjudged' (efficiency queries).")] = "test",
     engine: Annotated[
-        list[str] | None, typer.Option(help="Engines to compare after lsr (repeat): pisa, bmp, seismic, kannolo, ...")
+        list[str] | None,
+        typer.Option(
+            help="Engines to compare after lsr (repeat): pisa, bmp, seismic, seismic-knn, kannolo, lucene-impact."
+        ),
     ] = None,
     k: Annotated[int, typer.Option(min=1)] = 10,
     rounds: Annotated[int, typer.Option(min=1, help="Interleaved timed repetitions.")] = 3,
