@@ -11,9 +11,9 @@ folder be re-weighted, since ``lsr train prepare`` keeps every teacher's run in 
 
 At a million documents a dense or sparse teacher's search costs a full encoding of the corpus (hours on two CPU
 cores: all-MiniLM-L6-v2 encodes about 105 package summaries a second there). With ``rerank`` it scores only the
-documents the first-stage teachers (BM25 and run teachers) found for each query, as a cross-encoder teacher would: the candidates the ensemble keeps come from those teachers'
-top documents anyway, and the reranking teacher still reorders them. What it loses is the documents only it would
-have found.
+documents the first-stage teachers (BM25 and run teachers) found for each query, as a cross-encoder teacher
+would: the candidates the ensemble keeps come from those teachers' top documents anyway, and the reranking teacher
+still reorders them. What it loses is the documents only it would have found.
 
 A candidate a teacher did not retrieve gets that teacher's lowest retrieved score, an upper bound on what it would
 have scored. Scores of different teachers live on different scales (BM25 ~ 10-40, cosine < 1), so
