@@ -9,8 +9,8 @@ A teacher can also be ``run=FILE``, a TREC run made earlier or elsewhere: it let
 machines (BM25 where Java runs, a dense model where a GPU encodes a million documents), and it lets a prepared
 folder be re-weighted, since ``lsr train prepare`` keeps every teacher's run in it.
 
-At a million documents a dense or sparse teacher's search costs a full encoding of the corpus (hours on two CPU
-cores: all-MiniLM-L6-v2 encodes about 105 package summaries a second there). With ``rerank`` it scores only the
+At a million documents a dense or sparse teacher's search costs a full encoding of the corpus (most of an hour on
+two CPU cores: all-MiniLM-L6-v2 encodes about 400 package summaries a second there). With ``rerank`` it scores only the
 documents the first-stage teachers (BM25 and run teachers) found for each query, as a cross-encoder teacher
 would: the candidates the ensemble keeps come from those teachers' top documents anyway, and the reranking teacher
 still reorders them. What it loses is the documents only it would have found.
