@@ -185,7 +185,9 @@ def test_an_engine_without_parallel_search_is_timed_with_one_process_per_thread(
     scifact: tuple[Vectors, Vectors, np.ndarray],
 ) -> None:
     """BMP's binding searches one query at a time and holds the GIL, so its throughput at 2 "threads" is timed with
-    2 forked processes (each with the built index), and the row and the table say so."""
+    2 forked processes (each with the built index), and the row and the table say so. A JVM runs in this process
+    first, as after a Lucene teacher or engine: its SIGTERM handler, inherited by forked children without the JVM
+    thread that acts on it, once left the workers unkillable and the pool waiting on them forever."""
     from lsr.eval.bench.engines import engine
     from lsr.eval.bench.engines.harness import compare
     from lsr.eval.bench.engines.tables import exact_table
@@ -193,6 +195,12 @@ def test_an_engine_without_parallel_search_is_timed_with_one_process_per_thread(
     if not installed("bmp"):
         pytest.skip("needs the package 'bmp' (lsr[bench])")
     docs, queries, _ = scifact
+    try:
+        from lsr.indexing.lucene.jvm import start_jvm
+
+        start_jvm()
+    except Exception as exc:  # noqa: BLE001 - no Java here: the workers are tested without one
+        print(f"no JVM started ({exc})")
     assert not bmp.Bmp.parallel_batch and pisa.Pisa.parallel_batch and seismic.Seismic.parallel_batch
     report = compare([engine("lsr"), bmp.Bmp()], docs, queries, k=10, rounds=1, threads=2, settings=[[{}], [{}]])
     workers = {row.system: row.throughput_workers for row in report.rows if row.throughput_qps}
