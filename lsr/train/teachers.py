@@ -35,6 +35,7 @@ from lsr.data.beir import BeirDataset
 from lsr.defaults import DEFAULT_DENSE
 from lsr.encode.corpus import document_text
 from lsr.errors import LsrError
+from lsr.indexing.dense.base import normalise
 from lsr.indexing.dense.settings import DenseSettings
 from lsr.indexing.retrieval import Corpus, RetrieverOptions, check_names, open_retriever
 from lsr.models import DenseEncoder, load_encoder
@@ -137,8 +138,7 @@ def _rerank(teacher: Teacher, dataset: BeirDataset, queries: Mapping[str, str], 
     doc_vectors = encoder.encode_document([document_text(d) for d in docs], batch_size=batch, show_progress=True)
     query_vectors = encoder.encode_query([queries[qid] for qid in pools], batch_size=batch)
     if isinstance(encoder, DenseEncoder) and encoder.similarity == "cosine":
-        doc_vectors /= np.maximum(np.linalg.norm(doc_vectors, axis=1, keepdims=True), 1e-12)
-        query_vectors /= np.maximum(np.linalg.norm(query_vectors, axis=1, keepdims=True), 1e-12)
+        doc_vectors, query_vectors = normalise(doc_vectors), normalise(query_vectors)
     run: Run = {}
     for i, (qid, pool) in enumerate(tqdm(pools.items(), desc=f"reranking with {teacher.name}", unit="query")):
         rows = [row[doc] for doc in pool if doc in row]
