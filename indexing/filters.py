@@ -60,7 +60,7 @@ def check_allow(allow: np.ndarray | None, num_docs: int) -> np.ndarray | None:
 
 
 @njit(nogil=True, cache=True)
-def _hashes(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def id_hashes(blob: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """FNV-1a, 64-bit, of each id ``blob[offsets[i]:offsets[i + 1]]`` (UTF-8 bytes)."""
     out = np.empty(len(offsets) - 1, dtype=np.uint64)
     for i in range(len(out)):
@@ -88,7 +88,7 @@ def _find(blob, offsets, order, hashes, wanted, wanted_offsets, wanted_hashes) -
     return out
 
 
-def _encoded(ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+def encoded_ids(ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
     """Ids as one UTF-8 blob and the offsets of each id in it (the sparse index's own layout)."""
     encoded = [i.encode("utf-8") for i in ids]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
@@ -102,19 +102,19 @@ class DocNumbers:
     def __init__(self, blob: np.ndarray, offsets: np.ndarray) -> None:
         """``blob[offsets[n]:offsets[n + 1]]`` is the UTF-8 id of document ``n``."""
         self._blob, self._offsets = blob, offsets
-        hashes = _hashes(blob, offsets)
+        hashes = id_hashes(blob, offsets)
         self._order = np.argsort(hashes, kind="stable")  # among equal ids, the lowest number is found first
         self._hashes = hashes[self._order]
 
     @classmethod
     def of(cls, ids: Sequence[str]) -> DocNumbers:
         """From a list of ids in document order."""
-        return cls(*_encoded(ids))
+        return cls(*encoded_ids(ids))
 
     def numbers(self, ids: Iterable[str]) -> np.ndarray:
         """The number of each id (int64), :data:`UNKNOWN` where the index holds no such id."""
-        wanted, offsets = _encoded(ids)
-        return _find(self._blob, self._offsets, self._order, self._hashes, wanted, offsets, _hashes(wanted, offsets))
+        wanted, offsets = encoded_ids(ids)
+        return _find(self._blob, self._offsets, self._order, self._hashes, wanted, offsets, id_hashes(wanted, offsets))
 
 
 def filter_mask(allow: DocFilter, num_docs: int, numbers: Callable[[Iterable[str]], np.ndarray]) -> np.ndarray:

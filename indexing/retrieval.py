@@ -24,6 +24,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from lsr.indexing.dense.settings import DenseSettings
+from lsr.indexing.fingerprint import UNKNOWN, check_same_documents
 from lsr.indexing.hits import DocFilter, Hits
 
 from lsr.data.beir import BeirDataset
@@ -102,6 +103,12 @@ class Retriever(ABC):
         """Where its documents came from, as its index recorded it (a BEIR folder or zip, or a corpus file), or ``""``
         when unknown: ``lsr serve`` reports it so that ``lsr query`` can show the documents' titles."""
         return ""
+
+    @property
+    def id_fingerprint(self) -> str:
+        """The set of document ids it holds, as :func:`lsr.indexing.fingerprint.blob_fingerprint` writes it, or
+        ``""`` when it cannot tell: a hybrid refuses legs whose fingerprints differ (they hold different corpora)."""
+        return UNKNOWN
 
     def express(self) -> Retriever | None:
         """A second retriever sharing this one's index and encoder but with a single-threaded searcher of its own,
@@ -200,6 +207,7 @@ class Hybrid(Retriever):
             raise LsrError(f"unknown fusion {fusion!r}; choose one of {', '.join(METHODS)}")
         if weights is not None and len(weights) != len(retrievers):
             raise LsrError(f"{len(weights)} weights for {len(retrievers)} retrievers")
+        check_same_documents([(r.name, r.id_fingerprint) for r in retrievers])
         self.retrievers = list(retrievers)
         self.fusion = fusion
         self.weights = tuple(weights) if weights is not None else None

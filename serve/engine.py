@@ -5,8 +5,8 @@ index folders: ``sparse`` (``--index``: the index's metadata names the model its
 inference-free model that is a tokenizer and an IDF lookup, no network), ``dense`` (``--dense-index``), and any
 other registered name (``--retriever NAME=FOLDER``, a user's own retriever included, see ``lsr serve --import``).
 With two legs or more, ``hybrid`` fuses them with :class:`~lsr.indexing.retrieval.Hybrid`, the fusion
-``lsr eval run`` uses. The sparse leg also answers Encode and searches by pre-encoded vector; a trained
-recommender folder answers Recommend.
+``lsr eval run`` uses, where they hold the same documents (:mod:`lsr.indexing.fingerprint`). The sparse leg also
+answers Encode and searches by pre-encoded vector; a trained recommender folder answers Recommend.
 
 Every leg and the Encode call are driven by :class:`~lsr.serve.batching.MicroBatcher` workers, so concurrent
 requests share kernel calls and no kernel is entered from two threads at once; a leg whose retriever offers an
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import threading
 import time
@@ -38,11 +39,13 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.indexing.fingerprint import check_same_documents
 from lsr.indexing.hits import DocFilter, Hits
 from lsr.indexing.retrieval import Hybrid, Retriever
 from lsr.serve.batching import BatcherClosed, DeadlineExpired, MicroBatcher, wait
 from lsr.serve.errors import DeadlineExceeded, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
+log = logging.getLogger("lsr.serve")
 SPARSE, DENSE, HYBRID, ENCODE = "sparse", "dense", Hybrid.name, "encode"
 DEFAULT_K = 10
 CHARS_PER_TOKEN = 4  # a rough average for word pieces of English text: costs are estimates, not token counts
@@ -213,13 +216,21 @@ class Engine:
         return legs
 
     def _hybrid_legs(self, config: EngineConfig) -> tuple[str, ...]:
-        """The legs ``hybrid`` fuses (none: no hybrid)."""
+        """The legs ``hybrid`` fuses (none: no hybrid). Legs holding different documents are not fused: legs named
+        for the hybrid are then an error; by default (every leg) the server runs without a hybrid, and says so."""
         from lsr.errors import LsrError
 
         legs = tuple(config.hybrid_legs) if config.hybrid_legs is not None else tuple(self.legs)
         unknown = [name for name in legs if name not in self.legs]
         if unknown or (config.hybrid_legs is not None and (len(set(legs)) != len(legs) or len(legs) < 2)):
             raise LsrError(f"hybrid legs must be two or more of the served retrievers ({', '.join(self.legs)})")
+        try:
+            check_same_documents([(name, self.legs[name].retriever.id_fingerprint) for name in legs])
+        except LsrError as exc:
+            if config.hybrid_legs is not None:
+                raise
+            log.warning("%s; serving them without %r", exc, HYBRID)
+            return ()
         return legs if len(legs) >= 2 else ()
 
     def _batcher(self, name: str, fn: Callable, express: Callable | None = None) -> MicroBatcher:
@@ -525,13 +536,19 @@ class Engine:
 
     def describe(self) -> dict[str, Any]:
         """What the server holds, and its batchers' counters (the Stats call): the sparse leg's model, size and corpus
-        (the first leg's size and corpus where there is no sparse one), and the dense leg's model and size."""
+        (the first leg's size and corpus where there is no sparse one), the dense leg's model and size, and every
+        leg's name, size and corpus (``legs``: a server of several corpora's legs is refused only where the legs are
+        fused, so the others may hold different documents)."""
         dense = self.legs.get(DENSE)
         first = self.sparse or next(iter(self.legs.values()))
         return {
             "model": self.model or "",
             "num_docs": first.num_docs,
             "corpus": first.retriever.corpus,
+            "legs": [
+                {"name": name, "num_docs": leg.num_docs, "corpus": leg.retriever.corpus}
+                for name, leg in self.legs.items()
+            ],
             "vocab_size": self.index.meta.vocab_size if self.index is not None else 0,
             "retrievers": list(self.retrievers),
             "dense_model": (self.config.dense_model or dense.retriever.info.get("model", "")) if dense else "",

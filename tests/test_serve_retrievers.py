@@ -4,8 +4,10 @@ own, giving the top k among the admitted documents."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,9 +189,67 @@ def bm25_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bm25.build_index(BeirDataset(demo_dataset()), tmp_path_factory.mktemp("bm25") / "index")
 
 
+@pytest.fixture(scope="module")
+def subset_sparse(artifacts: Artifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sparse index of the demo corpus's first 30 documents (of 40) by the same model, through `lsr index`: another
+    corpus than the dense index's."""
+    from typer.testing import CliRunner
+
+    from lsr.cli import app
+
+    folder = tmp_path_factory.mktemp("subset")
+    (folder / "corpus").mkdir()
+    lines = (demo_dataset() / "corpus.jsonl").read_text().splitlines()
+    (folder / "corpus" / "corpus.jsonl").write_text("\n".join(lines[:30]) + "\n")
+    shutil.copy(demo_dataset() / "queries.jsonl", folder / "corpus" / "queries.jsonl")
+    args = ["index", "--model", str(artifacts.model), "--corpus", str(folder / "corpus")]
+    result = CliRunner().invoke(app, [*args, "--output", str(folder / "sparse"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    return folder / "sparse"
+
+
+def test_legs_over_different_documents_are_not_fused(
+    artifacts: Artifacts, subset_sparse: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hybrid refuses legs that hold different documents (fusion adds scores by document id): in the library, and
+    in a server where the legs are named for the hybrid; a server given them by default serves each leg alone, says
+    so, and its Stats list every leg's size and corpus."""
+    from lsr.indexing.retrieval import Hybrid, RetrieverOptions, open_retriever
+    from lsr.serve.engine import Engine, EngineConfig
+
+    from lsr.errors import LsrError
+
+    options = RetrieverOptions(device="cpu")
+    dense = open_retriever("dense", artifacts.dense_index, options)
+    same = open_retriever("sparse", artifacts.sparse_index, options)
+    other = open_retriever("sparse", subset_sparse, options)
+    assert same.id_fingerprint == dense.id_fingerprint != other.id_fingerprint
+    assert len(Hybrid([same, dense]).search(Hybrid([same, dense]).encode(demo_queries()[:2]), 5)) == 2
+    refused = r"the sparse and dense retrievers hold different documents \(30 and 40 ids"
+    with pytest.raises(LsrError, match=refused):
+        Hybrid([other, dense])
+    with pytest.raises(LsrError, match=refused):
+        Engine(EngineConfig(index=subset_sparse, dense_index=artifacts.dense_index, hybrid_legs=("sparse", "dense")))
+    apart = dataclasses.replace(artifacts, sparse_index=subset_sparse)
+    with caplog.at_level("WARNING", logger="lsr.serve"), running(apart, recommender=False) as server:
+        with Client(server.address) as client:
+            stats = client.stats()
+            assert list(stats.retrievers) == ["sparse", "dense"]
+            legs = [(leg.name, leg.num_docs, leg.corpus) for leg in stats.legs]
+            corpora = [str((subset_sparse.parent / "corpus").resolve()), str(demo_dataset().resolve())]
+            assert legs == [("sparse", 30, corpora[0]), ("dense", 40, corpora[1])]
+            assert len(client.search(demo_queries()[0], k=5, retriever="sparse")) == 5
+            with pytest.raises(grpc.RpcError) as error:
+                client.search(demo_queries()[0], k=5, retriever="hybrid")
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    said = [record.getMessage() for record in caplog.records]
+    assert any("hold different documents" in line and "without 'hybrid'" in line for line in said)
+
+
 def test_bm25_served_alone_filtered_and_in_a_hybrid_with_sparse(artifacts: Artifacts, bm25_index: Path) -> None:
     """The built-in BM25 retriever is servable like any other: the answers are the library's, filters give the top k
     among the admitted documents, and the hybrid fuses it with the sparse leg."""
+    from lsr.indexing.fingerprint import ids_fingerprint
     from lsr.indexing.fusion import fuse
     from lsr.indexing.lucene.retriever import BM25Retriever
     from lsr.indexing.retrieval import RetrieverOptions
@@ -199,11 +259,13 @@ def test_bm25_served_alone_filtered_and_in_a_hybrid_with_sparse(artifacts: Artif
     library = BM25Retriever.from_index(bm25_index, RetrieverOptions())
     ids = [json.loads(line)["_id"] for line in (demo_dataset() / "corpus.jsonl").read_text().splitlines()]
     assert library.num_docs == len(ids) and library.longest_id == max(len(doc.encode()) for doc in ids)
+    assert library.id_fingerprint == ids_fingerprint(ids)
     queries = demo_queries()
     broad = max(queries, key=lambda q: len(library.search([q], 40)[0].ids))
     with running(artifacts, dense=False, recommender=False, retrievers=(("bm25", bm25_index),)) as server:
         with Client(server.address) as client:
             assert list(client.stats().retrievers) == ["sparse", "bm25", "hybrid"]
+            assert [(leg.name, leg.num_docs) for leg in client.stats().legs] == [("sparse", 40), ("bm25", 40)]
             for query in queries:
                 want = library.search([query], 10)[0]
                 got = client.search(query, k=10, retriever="bm25")

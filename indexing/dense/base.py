@@ -17,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 from lsr.indexing.dense.format import DenseIndexError, DenseMeta, read_ids
 from lsr.indexing.filters import DocNumbers, check_allow
+from lsr.indexing.fingerprint import ids_fingerprint
 from lsr.indexing.hits import Hits
 
 VectorShards = Callable[[], Iterable[np.ndarray]]
@@ -43,6 +44,7 @@ class DenseIndex(ABC):
         self.meta = meta
         self.ids = read_ids(folder, meta.num_docs)
         self._numbers: DocNumbers | None = None
+        self._fingerprint: str | None = None
 
     @classmethod
     @abstractmethod
@@ -92,6 +94,12 @@ class DenseIndex(ABC):
         if np.any((rows < -1) | (rows >= self.meta.num_docs)) or not np.all(np.isfinite(scores[found])):
             raise DenseIndexError(f"{self.folder}: the {self.backend} search returned rows or scores out of range")
         return rows, scores
+
+    def id_fingerprint(self) -> str:
+        """The fingerprint of its row ids (:mod:`lsr.indexing.fingerprint`), computed on first use."""
+        if self._fingerprint is None:
+            self._fingerprint = ids_fingerprint(self.ids)
+        return self._fingerprint
 
     def doc_numbers(self, ids: Iterable[str]) -> np.ndarray:
         """The row of each id (int64), -1 for ids not in the index: the input of :func:`.filters.allow_mask`.

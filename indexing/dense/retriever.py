@@ -105,6 +105,10 @@ class DenseRetriever(Retriever):
     def corpus(self) -> str:
         return self.index.meta.corpus
 
+    @property
+    def id_fingerprint(self) -> str:
+        return self.index.id_fingerprint()
+
     def search(self, queries: np.ndarray, k: int, allow: DocFilter | None = None) -> list[Hits]:
         filtering = (
             {} if allow is None else {"allow": filter_mask(allow, self.index.meta.num_docs, self.index.doc_numbers)}

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from lsr.indexing.fingerprint import blob_fingerprint
 from lsr.indexing.lucene.jvm import lucene_search_module, start_jvm
 from tqdm.auto import tqdm
 
@@ -40,10 +42,13 @@ def _indexed_text(doc: Document, convention: str) -> str:
     return f"{doc.title}\n{doc.text}" if convention == "flat" else doc.text
 
 
-def _write_shards(docs: Iterable[Document], folder: Path, convention: str) -> tuple[int, int, int]:
-    """Write the collection's input files; return how many documents there are, how many Lucene will skip, and the
-    UTF-8 bytes of the longest id it indexes (what a server needs to bound a reply's size)."""
+def _write_shards(docs: Iterable[Document], folder: Path, convention: str) -> tuple[int, int, int, str]:
+    """Write the collection's input files; return how many documents there are, how many Lucene will skip, the
+    UTF-8 bytes of the longest id it indexes (what a server needs to bound a reply's size) and the fingerprint of
+    every document id, the skipped ones too (:mod:`lsr.indexing.fingerprint`: a hybrid compares it with its other
+    legs', which index the empty documents as well)."""
     count = empty = longest = 0
+    blob, ends = bytearray(), [0]
     out = None
     try:
         for doc in docs:
@@ -53,6 +58,8 @@ def _write_shards(docs: Iterable[Document], folder: Path, convention: str) -> tu
                 out = open(folder / f"part-{count // SHARD_DOCS:05d}.jsonl", "w", encoding="utf-8")
             out.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
             count += 1
+            blob += doc.id.encode("utf-8")
+            ends.append(len(blob))
             if _indexed_text(doc, convention).strip():
                 longest = max(longest, len(doc.id.encode("utf-8")))
             else:
@@ -60,7 +67,7 @@ def _write_shards(docs: Iterable[Document], folder: Path, convention: str) -> tu
     finally:
         if out is not None:
             out.close()
-    return count, empty, longest
+    return count, empty, longest, blob_fingerprint(np.frombuffer(bytes(blob), dtype=np.uint8), np.asarray(ends))
 
 
 def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "flat", threads: int = 0) -> Path:
@@ -84,7 +91,7 @@ def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=index_dir.parent, prefix=".corpus.") as staging, atomic_dir(index_dir) as tmp:
         docs = tqdm(dataset.corpus(), desc=f"read {dataset.name}", unit=" docs")
-        count, empty, longest = _write_shards(docs, Path(staging), convention)
+        count, empty, longest, ids = _write_shards(docs, Path(staging), convention)
         if count == empty:
             raise LsrError(f"{dataset.corpus_source.name}: the corpus has no text to index")
         if empty:
@@ -122,7 +129,7 @@ def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "
         searcher.close()
         if indexed != count - empty:
             raise LsrError(f"Lucene indexed {indexed} of {count - empty} documents from {dataset.corpus_source.name}")
-        meta = {"source": fingerprint, "documents": count, "empty_documents": empty, "longest_id": longest}
+        meta = {"source": fingerprint, "documents": count, "empty_documents": empty, "longest_id": longest, "ids": ids}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
     return index_dir
 

@@ -76,6 +76,11 @@ class BM25Retriever(Retriever):
             raise LsrError(f"{self.index}: a BM25 index of an older lsr (no longest_id in {bm25.META_FILE}): rebuild")
         return int(self._meta["longest_id"])
 
+    @property
+    def id_fingerprint(self) -> str:
+        """Written by ``build_index``; an index of an older lsr has none: unknown, not compared."""
+        return self._meta.get("ids", "")
+
 
 def _read_meta(path: Path) -> dict[str, Any]:
     """The index's ``lsr-index.json``, checked for the fields the retriever reads."""
@@ -85,6 +90,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
         convention, documents = found["source"]["convention"], found["documents"]
         valid = convention in bm25.COLLECTIONS and isinstance(documents, int) and documents >= 0
         valid = valid and all(isinstance(found.get(key, 0), int) for key in ("empty_documents", "longest_id"))
+        valid = valid and isinstance(found.get("ids", ""), str)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LsrError(f"{path}: not an lsr BM25 index (no readable {bm25.META_FILE})") from exc
     if not valid:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from lsr.indexing.filters import DocNumbers
+from lsr.indexing.fingerprint import blob_fingerprint
 
 from lsr.errors import LsrError, no_folder
 
@@ -236,6 +237,7 @@ class SparseIndex:
         self.forward_terms = arrays["forward_terms.npy"]
         self.forward_codes = arrays["forward_codes.npy"]
         self._numbers: DocNumbers | None = None
+        self._fingerprint: str | None = None
 
     @classmethod
     def open(cls, path: str | Path, verify: bool = True) -> SparseIndex:
@@ -346,6 +348,12 @@ class SparseIndex:
     def longest_id(self) -> int:
         """Bytes of the longest document id (UTF-8)."""
         return int(np.diff(self._id_offsets).max()) if self.num_docs else 0
+
+    def id_fingerprint(self) -> str:
+        """The fingerprint of its document ids (:mod:`lsr.indexing.fingerprint`), computed on first use."""
+        if self._fingerprint is None:
+            self._fingerprint = blob_fingerprint(self._ids, self._id_offsets)
+        return self._fingerprint
 
     def doc_numbers(self, ids: Iterable[str]) -> np.ndarray:
         """The document number of each id (int64), -1 for ids not in the index: the input of

@@ -176,6 +176,10 @@ class SparseRetriever(Retriever):
     def corpus(self) -> str:
         return self.index.meta.corpus
 
+    @property
+    def id_fingerprint(self) -> str:
+        return self.index.id_fingerprint()
+
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self.encoder.encode_query(list(texts))
 

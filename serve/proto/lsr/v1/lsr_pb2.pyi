@@ -112,8 +112,18 @@ class BatcherStats(_message.Message):
     expired: int
     def __init__(self, name: _Optional[str] = ..., batches: _Optional[int] = ..., items: _Optional[int] = ..., largest: _Optional[int] = ..., expired: _Optional[int] = ...) -> None: ...
 
+class RetrieverInfo(_message.Message):
+    __slots__ = ("name", "num_docs", "corpus")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUM_DOCS_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    num_docs: int
+    corpus: str
+    def __init__(self, name: _Optional[str] = ..., num_docs: _Optional[int] = ..., corpus: _Optional[str] = ...) -> None: ...
+
 class StatsResponse(_message.Message):
-    __slots__ = ("model", "num_docs", "vocab_size", "retrievers", "dense_model", "dense_docs", "recommender", "methods", "batchers", "in_flight", "uptime_seconds", "rss_bytes", "corpus")
+    __slots__ = ("model", "num_docs", "vocab_size", "retrievers", "dense_model", "dense_docs", "recommender", "methods", "batchers", "in_flight", "uptime_seconds", "rss_bytes", "corpus", "legs")
     class MethodsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +144,7 @@ class StatsResponse(_message.Message):
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     CORPUS_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
     model: str
     num_docs: int
     vocab_size: int
@@ -147,7 +158,8 @@ class StatsResponse(_message.Message):
     uptime_seconds: float
     rss_bytes: int
     corpus: str
-    def __init__(self, model: _Optional[str] = ..., num_docs: _Optional[int] = ..., vocab_size: _Optional[int] = ..., retrievers: _Optional[_Iterable[str]] = ..., dense_model: _Optional[str] = ..., dense_docs: _Optional[int] = ..., recommender: _Optional[bool] = ..., methods: _Optional[_Mapping[str, MethodStats]] = ..., batchers: _Optional[_Iterable[_Union[BatcherStats, _Mapping]]] = ..., in_flight: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., corpus: _Optional[str] = ...) -> None: ...
+    legs: _containers.RepeatedCompositeFieldContainer[RetrieverInfo]
+    def __init__(self, model: _Optional[str] = ..., num_docs: _Optional[int] = ..., vocab_size: _Optional[int] = ..., retrievers: _Optional[_Iterable[str]] = ..., dense_model: _Optional[str] = ..., dense_docs: _Optional[int] = ..., recommender: _Optional[bool] = ..., methods: _Optional[_Mapping[str, MethodStats]] = ..., batchers: _Optional[_Iterable[_Union[BatcherStats, _Mapping]]] = ..., in_flight: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., corpus: _Optional[str] = ..., legs: _Optional[_Iterable[_Union[RetrieverInfo, _Mapping]]] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
     __slots__ = ("user_id", "k", "exclude_seen")
