@@ -193,22 +193,23 @@ def _search_batch(
 
 
 def _prune_query(queries: sp.csr_matrix, query_terms: int | None) -> sp.csr_matrix:
-    """Keep each query's ``query_terms`` heaviest terms (all when None)."""
+    """Keep each query's ``query_terms`` heaviest terms (all when None; of equal weights, the first given).
+
+    One stable sort of every row's terms by (row, weight) instead of a matrix per row stacked: a single query paid
+    about 0.2 ms of SciPy construction for it (1M packages documents, where the search itself takes 0.3-2 ms)."""
     queries = sp.csr_matrix(queries, dtype=np.float32)
     queries.eliminate_zeros()
     if query_terms is None:
         return queries
-    rows = []
-    for row in range(queries.shape[0]):
-        start, end = queries.indptr[row], queries.indptr[row + 1]
-        keep = np.argsort(-queries.data[start:end], kind="stable")[:query_terms]
-        rows.append(
-            sp.csr_matrix(
-                (queries.data[start:end][keep], (np.zeros(len(keep)), queries.indices[start:end][keep])),
-                shape=(1, queries.shape[1]),
-            )
-        )
-    return sp.vstack(rows, format="csr") if rows else queries
+    counts = np.diff(queries.indptr)
+    rows = np.repeat(np.arange(queries.shape[0]), counts)
+    order = np.lexsort((-queries.data, rows))  # stable: equal weights keep their order
+    rank = np.arange(len(order)) - np.repeat(queries.indptr[:-1], counts)
+    keep = order[rank < query_terms]
+    keep = keep[np.lexsort((queries.indices[keep], rows[keep]))]  # back in term order, as SciPy keeps rows
+    indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(np.minimum(counts, query_terms), out=indptr[1:])
+    return sp.csr_matrix((queries.data[keep], queries.indices[keep], indptr), shape=queries.shape)
 
 
 _NO_TILES = {
