@@ -209,7 +209,7 @@ def query(
         except grpc.RpcError as exc:
             raise LsrError(f"{server}: {exc.code().name}: {exc.details()}") from None
         # recommendations are items, not the documents of the server's corpus
-        recorded = _server_corpus(client) if titles is None and not no_titles and user is None else ""
+        recorded = _server_corpus(client, retriever) if titles is None and not no_titles and user is None else ""
     from lsr.cache.titles import titles as read_titles
     from lsr.data.titles import ranked_table, recorded_titles
 
@@ -230,12 +230,15 @@ def query(
     console.print(ranked_table(caption, hits, key, names))
 
 
-def _server_corpus(client: Client) -> str:
-    """The corpus the server's documents came from, as its Stats reply says (empty when it does not know, is older
-    than that field, or refuses Stats: titles are not worth failing a search that has its hits)."""
+def _server_corpus(client: Client, retriever: str) -> str:
+    """The corpus the documents of ``retriever`` came from, as the server's Stats reply says: its leg's (a server may
+    hold legs of different corpora), else the server's (a hybrid's legs hold the same documents; a server older than
+    ``legs``). Empty when it does not know or refuses Stats: titles are not worth failing a search that has its
+    hits."""
     import grpc
 
     try:
-        return client.stats().corpus
+        stats = client.stats()
     except grpc.RpcError:
         return ""
+    return next((leg.corpus for leg in stats.legs if leg.name == retriever), stats.corpus)

@@ -216,7 +216,9 @@ def test_legs_over_different_documents_are_not_fused(
     so, and its Stats list every leg's size and corpus."""
     from lsr.indexing.retrieval import Hybrid, RetrieverOptions, open_retriever
     from lsr.serve.engine import Engine, EngineConfig
+    from typer.testing import CliRunner
 
+    from lsr.cli import app
     from lsr.errors import LsrError
 
     options = RetrieverOptions(device="cpu")
@@ -239,6 +241,16 @@ def test_legs_over_different_documents_are_not_fused(
             corpora = [str((subset_sparse.parent / "corpus").resolve()), str(demo_dataset().resolve())]
             assert legs == [("sparse", 30, corpora[0]), ("dense", 40, corpora[1])]
             assert len(client.search(demo_queries()[0], k=5, retriever="sparse")) == 5
+        # `lsr query` shows each leg's hits with the titles of that leg's own corpus
+        for leg, count in (("sparse", 30), ("dense", 40)):
+            shown = CliRunner().invoke(
+                app, ["query", demo_queries()[0], "--server", server.address, "--retriever", leg, "--k", "40", "--json"]
+            )
+            assert shown.exit_code == 0, shown.output
+            hits = [json.loads(line) for line in shown.stdout.splitlines()]
+            assert 0 < len(hits) <= count and all(hit.get("title") for hit in hits), (leg, shown.output)
+            assert leg == "sparse" or len(hits) == 40  # the dense leg returns the 10 documents the sparse one lacks
+        with Client(server.address) as client:
             with pytest.raises(grpc.RpcError) as error:
                 client.search(demo_queries()[0], k=5, retriever="hybrid")
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
