@@ -15,6 +15,7 @@ documents; retrievers compute it once, when a hybrid first needs it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,11 @@ def blob_fingerprint(blob: np.ndarray, offsets: np.ndarray) -> str:
     """The fingerprint of the ids ``blob[offsets[n]:offsets[n + 1]]`` (UTF-8 bytes), whatever their order."""
     hashes = np.sort(id_hashes(blob, offsets))
     return f"{len(hashes)}:{hashlib.blake2b(hashes.tobytes(), digest_size=16).hexdigest()}"
+
+
+def is_fingerprint(text: str) -> bool:
+    """Whether ``text`` is a fingerprint as :func:`blob_fingerprint` writes it (an index's file may hold anything)."""
+    return re.fullmatch(r"[0-9]+:[0-9a-f]{32}", text) is not None
 
 
 def ids_fingerprint(ids: Sequence[str]) -> str:
@@ -52,5 +58,6 @@ def check_same_documents(legs: Sequence[tuple[str, str]]) -> None:
 
 
 def _count(fingerprint: str) -> str:
-    """The number of ids a fingerprint covers (its first field), with thousands separators."""
-    return f"{int(fingerprint.split(':', 1)[0]):,}"
+    """The number of ids a fingerprint covers (its first field), with thousands separators; "?" for a retriever of
+    another package whose fingerprint is written otherwise."""
+    return f"{int(fingerprint.split(':', 1)[0]):,}" if is_fingerprint(fingerprint) else "?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,24 @@ def test_an_index_without_longest_id_is_rebuilt_by_the_cache_and_refused_by_the_
         _ = BM25Retriever.from_index(index, RetrieverOptions()).longest_id
     bm25.build_index(BeirDataset(beir_dir), index)
     assert BM25Retriever.from_index(index, RetrieverOptions()).longest_id == max(len(d["_id"].encode()) for d in DOCS)
+
+
+def test_the_index_records_its_ids_fingerprint_and_a_corrupt_one_is_refused(tmp_path: Path) -> None:
+    """Every document id (the empty documents Lucene skips too, as the other retrievers index them) is in the
+    fingerprint a hybrid compares; a meta file whose fingerprint is not one is refused when opened, with its path."""
+    from lsr.indexing.fingerprint import ids_fingerprint
+    from lsr.indexing.lucene.retriever import BM25Retriever
+    from lsr.indexing.retrieval import RetrieverOptions
+
+    from lsr.errors import LsrError
+
+    docs = [*DOCS, {"_id": "blank", "title": "", "text": "  "}]
+    with pytest.warns(DataWarning, match="1 document"):
+        index = bm25.build_index(BeirDataset(make_beir(tmp_path / "d", docs=docs)), tmp_path / "idx")
+    opened = BM25Retriever.from_index(index, RetrieverOptions())
+    assert opened.id_fingerprint == ids_fingerprint([d["_id"] for d in docs])
+    meta = index / bm25.META_FILE
+    for corrupt in ("garbage", 7, "12:xyz"):
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "ids": corrupt}))
+        with pytest.raises(LsrError, match=re.escape(str(meta))):
+            BM25Retriever.from_index(index, RetrieverOptions())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from lsr.indexing.filters import encoded_ids
-from lsr.indexing.fingerprint import UNKNOWN, blob_fingerprint, check_same_documents, ids_fingerprint
+from lsr.indexing.fingerprint import UNKNOWN, blob_fingerprint, check_same_documents, ids_fingerprint, is_fingerprint
 
 from lsr.errors import LsrError
 
@@ -31,3 +31,11 @@ def test_legs_are_refused_only_where_two_known_fingerprints_differ() -> None:
     check_same_documents([("sparse", UNKNOWN), ("dense", other)])
     with pytest.raises(LsrError, match=r"the sparse and dense retrievers hold different documents \(5 and 2 ids"):
         check_same_documents([("sparse", same), ("bm25", UNKNOWN), ("dense", other)])
+
+
+def test_only_fingerprints_as_lsr_writes_them_pass_the_format_check() -> None:
+    assert is_fingerprint(ids_fingerprint(IDS)) and is_fingerprint(ids_fingerprint([]))
+    wrong = ("", "garbage", "5:abc", "x:" + "0" * 32, ids_fingerprint(IDS) + "\n")
+    assert not any(is_fingerprint(text) for text in wrong)
+    with pytest.raises(LsrError, match=r"\(\? and 5 ids"):
+        check_same_documents([("mine", "a fingerprint of its own"), ("sparse", ids_fingerprint(IDS))])

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from lsr.indexing.cache import about, index_entry, record_use
+from lsr.indexing.fingerprint import is_fingerprint
 from lsr.indexing.lucene import bm25
 from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 
@@ -90,7 +91,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
         convention, documents = found["source"]["convention"], found["documents"]
         valid = convention in bm25.COLLECTIONS and isinstance(documents, int) and documents >= 0
         valid = valid and all(isinstance(found.get(key, 0), int) for key in ("empty_documents", "longest_id"))
-        valid = valid and isinstance(found.get("ids", ""), str)
+        valid = valid and isinstance(ids := found.get("ids", ""), str) and (ids == "" or is_fingerprint(ids))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LsrError(f"{path}: not an lsr BM25 index (no readable {bm25.META_FILE})") from exc
     if not valid:
