@@ -224,6 +224,8 @@ class Engine:
         unknown = [name for name in legs if name not in self.legs]
         if unknown or (config.hybrid_legs is not None and (len(set(legs)) != len(legs) or len(legs) < 2)):
             raise LsrError(f"hybrid legs must be two or more of the served retrievers ({', '.join(self.legs)})")
+        if len(legs) < 2:
+            return ()
         try:
             check_same_documents([(name, self.legs[name].retriever.id_fingerprint) for name in legs])
         except LsrError as exc:
@@ -231,7 +233,7 @@ class Engine:
                 raise
             log.warning("%s; serving them without %r", exc, HYBRID)
             return ()
-        return legs if len(legs) >= 2 else ()
+        return legs
 
     def _batcher(self, name: str, fn: Callable, express: Callable | None = None) -> MicroBatcher:
         """A batcher whose window waits only while a request is on its way to submitting (not for requests

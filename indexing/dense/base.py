@@ -9,6 +9,7 @@ what it visits (whose recall also drops at such selectivity).
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -44,7 +45,6 @@ class DenseIndex(ABC):
         self.meta = meta
         self.ids = read_ids(folder, meta.num_docs)
         self._numbers: DocNumbers | None = None
-        self._fingerprint: str | None = None
 
     @classmethod
     @abstractmethod
@@ -95,11 +95,10 @@ class DenseIndex(ABC):
             raise DenseIndexError(f"{self.folder}: the {self.backend} search returned rows or scores out of range")
         return rows, scores
 
+    @functools.cached_property
     def id_fingerprint(self) -> str:
         """The fingerprint of its row ids (:mod:`lsr.indexing.fingerprint`), computed on first use."""
-        if self._fingerprint is None:
-            self._fingerprint = ids_fingerprint(self.ids)
-        return self._fingerprint
+        return ids_fingerprint(self.ids)
 
     def doc_numbers(self, ids: Iterable[str]) -> np.ndarray:
         """The row of each id (int64), -1 for ids not in the index: the input of :func:`.filters.allow_mask`.

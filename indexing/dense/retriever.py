@@ -107,7 +107,7 @@ class DenseRetriever(Retriever):
 
     @property
     def id_fingerprint(self) -> str:
-        return self.index.id_fingerprint()
+        return self.index.id_fingerprint
 
     def search(self, queries: np.ndarray, k: int, allow: DocFilter | None = None) -> list[Hits]:
         filtering = (

@@ -58,16 +58,17 @@ def _write_shards(docs: Iterable[Document], folder: Path, convention: str) -> tu
                 out = open(folder / f"part-{count // SHARD_DOCS:05d}.jsonl", "w", encoding="utf-8")
             out.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
             count += 1
-            blob += doc.id.encode("utf-8")
+            encoded = doc.id.encode("utf-8")
+            blob += encoded
             ends.append(len(blob))
             if _indexed_text(doc, convention).strip():
-                longest = max(longest, len(doc.id.encode("utf-8")))
+                longest = max(longest, len(encoded))
             else:
                 empty += 1
     finally:
         if out is not None:
             out.close()
-    return count, empty, longest, blob_fingerprint(np.frombuffer(bytes(blob), dtype=np.uint8), np.asarray(ends))
+    return count, empty, longest, blob_fingerprint(np.frombuffer(blob, dtype=np.uint8), np.asarray(ends))
 
 
 def build_index(dataset: BeirDataset, index_dir: str | Path, convention: str = "flat", threads: int = 0) -> Path:

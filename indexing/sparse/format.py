@@ -26,6 +26,7 @@ of every file), never these checks: one vectorised pass over the arrays, each re
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import zlib
 from collections.abc import Iterable, Iterator
@@ -237,7 +238,6 @@ class SparseIndex:
         self.forward_terms = arrays["forward_terms.npy"]
         self.forward_codes = arrays["forward_codes.npy"]
         self._numbers: DocNumbers | None = None
-        self._fingerprint: str | None = None
 
     @classmethod
     def open(cls, path: str | Path, verify: bool = True) -> SparseIndex:
@@ -349,11 +349,10 @@ class SparseIndex:
         """Bytes of the longest document id (UTF-8)."""
         return int(np.diff(self._id_offsets).max()) if self.num_docs else 0
 
+    @functools.cached_property
     def id_fingerprint(self) -> str:
         """The fingerprint of its document ids (:mod:`lsr.indexing.fingerprint`), computed on first use."""
-        if self._fingerprint is None:
-            self._fingerprint = blob_fingerprint(self._ids, self._id_offsets)
-        return self._fingerprint
+        return blob_fingerprint(self._ids, self._id_offsets)
 
     def doc_numbers(self, ids: Iterable[str]) -> np.ndarray:
         """The document number of each id (int64), -1 for ids not in the index: the input of

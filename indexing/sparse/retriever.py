@@ -178,7 +178,7 @@ class SparseRetriever(Retriever):
 
     @property
     def id_fingerprint(self) -> str:
-        return self.index.id_fingerprint()
+        return self.index.id_fingerprint
 
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
         return self.encoder.encode_query(list(texts))

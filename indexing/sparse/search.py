@@ -206,11 +206,12 @@ def _prune_query(queries: sp.csr_matrix, query_terms: int | None) -> sp.csr_matr
     rows = np.repeat(np.arange(queries.shape[0]), counts)
     order = np.lexsort((-queries.data, rows))  # stable: equal weights keep their order
     rank = np.arange(len(order)) - np.repeat(queries.indptr[:-1], counts)
-    keep = order[rank < query_terms]
-    keep = keep[np.lexsort((queries.indices[keep], rows[keep]))]  # back in term order, as SciPy keeps rows
+    keep = np.zeros(len(order), dtype=bool)
+    keep[order[rank < query_terms]] = True
     indptr = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(np.minimum(counts, query_terms), out=indptr[1:])
-    return sp.csr_matrix((queries.data[keep], queries.indices[keep], indptr), shape=queries.shape)
+    pruned = sp.csr_matrix((queries.data[keep], queries.indices[keep], indptr), shape=queries.shape)
+    return pruned.sorted_indices()  # each row's kept terms in term order, as SciPy built each pruned row before
 
 
 _NO_TILES = {
