@@ -120,6 +120,17 @@ def search(
             help="Dynamic pruning with this alpha in (0, 1]: smaller is faster, lower recall (CPU; rerank >= 100).",
         ),
     ] = None,
+    heap_factor: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Clustered search (CPU, after `lsr index cluster`): score the blocks whose summary reaches this "
+            "factor x the k-th best; lower is slower with higher recall (Seismic's heap_factor, 0.7-1.0).",
+        ),
+    ] = None,
+    query_cut: Annotated[
+        int | None, typer.Option(min=1, help="Clustered search: visit the lists of this many heaviest query terms.")
+    ] = None,
     encode_device: Annotated[str, typer.Option(help="Device for the query encoder.")] = "auto",
     gpu_kernel: Annotated[
         str,
@@ -138,7 +149,7 @@ def search(
     from lsr.runs import write_run
 
     opened = SparseIndex.open(index_dir)
-    pruning = Pruning(budget, query_terms, rerank, approximate, gpu_kernel)
+    pruning = Pruning(budget, query_terms, rerank, approximate, gpu_kernel, heap_factor, query_cut)
     searcher = SparseSearcher(opened, device, pruning)  # options checked before the model loads
     encoder = sparse_encoder(opened.meta.model, opened.meta.vocab_size, encode_device)
     texts = read_queries(TextSource(queries))
@@ -205,6 +216,45 @@ def export_index(
                 )
             else:
                 console.print(f"{export_seismic_jsonl(index_dir, output, vocabulary):,} documents at {output}")
+
+
+@index_app.command("cluster")
+def cluster_index(
+    index_dir: Annotated[Path, typer.Option("--index", help="Sparse index folder from `lsr index`.")],
+    max_postings: Annotated[int, typer.Option(min=1, help="Postings kept per term (its heaviest).")] = 18_000,
+    centroid_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Blocks per list, as a fraction of its kept postings.")
+    ] = 0.2,
+    summary_energy: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of a block summary's L1 mass kept.")
+    ] = 0.5,
+    doc_cut: Annotated[int, typer.Option(min=1, help="Heaviest terms per document used to cluster.")] = 15,
+    seed: Annotated[int, typer.Option(help="Seed of the centroids' choice.")] = 0,
+    min_cluster_size: Annotated[
+        int, typer.Option(min=0, help="Clusters of this many documents or fewer are merged into others.")
+    ] = 2,
+    force: Annotated[bool, typer.Option("--force", help="Replace INDEX/clusters even if lsr did not write it.")] = False,
+) -> None:
+    """Group each term's heaviest postings into blocks of similar documents with summaries (INDEX/clusters), for
+    the fast approximate search of `lsr search --heap-factor` (Seismic's structure, lsr's code)."""
+    import time
+
+    from lsr.indexing.sparse.clusters import ClusterSettings, build_clusters, describe
+    from lsr.indexing.sparse.format import SparseIndex
+
+    from lsr.fsutil import forcing
+
+    opened = SparseIndex.open(index_dir)
+    try:
+        settings = ClusterSettings(max_postings, centroid_fraction, summary_energy, doc_cut, seed, min_cluster_size)
+        settings.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    started = time.perf_counter()
+    with forcing(force):
+        clusters = build_clusters(opened, settings)
+        folder = clusters.save(opened)
+    console.print(f"{describe(clusters)} in {time.perf_counter() - started:.1f} s, at {folder}")
 
 
 @index_app.command("import")

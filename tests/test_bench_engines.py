@@ -209,3 +209,18 @@ def test_an_engine_without_parallel_search_is_timed_with_one_process_per_thread(
     for row in table["rows"]:
         row["exact_scores_match"] = True  # the table lists checked-exact rows; mark BMP's to see its QPS cell
     assert "(2 processes)" in exact_table(table)
+
+
+def test_lsr_clustered_search_reports_recall(scifact, tmp_path: Path) -> None:
+    """lsr's clustered settings: exact at heap_factor 0 over every query term (the clusters keep whole lists of
+    this small corpus), and recall@10 that falls as the settings get more aggressive."""
+    from lsr.eval.bench.engines.lsr_engine import LsrEngine
+
+    docs, queries, scores = scifact
+    engine = LsrEngine()
+    engine.build(docs, tmp_path, threads=2)
+    recalls = []
+    for setting in ({"query_cut": 1000, "heap_factor": 0.0}, {"query_cut": 10, "heap_factor": 0.8}, {"query_cut": 3, "heap_factor": 1.0}):
+        engine.configure(**setting)
+        recalls.append(recall_at(_answers(engine, queries, 10), scores, 10))
+    assert recalls[0] == 1.0 and recalls[0] >= recalls[1] >= recalls[2] > 0.5, recalls

@@ -28,17 +28,22 @@ from lsr.models import SparseEncoder, load_encoder
 @dataclass(frozen=True)
 class Pruning:
     """Approximate search: ``budget`` postings per term, the heaviest ``query_terms``, ``rerank`` candidates
-    rescored exactly, or dynamic pruning with ``alpha`` in (0, 1]. The default is exact search."""
+    rescored exactly, dynamic pruning with ``alpha`` in (0, 1], or clustered search with ``heap_factor`` over the
+    ``query_cut`` heaviest terms' lists (:mod:`lsr.indexing.sparse.clustered`). The default is exact search."""
 
     budget: int = 0
     query_terms: int | None = None
     rerank: int = 0
     alpha: float | None = None
     gpu_kernel: str = "tiles"
+    heap_factor: float | None = None
+    query_cut: int | None = None
 
     @property
     def exact(self) -> bool:
-        return not (self.budget or self.query_terms or self.rerank or self.alpha is not None)
+        return not (
+            self.budget or self.query_terms or self.rerank or self.alpha is not None or self.heap_factor is not None
+        )
 
 
 class SparseSearcher:
@@ -60,6 +65,11 @@ class SparseSearcher:
 
             if pruning.alpha is not None and (pruning.alpha <= 0 or pruning.budget):
                 raise LsrError("--approximate takes an alpha in (0, 1] and does not combine with --budget")
+            others = pruning.budget or pruning.query_terms or pruning.rerank or pruning.alpha is not None
+            if pruning.heap_factor is not None and others:
+                raise LsrError("--heap-factor (clustered search) does not combine with other pruning options")
+            if pruning.query_cut is not None and pruning.heap_factor is None:
+                raise LsrError("--query-cut is an option of clustered search: give --heap-factor too")
             self.kernel: Any = Searcher(index, threads=threads, tiled=tiled)
         elif device == "cuda":
             from lsr.indexing.sparse.gpu import STRATEGIES, GpuSearcher
@@ -67,8 +77,8 @@ class SparseSearcher:
 
             if not cuda.is_available():
                 raise LsrError("--device cuda: no CUDA GPU is visible")
-            if pruning.query_terms is not None or pruning.rerank or pruning.alpha is not None:
-                raise LsrError("--query-terms, --rerank and --approximate are CPU options")
+            if pruning.query_terms is not None or pruning.rerank or pruning.alpha is not None or pruning.heap_factor is not None:
+                raise LsrError("--query-terms, --rerank, --approximate and --heap-factor are CPU options")
             if pruning.gpu_kernel not in STRATEGIES:
                 raise LsrError(f"--gpu-kernel must be one of {', '.join(STRATEGIES)}, not {pruning.gpu_kernel!r}")
             if pruning.budget and pruning.gpu_kernel != "postings":
@@ -91,9 +101,12 @@ class SparseSearcher:
         filtering = {} if allow is None else {"allow": allow}
         if self.device == "cpu":
             rerank = max(p.rerank, 100) if p.alpha is not None else p.rerank
-            found = self.kernel.search(
-                queries, k=k, budget=p.budget, query_terms=p.query_terms, rerank=rerank, alpha=p.alpha, **filtering
-            )
+            if p.heap_factor is not None:
+                found = self.kernel.search(queries, k=k, query_cut=p.query_cut, heap_factor=p.heap_factor, **filtering)
+            else:
+                found = self.kernel.search(
+                    queries, k=k, budget=p.budget, query_terms=p.query_terms, rerank=rerank, alpha=p.alpha, **filtering
+                )
         else:
             found = self.kernel.search(queries, k=k, budget=p.budget, **filtering)
         return hits(self.index, *found)

@@ -44,6 +44,8 @@ import scipy.sparse as sp
 from lsr.indexing.filters import check_allow
 from lsr.indexing.hits import Hits
 from lsr.indexing.sparse.accumulate import add_segment, add_segment_touched
+from lsr.indexing.sparse.clustered import ClusteredSearch
+from lsr.indexing.sparse.clusters import Clusters
 from lsr.indexing.sparse.dynamic import search_dynamic_batch
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.prefetch import prefetch
@@ -219,6 +221,8 @@ _NO_TILES = {
     for dtype in (np.uint8, np.uint16)
 }
 _NO_MASK = np.zeros(0, bool)  # the kernels' "no filter"
+DEFAULT_QUERY_CUT = 10
+"""Lists a clustered search visits when not told: the Seismic authors' setting for high recall."""
 _NOT_LISTED = np.zeros(0, np.int32)  # the kernels' "too many allowed documents to list"
 LISTED_SHARE = 16
 """A filter's allowed documents are listed for :func:`~lsr.indexing.sparse.topk.top_of_listed` when they are at most
@@ -242,6 +246,7 @@ class Searcher:
         self.tiled = tiled
         self.tile = tile
         self._tiles: Tiles | None = None
+        self._clustered: ClusteredSearch | None = None
         self._scores = np.zeros((numba.config.NUMBA_NUM_THREADS, index.num_docs), dtype=np.float32)
         self._touched = np.zeros((numba.config.NUMBA_NUM_THREADS, index.num_docs), dtype=np.int32)
         self._query = np.zeros((numba.config.NUMBA_NUM_THREADS, index.meta.vocab_size), dtype=np.float32)
@@ -255,6 +260,8 @@ class Searcher:
         rerank: int = 0,
         alpha: float | None = None,
         allow: np.ndarray | None = None,
+        query_cut: int | None = None,
+        heap_factor: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top ``k`` document numbers and scores per query row, and how many of the ``k`` slots are filled.
 
@@ -265,17 +272,19 @@ class Searcher:
         ``alpha=1`` is exact (it also rescores every seen document that could still reach the top ``k``).
         ``allow``: a bool or uint8 mask of ``index.num_docs`` documents, true where a document may be returned
         (:func:`.filters.allow_mask`); exact search then returns the exact top ``k`` of those documents.
+        ``heap_factor`` (>= 0) switches to clustered search (:mod:`.clustered`, over the clusters ``lsr index
+        cluster`` built), visiting the query's ``query_cut`` heaviest terms' lists (default 10) and the blocks
+        whose summary reaches ``heap_factor`` x the k-th best score; it takes no other pruning option.
         """
+        if heap_factor is not None:
+            return self._search_clustered(queries, k, query_cut, heap_factor, allow, budget or rerank or alpha)
         if rerank and rerank < k:
             raise ValueError(f"rerank ({rerank}) must be at least k ({k})")
         if alpha is not None and not 0 < alpha <= 1:
             raise ValueError(f"alpha must be in (0, 1], not {alpha}")
         if alpha is not None and budget:
             raise ValueError("alpha (dynamic pruning) does not combine with a posting budget")
-        if queries.shape[1] != self.index.meta.vocab_size:
-            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
-        if not np.all(np.isfinite(queries.data)) or np.any(queries.data < 0):
-            raise ValueError("query weights must be finite and non-negative")
+        self._check_queries(queries)
         mask = check_allow(allow, self.index.num_docs)
         q = _prune_query(queries, query_terms)
         n = q.shape[0]
@@ -311,6 +320,46 @@ class Searcher:
         if not np.all(np.isfinite(out_scores)):  # the index's weights are finite (checked at open): a sum overflowed
             raise ValueError("scores overflow float32: the query weights are too large for this index")
         return out_docs, out_scores, sizes
+
+    def _search_clustered(
+        self, queries: sp.csr_matrix, k: int, query_cut: int | None, heap_factor: float, allow: np.ndarray | None,
+        other: float | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Clustered search (:meth:`search`'s ``heap_factor``), its clusters opened on first use."""
+        if other:
+            raise ValueError("heap_factor (clustered search) does not combine with budget, rerank or alpha")
+        if not (np.isfinite(heap_factor) and heap_factor >= 0):
+            raise ValueError(f"heap_factor must be finite and >= 0, not {heap_factor}")
+        cut = DEFAULT_QUERY_CUT if query_cut is None else query_cut
+        if cut < 1:
+            raise ValueError(f"query_cut must be at least 1, not {cut}")
+        self._check_queries(queries)
+        mask = check_allow(allow, self.index.num_docs)
+        n = queries.shape[0]
+        out_docs, out_scores = np.zeros((n, k), dtype=np.int32), np.zeros((n, k), dtype=np.float32)
+        sizes = np.zeros(n, dtype=np.int64)
+        if mask is not None and not mask.any():
+            return out_docs, out_scores, sizes
+        if self._clustered is None:
+            self._clustered = ClusteredSearch(self.index, Clusters.open(self.index))
+        previous = numba.get_num_threads()
+        threads = min(self.threads, max(n, 1), numba.config.NUMBA_NUM_THREADS)
+        numba.set_num_threads(threads)
+        try:
+            self._clustered.search(
+                queries, k, cut, heap_factor, threads, _NO_MASK if mask is None else mask, out_docs, out_scores, sizes
+            )
+        finally:
+            numba.set_num_threads(previous)
+        if not np.all(np.isfinite(out_scores)):
+            raise ValueError("scores overflow float32: the query weights are too large for this index")
+        return out_docs, out_scores, sizes
+
+    def _check_queries(self, queries: sp.csr_matrix) -> None:
+        if queries.shape[1] != self.index.meta.vocab_size:
+            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
+        if not np.all(np.isfinite(queries.data)) or np.any(queries.data < 0):
+            raise ValueError("query weights must be finite and non-negative")
 
     def _filters(self, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The kernels' ``(allow, listed)`` for a checked mask (:func:`lsr.indexing.filters.check_allow`); None when the

@@ -1,4 +1,4 @@
-"""lsr's own inverted index as a benchmark engine: exact, dynamically pruned and posting-budget search.
+"""lsr's own inverted index as a benchmark engine: exact, dynamically pruned, posting-budget and clustered search.
 
 The index stores the integer impacts as float16, which holds every integer up to 2,048
 exactly, so lsr scores the same integers the other engines do and its exact top-k is
@@ -8,7 +8,9 @@ the reference every other engine's recall is measured against. Search-time setti
 * none: the exact kernel (tiled where a query reads a large share of the corpus);
 * ``alpha`` in (0, 1] with ``rerank``: dynamic pruning (:mod:`lsr.indexing.sparse.dynamic`);
   ``alpha=1`` is safe, smaller values skip more postings and lose some recall;
-* ``budget`` with ``rerank``: at most ``budget`` postings per term, then exact rescoring.
+* ``budget`` with ``rerank``: at most ``budget`` postings per term, then exact rescoring;
+* ``query_cut`` with ``heap_factor``: clustered search (:mod:`lsr.indexing.sparse.clustered`) over the clusters
+  built with the index at their default settings (the build time includes them).
 
 ``rerank`` is :data:`RERANK` or k, whichever is larger.
 
@@ -26,11 +28,15 @@ import numpy as np
 import scipy.sparse as sp
 from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Engine, Vectors
 from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.clusters import build_clusters
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import Searcher
 
 RERANK = 100
 """Documents rescored exactly after a pruned search: ten times k at k = 10; never fewer than k."""
+CUTS = (3, 5, 8, 10)
+HEAP_FACTORS = (1.0, 0.9, 0.8, 0.7)
+"""Clustered search's sweep: Seismic's own ``query_cut`` x ``heap_factor`` grid in this harness."""
 
 
 def folder_bytes(folder: Path) -> int:
@@ -57,7 +63,8 @@ class LsrEngine(Engine):
         rerank = max(RERANK, k)
         dynamic = [{"alpha": a, "rerank": rerank} for a in (1.0, 0.8, 0.6, 0.5, 0.4, 0.3)]
         budgets = [{"budget": b, "rerank": rerank} for b in (20000, 5000, 1000)]
-        return [{}, *dynamic, *budgets]
+        clustered = [{"query_cut": c, "heap_factor": h} for c in CUTS for h in HEAP_FACTORS]
+        return [{}, *dynamic, *budgets, *clustered]
 
     def is_exact(self, setting: dict[str, Any]) -> bool:
         return not setting or setting.get("alpha") == 1.0
@@ -65,8 +72,10 @@ class LsrEngine(Engine):
     def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:
         started = time.perf_counter()
         build_index(lambda: [(docs.ids, docs.matrix)], workdir / "lsr", "bench", "splade", weights="float16")
+        index = SparseIndex.open(workdir / "lsr")
+        build_clusters(index).save(index)
         seconds = time.perf_counter() - started
-        self.searcher = Searcher(SparseIndex.open(workdir / "lsr"), threads=1)
+        self.searcher = Searcher(index, threads=1)
         return Built(seconds, folder_bytes(workdir / "lsr"))
 
     def _searcher(self) -> Searcher:

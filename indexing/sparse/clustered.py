@@ -1,0 +1,181 @@
+"""Approximate search over clustered blocks (:mod:`.clusters`): the query's heaviest lists, the promising blocks.
+
+For each of the query's ``query_cut`` heaviest terms, heaviest first: the dot product of the query with every
+block summary of that term's list is computed at once (the list's summary entries are sorted by term, so each
+query term's entries are found by binary search and added into a per-block buffer); a block whose estimate is
+below ``heap_factor`` x the current k-th best score is skipped, and every document of the others not scored yet
+is scored exactly from the forward index and offered to the top-k heap. Results are exact scores of the documents
+scored; what is approximate is which documents get scored. ``heap_factor`` below 1 skips fewer blocks (higher
+recall); a larger ``query_cut`` visits more lists. At ``heap_factor`` 0 with every query term and clusters that
+kept whole lists, every document holding a query term is scored: the exact top k (tested).
+
+Speed comes from the memory traffic per scored document, measured on the packages corpus (1M documents, k = 10,
+``query_cut`` 5, ``heap_factor`` 1, one thread, shared 2-core Zen 5; prototype): scoring from the index's separate
+forward arrays through ``forward_indptr`` took 0.97 ms a query for 2,252 documents; reading each document through a
+(start, length) word stored beside its block entry, from one array of (term << 16 | code) words, with the next
+documents' vectors prefetched, took 0.57-0.64 ms. The visited set is a bit per document (128 KiB at 1M, in L2),
+cleared through the list of documents scored.
+
+Filters (``allow``) are applied when a document is offered: disallowed documents are scored and dropped, so the
+k-th best, and so the block test, are over allowed documents only.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from lsr.indexing.sparse.clusters import Clusters, ClustersError
+from lsr.indexing.sparse.format import SparseIndex
+from lsr.indexing.sparse.prefetch import prefetch
+from lsr.indexing.sparse.topk import offer, rank
+from numba import njit, prange
+
+AHEAD = 6
+"""Documents of a block whose vectors are prefetched ahead of the one being scored."""
+
+
+@njit(inline="always")
+def _prefetch_vector(packed, span) -> None:  # noqa: ANN001
+    """Prefetch every cache line of a document's packed vector (16 words a line)."""
+    start = np.uint64(span) >> np.uint64(16)
+    end = start + (np.uint64(span) & np.uint64(0xFFFF))
+    while start < end:
+        prefetch(packed, start)
+        start += np.uint64(16)
+
+
+@njit(nogil=True, cache=True)
+def _block_dots(term, terms, weights, clusters, dots) -> int:  # noqa: ANN001
+    """The estimate of every block of ``term``'s list into ``dots``; returns how many blocks the list has."""
+    term_blocks, summary_offsets, summary_terms, summary_blocks, summary_codes, summary_scales = clusters
+    blocks = term_blocks[term + 1] - term_blocks[term]
+    for x in range(blocks):
+        dots[x] = 0.0
+    low, high = summary_offsets[term], summary_offsets[term + 1]
+    entries = summary_terms[low:high]
+    scale = summary_scales[term]
+    for i in range(len(terms)):
+        t = np.uint16(terms[i])
+        w = weights[i] * scale
+        e = np.searchsorted(entries, t)
+        while e < high - low and entries[e] == t:
+            dots[summary_blocks[low + e]] += w * summary_codes[low + e]
+            e += 1
+    return blocks
+
+
+@njit(nogil=True, cache=True)
+def search_one(terms, weights, query_cut, heap_factor, k, clusters, blocks, forward, work, allow, out_docs, out_scores) -> int:  # noqa: ANN001
+    """One query's top ``k`` into ``out_*`` (ranked); returns how many hits.
+
+    ``clusters`` is ``(term_blocks, summary_offsets, summary_terms, summary_blocks, summary_codes, summary_scales)``,
+    ``blocks`` ``(block_offsets, block_docs, block_spans)`` with a span ``start << 16 | length`` into ``forward``
+    ``(packed, table)``: words ``term << 16 | code`` and the codebook. ``work``: this thread's ``(dense query,
+    dots, visited bits, scored)``, left as found (zero)."""
+    term_blocks = clusters[0]
+    block_offsets, block_docs, block_spans = blocks
+    packed, table = forward
+    dense, dots, bits, scored = work
+    filtered = len(allow) > 0
+    for i in range(len(terms)):
+        dense[terms[i]] = weights[i]
+    order = np.argsort(-weights, kind="mergesort")
+    size, n_scored = 0, 0
+    for o in range(min(query_cut, len(terms))):
+        term = terms[order[o]]
+        first = term_blocks[term]
+        for x in range(_block_dots(term, terms, weights, clusters, dots)):
+            if size == k and dots[x] < heap_factor * out_scores[0]:
+                continue
+            start, end = block_offsets[first + x], block_offsets[first + x + 1]
+            docs, spans = block_docs[start:end], block_spans[start:end]
+            n = end - start
+            for i in range(min(AHEAD, n)):
+                _prefetch_vector(packed, spans[i])
+            for i in range(n):
+                if i + AHEAD < n:
+                    _prefetch_vector(packed, spans[i + AHEAD])
+                doc = np.uint32(docs[i])
+                word, bit = doc >> np.uint32(6), np.uint64(1) << np.uint64(doc & np.uint32(63))
+                if bits[word] & bit:
+                    continue
+                bits[word] |= bit
+                scored[n_scored] = doc
+                n_scored += 1
+                if filtered and not allow[doc]:
+                    continue
+                span = np.uint64(spans[i])
+                vector = packed[span >> np.uint64(16) : (span >> np.uint64(16)) + (span & np.uint64(0xFFFF))]
+                score = np.float32(0.0)
+                for j in range(len(vector)):  # from 0 over a slice: no wraparound test
+                    v = vector[j]
+                    score += dense[v >> np.uint32(16)] * table[v & np.uint32(0xFFFF)]
+                size = offer(out_scores, out_docs, size, k, score, doc)
+    for i in range(len(terms)):
+        dense[terms[i]] = 0.0
+    for i in range(n_scored):
+        bits[scored[i] >> np.uint32(6)] = np.uint64(0)
+    return rank(out_docs, out_scores, size)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def search_batch(indptr, indices, data, query_cut, heap_factor, k, clusters, blocks, forward, work, threads, allow, out_docs, out_scores, sizes) -> None:  # noqa: ANN001
+    """Every query row, split in ``threads`` runs; ``work`` holds at least that many sets of buffers (first axis)."""
+    n = len(indptr) - 1
+    per = (n + threads - 1) // threads
+    for t in prange(threads):
+        mine = (work[0][t], work[1][t], work[2][t], work[3][t])
+        heap_docs = np.empty(k, np.int32)
+        heap_scores = np.empty(k, np.float32)
+        for q in range(t * per, min(n, (t + 1) * per)):
+            lo, hi = indptr[q], indptr[q + 1]
+            found = search_one(
+                indices[lo:hi], data[lo:hi], query_cut, heap_factor, k, clusters, blocks, forward, mine, allow,
+                heap_docs, heap_scores,
+            )  # fmt: skip
+            out_docs[q, :found] = heap_docs[:found]
+            out_scores[q, :found] = heap_scores[:found]
+            sizes[q] = found
+
+
+class ClusteredSearch:
+    """An index and its clusters, with what the kernel reads prepared once (:func:`search_batch`)."""
+
+    def __init__(self, index: SparseIndex, clusters: Clusters) -> None:
+        """Builds the packed forward copy (4 bytes per posting) and each block entry's span (8 bytes per kept
+        posting): about 0.4 GB at 1M documents, a second or two. Documents of 65,536 terms or more cannot be
+        spanned in 16 bits and are refused."""
+        indptr = np.asarray(index.forward_indptr)
+        lengths = np.diff(indptr)
+        if len(lengths) and lengths.max() >= 1 << 16:
+            raise ClustersError(f"{index.path}: a document has {lengths.max():,} terms; clustered search takes fewer than 65,536")
+        packed = (np.asarray(index.forward_terms).astype(np.uint32) << np.uint32(16)) | np.asarray(index.forward_codes)
+        docs = np.asarray(clusters.block_docs)
+        spans = (indptr[docs] << 16) | lengths[docs]
+        self.clusters = (
+            np.asarray(clusters.term_blocks), np.asarray(clusters.summary_offsets), np.asarray(clusters.summary_terms),
+            np.asarray(clusters.summary_blocks), np.asarray(clusters.summary_codes), np.asarray(clusters.summary_scales),
+        )  # fmt: skip
+        self.blocks = (np.asarray(clusters.block_offsets), docs, spans)
+        self.forward = (packed, index.codebook)
+        n, vocab, threads = index.num_docs, index.meta.vocab_size, numba.config.NUMBA_NUM_THREADS
+        self.work = (
+            np.zeros((threads, vocab), np.float32),
+            np.zeros((threads, max(clusters.max_blocks, 1)), np.float32),
+            np.zeros((threads, (n >> 6) + 1), np.uint64),
+            np.zeros((threads, max(n, 1)), np.uint32),
+        )
+
+    def search(
+        self, queries: sp.csr_matrix, k: int, query_cut: int, heap_factor: float, threads: int, allow: np.ndarray,
+        out_docs: np.ndarray, out_scores: np.ndarray, sizes: np.ndarray,
+    ) -> None:  # fmt: skip
+        """Top ``k`` of each query row into ``out_*`` and ``sizes`` with ``threads`` threads (at most Numba's);
+        ``allow``: the mask, or empty for none."""
+        search_batch(
+            queries.indptr.astype(np.int64), queries.indices.astype(np.int32), queries.data.astype(np.float32),
+            query_cut, np.float32(heap_factor), k, self.clusters, self.blocks, self.forward, self.work,
+            min(threads, self.work[0].shape[0]), allow,
+            out_docs, out_scores, sizes,
+        )  # fmt: skip

@@ -1,0 +1,183 @@
+"""Clustered search (`lsr index cluster`, `lsr search --heap-factor`): exact at its safest setting, approximate
+below it with every returned score exact, filters honoured, and clusters that are missing, corrupt or from another
+index refused with the file named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from lsr.indexing.filters import allow_mask
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.clusters import FOLDER, ClusterSettings, Clusters, ClustersError, build_clusters
+from lsr.indexing.sparse.format import META, SparseIndex
+from lsr.indexing.sparse.search import Searcher
+from test_sparse_index import shards_of
+from tiny_models import tiny_bert
+from typer.testing import CliRunner
+
+from lsr.cli import app
+from lsr.errors import LsrError
+from lsr.fsutil import OutputError
+from lsr.runs import read_run
+
+WHOLE = ClusterSettings(max_postings=100_000)
+"""Clusters that keep every posting: with every list visited and no block skipped, search is exact."""
+
+
+def topical(docs: int, vocab: int, topics: int, seed: int) -> sp.csr_matrix:
+    """Documents drawn around a few topics (each a set of favoured terms), so that blocks of similar documents
+    exist, as in real corpora; every weight positive."""
+    rng = np.random.default_rng(seed)
+    favoured = [rng.choice(vocab, 30, replace=False) for _ in range(topics)]
+    rows = []
+    for d in range(docs):
+        own = rng.choice(favoured[d % topics], 8, replace=False)
+        noise = rng.choice(vocab, 4, replace=False)
+        terms = np.unique(np.concatenate([own, noise]))
+        rows.append(sp.csr_matrix((rng.uniform(0.2, 3.0, len(terms)).astype(np.float32), terms, [0, len(terms)]), shape=(1, vocab)))
+    return sp.csr_matrix(sp.vstack(rows))
+
+
+@pytest.fixture(scope="module")
+def corpus() -> sp.csr_matrix:
+    return topical(4000, 600, 40, 0)
+
+
+@pytest.fixture(scope="module")
+def queries(corpus: sp.csr_matrix) -> sp.csr_matrix:
+    """Queries near documents: a document's vector with half its weight moved to its heaviest terms."""
+    rows = corpus[np.arange(0, 4000, 97)].copy()
+    rows.data = np.round(rows.data * 10) / 10 + 0.1
+    return sp.csr_matrix(rows, dtype=np.float32)
+
+
+@pytest.fixture
+def index(corpus: sp.csr_matrix, tmp_path: Path) -> SparseIndex:
+    build_index(shards_of(corpus, 1000), tmp_path / "idx", "some-model", "splade")
+    return SparseIndex.open(tmp_path / "idx")
+
+
+def recall(exact: np.ndarray, found: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(exact, found, strict=True)]))
+
+
+def test_heap_factor_zero_over_whole_lists_is_exact_search(index: SparseIndex, queries: sp.csr_matrix) -> None:
+    build_clusters(index, WHOLE).save(index)
+    searcher = Searcher(index, threads=2)
+    for k in (1, 10, 50):
+        docs, scores, sizes = searcher.search(queries, k=k)
+        got = searcher.search(queries, k=k, heap_factor=0.0, query_cut=1000)
+        assert np.array_equal(got[0], docs) and np.array_equal(got[1], scores) and np.array_equal(got[2], sizes)
+
+
+def test_lower_heap_factor_and_more_lists_raise_recall(index: SparseIndex, queries: sp.csr_matrix) -> None:
+    """Default clusters (lists cut to their heaviest postings): recall grows toward the safe end of the knobs, and
+    every hit's score is its exact score, best first, each document once."""
+    build_clusters(index, ClusterSettings(max_postings=300, centroid_fraction=0.1)).save(index)
+    searcher = Searcher(index, threads=1)
+    exact, _, _ = searcher.search(queries, k=10)
+    matrix = index.to_csr()
+    recalls = {}
+    for cut, factor in ((1, 1.5), (3, 1.0), (20, 0.5)):
+        docs, scores, sizes = searcher.search(queries, k=10, query_cut=cut, heap_factor=factor)
+        recalls[cut, factor] = recall(exact, docs)
+        for q in range(queries.shape[0]):
+            hits = docs[q, : sizes[q]]
+            assert len(set(hits.tolist())) == sizes[q] and np.all(np.diff(scores[q, : sizes[q]]) <= 0)
+            assert np.allclose(scores[q, : sizes[q]], (matrix[hits] @ queries[q].T).toarray().ravel(), rtol=1e-5)
+    assert recalls[1, 1.5] < recalls[3, 1.0] <= recalls[20, 0.5] and recalls[20, 0.5] >= 0.95, recalls
+
+
+def test_batches_in_threads_equal_single_queries(index: SparseIndex, queries: sp.csr_matrix) -> None:
+    build_clusters(index).save(index)
+    searcher = Searcher(index, threads=2)
+    together = searcher.search(queries, k=10, query_cut=3, heap_factor=0.9)
+    for q in range(queries.shape[0]):
+        alone = searcher.search(queries[q], k=10, query_cut=3, heap_factor=0.9)
+        assert np.array_equal(alone[0][0], together[0][q]) and np.array_equal(alone[1][0], together[1][q])
+
+
+def test_filters_return_allowed_documents_only(index: SparseIndex, queries: sp.csr_matrix) -> None:
+    build_clusters(index, WHOLE).save(index)
+    searcher = Searcher(index, threads=1)
+    allow = allow_mask(index.num_docs, np.arange(0, 4000, 3))
+    exact = searcher.search(queries, k=10, allow=allow)
+    got = searcher.search(queries, k=10, allow=allow, heap_factor=0.0, query_cut=1000)
+    assert np.array_equal(got[0], exact[0]) and np.array_equal(got[1], exact[1])
+    assert np.all(got[0][got[1] > 0] % 3 == 0)
+    nothing = searcher.search(queries, k=10, allow=np.zeros(index.num_docs, bool), heap_factor=1.0)
+    assert not nothing[2].any()
+
+
+def test_bad_settings_are_refused(index: SparseIndex, queries: sp.csr_matrix) -> None:
+    searcher = Searcher(index)
+    with pytest.raises(ClustersError, match="lsr index cluster"):
+        searcher.search(queries, k=10, heap_factor=1.0)
+    build_clusters(index).save(index)
+    with pytest.raises(ValueError, match="does not combine"):
+        searcher.search(queries, k=10, heap_factor=1.0, budget=10)
+    with pytest.raises(ValueError, match="heap_factor"):
+        searcher.search(queries, k=10, heap_factor=float("nan"))
+    with pytest.raises(ValueError, match="query_cut"):
+        searcher.search(queries, k=10, heap_factor=1.0, query_cut=0)
+    with pytest.raises(ValueError, match="centroid_fraction"):
+        build_clusters(index, ClusterSettings(centroid_fraction=0.0))
+
+
+def test_corrupt_or_foreign_clusters_are_refused(index: SparseIndex, corpus: sp.csr_matrix, tmp_path: Path) -> None:
+    folder = build_clusters(index).save(index)
+    Clusters.open(index)
+    docs = np.load(folder / "block_docs.npy")
+    docs[3] = index.num_docs + 5  # a document number past the corpus: the kernel would read out of bounds
+    np.save(folder / "block_docs.npy", docs)
+    with pytest.raises(ClustersError, match="block_docs.npy: checksum mismatch"):
+        Clusters.open(index)
+    with pytest.raises(ClustersError, match=r"block_docs.npy: document number \d+ at position 3 is outside"):
+        Clusters.open(index, verify=False)
+    meta = json.loads((folder / META).read_text())
+    meta["settings"]["summary_energy"] = 7
+    (folder / META).write_text(json.dumps(meta))
+    with pytest.raises(ClustersError, match="meta.json: checksum mismatch"):
+        Clusters.open(index)
+    build_index(shards_of(corpus[:2000], 1000), tmp_path / "other", "some-model", "splade")
+    other = SparseIndex.open(tmp_path / "other")
+    build_clusters(index).save(index)
+    folder.rename(tmp_path / "other" / FOLDER)
+    with pytest.raises(ClustersError, match="built from another index"):
+        Clusters.open(other)
+
+
+def test_a_folder_lsr_did_not_write_is_not_replaced(index: SparseIndex) -> None:
+    mine = index.path / FOLDER
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's file")
+    with pytest.raises(OutputError, match="was not written by lsr"):
+        build_clusters(index).save(index)
+    assert (mine / "notes.txt").read_text() == "a user's file"
+
+
+def test_cluster_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    model = tiny_bert(tmp_path / "bert")
+    built = runner.invoke(
+        app, ["index", "--model", str(model), "--corpus", str(beir_dir), "--output", str(tmp_path / "idx"), "--device", "cpu"]
+    )
+    assert built.exit_code == 0, built.output
+    search = ["search", "--index", str(tmp_path / "idx"), "--queries", str(beir_dir / "queries.jsonl"), "--k", "3"]
+    missing = runner.invoke(app, [*search, "--output", str(tmp_path / "m.trec"), "--heap-factor", "0.9"])
+    assert isinstance(missing.exception, LsrError) and "lsr index cluster" in str(missing.exception)
+    clustered = runner.invoke(app, ["index", "cluster", "--index", str(tmp_path / "idx"), "--max-postings", "1000"])
+    assert clustered.exit_code == 0 and "blocks" in clustered.output, clustered.output
+    assert runner.invoke(app, [*search, "--output", str(tmp_path / "e.trec")]).exit_code == 0
+    result = runner.invoke(
+        app, [*search, "--output", str(tmp_path / "c.trec"), "--heap-factor", "0", "--query-cut", "1000"]
+    )
+    assert result.exit_code == 0, result.output
+    exact, approximate = read_run(tmp_path / "e.trec"), read_run(tmp_path / "c.trec")
+    assert {q: list(h) for q, h in approximate.items()} == {q: list(h) for q, h in exact.items()}
+    alone = runner.invoke(app, [*search, "--output", str(tmp_path / "x.trec"), "--query-cut", "3"])
+    assert isinstance(alone.exception, LsrError) and "give --heap-factor" in str(alone.exception)
