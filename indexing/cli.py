@@ -233,7 +233,9 @@ def cluster_index(
     min_cluster_size: Annotated[
         int, typer.Option(min=0, help="Clusters of this many documents or fewer are merged into others.")
     ] = 2,
-    force: Annotated[bool, typer.Option("--force", help="Replace INDEX/clusters even if lsr did not write it.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace INDEX/clusters even if lsr did not write it.")
+    ] = False,
 ) -> None:
     """Group each term's heaviest postings into blocks of similar documents with summaries (INDEX/clusters), for
     the fast approximate search of `lsr search --heap-factor` (Seismic's structure, lsr's code)."""

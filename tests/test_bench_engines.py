@@ -220,7 +220,11 @@ def test_lsr_clustered_search_reports_recall(scifact, tmp_path: Path) -> None:
     engine = LsrEngine()
     engine.build(docs, tmp_path, threads=2)
     recalls = []
-    for setting in ({"query_cut": 1000, "heap_factor": 0.0}, {"query_cut": 10, "heap_factor": 0.8}, {"query_cut": 3, "heap_factor": 1.0}):
+    for setting in (
+        {"query_cut": 1000, "heap_factor": 0.0},
+        {"query_cut": 10, "heap_factor": 0.8},
+        {"query_cut": 3, "heap_factor": 1.0},
+    ):
         engine.configure(**setting)
         recalls.append(recall_at(_answers(engine, queries, 10), scores, 10))
     assert recalls[0] == 1.0 and recalls[0] >= recalls[1] >= recalls[2] > 0.5, recalls

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 from lsr.indexing.filters import allow_mask
 from lsr.indexing.sparse.build import build_index
-from lsr.indexing.sparse.clusters import FOLDER, ClusterSettings, Clusters, ClustersError, build_clusters
+from lsr.indexing.sparse.clusters import FOLDER, Clusters, ClustersError, ClusterSettings, build_clusters
 from lsr.indexing.sparse.format import META, SparseIndex
 from lsr.indexing.sparse.search import Searcher
 from test_sparse_index import shards_of
@@ -38,7 +38,11 @@ def topical(docs: int, vocab: int, topics: int, seed: int) -> sp.csr_matrix:
         own = rng.choice(favoured[d % topics], 8, replace=False)
         noise = rng.choice(vocab, 4, replace=False)
         terms = np.unique(np.concatenate([own, noise]))
-        rows.append(sp.csr_matrix((rng.uniform(0.2, 3.0, len(terms)).astype(np.float32), terms, [0, len(terms)]), shape=(1, vocab)))
+        rows.append(
+            sp.csr_matrix(
+                (rng.uniform(0.2, 3.0, len(terms)).astype(np.float32), terms, [0, len(terms)]), shape=(1, vocab)
+            )
+        )
     return sp.csr_matrix(sp.vstack(rows))
 
 
@@ -164,7 +168,18 @@ def test_cluster_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     model = tiny_bert(tmp_path / "bert")
     built = runner.invoke(
-        app, ["index", "--model", str(model), "--corpus", str(beir_dir), "--output", str(tmp_path / "idx"), "--device", "cpu"]
+        app,
+        [
+            "index",
+            "--model",
+            str(model),
+            "--corpus",
+            str(beir_dir),
+            "--output",
+            str(tmp_path / "idx"),
+            "--device",
+            "cpu",
+        ],
     )
     assert built.exit_code == 0, built.output
     search = ["search", "--index", str(tmp_path / "idx"), "--queries", str(beir_dir / "queries.jsonl"), "--k", "3"]

@@ -66,7 +66,9 @@ def _block_dots(term, terms, weights, clusters, dots) -> int:  # noqa: ANN001
 
 
 @njit(nogil=True, cache=True)
-def search_one(terms, weights, query_cut, heap_factor, k, clusters, blocks, forward, work, allow, out_docs, out_scores) -> int:  # noqa: ANN001
+def search_one(
+    terms, weights, query_cut, heap_factor, k, clusters, blocks, forward, work, allow, out_docs, out_scores
+) -> int:  # noqa: ANN001
     """One query's top ``k`` into ``out_*`` (ranked); returns how many hits.
 
     ``clusters`` is ``(term_blocks, summary_offsets, summary_terms, summary_blocks, summary_codes, summary_scales)``,
@@ -120,7 +122,23 @@ def search_one(terms, weights, query_cut, heap_factor, k, clusters, blocks, forw
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def search_batch(indptr, indices, data, query_cut, heap_factor, k, clusters, blocks, forward, work, threads, allow, out_docs, out_scores, sizes) -> None:  # noqa: ANN001
+def search_batch(
+    indptr,
+    indices,
+    data,
+    query_cut,
+    heap_factor,
+    k,
+    clusters,
+    blocks,
+    forward,
+    work,
+    threads,
+    allow,
+    out_docs,
+    out_scores,
+    sizes,
+) -> None:  # noqa: ANN001
     """Every query row, split in ``threads`` runs; ``work`` holds at least that many sets of buffers (first axis)."""
     n = len(indptr) - 1
     per = (n + threads - 1) // threads
@@ -149,13 +167,17 @@ class ClusteredSearch:
         indptr = np.asarray(index.forward_indptr)
         lengths = np.diff(indptr)
         if len(lengths) and lengths.max() >= 1 << 16:
-            raise ClustersError(f"{index.path}: a document has {lengths.max():,} terms; clustered search takes fewer than 65,536")
+            raise ClustersError(
+                f"{index.path}: a document has {lengths.max():,} terms; clustered search takes fewer than 65,536"
+            )
         packed = (np.asarray(index.forward_terms).astype(np.uint32) << np.uint32(16)) | np.asarray(index.forward_codes)
         docs = np.asarray(clusters.block_docs)
         spans = (indptr[docs] << 16) | lengths[docs]
         self.clusters = (
             np.asarray(clusters.term_blocks), np.asarray(clusters.summary_offsets), np.asarray(clusters.summary_terms),
-            np.asarray(clusters.summary_blocks), np.asarray(clusters.summary_codes), np.asarray(clusters.summary_scales),
+            np.asarray(clusters.summary_blocks),
+            np.asarray(clusters.summary_codes),
+            np.asarray(clusters.summary_scales),
         )  # fmt: skip
         self.blocks = (np.asarray(clusters.block_offsets), docs, spans)
         self.forward = (packed, index.codebook)

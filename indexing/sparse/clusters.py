@@ -284,7 +284,9 @@ def _summaries(vocab, term_blocks, block_offsets, block_docs, indptr, terms, wei
     for chunk in prange(chunks):
         dense, touched = np.zeros(vocab, np.float32), np.empty(vocab, np.int32)
         for b in range(chunk, blocks, chunks):
-            counts[b + 1] = _summary(b, block_offsets, block_docs, indptr, terms, weights, energy, dense, touched, none_t, none_w)
+            counts[b + 1] = _summary(
+                b, block_offsets, block_docs, indptr, terms, weights, energy, dense, touched, none_t, none_w
+            )
     bounds = np.cumsum(counts)
     entry_terms, entry_weights = np.empty(bounds[-1], np.int32), np.empty(bounds[-1], np.float32)
     for chunk in prange(chunks):
@@ -362,11 +364,16 @@ class Clusters:
         from another index. Every id a kernel indexes with is checked, whatever ``verify`` says."""
         folder = index.path / FOLDER
         if not (folder / META).is_file():
-            raise ClustersError(f"{index.path}: no clusters for approximate search; build them with `lsr index cluster {index.path}`")
+            raise ClustersError(
+                f"{index.path}: no clusters for approximate search; build them with `lsr index cluster {index.path}`"
+            )
         fields = {"format": str, "settings": object, "index": str, "checksums": dict}
         raw = read_meta(folder / META, fields, FORMAT, verify, ClustersError, what="clusters")
         if raw["index"] != _index_identity(index):
-            raise ClustersError(f"{folder / META}: built from another index ({raw['index']}, this index is {_index_identity(index)}); rebuild them with `lsr index cluster {index.path}`")
+            raise ClustersError(
+                f"{folder / META}: built from another index ({raw['index']}, this index is "
+                f"{_index_identity(index)}); rebuild them with `lsr index cluster {index.path}`"
+            )
         settings = _settings(folder / META, raw["settings"])
         arrays = {}
         for name in ARRAYS:
@@ -398,9 +405,13 @@ class Clusters:
         for name, (shape, dtype) in expected.items():
             array = getattr(self, name)
             if array.shape != shape or array.dtype != dtype or blocks < 0:
-                raise ClustersError(f"{folder / name}.npy: shape {array.shape} {array.dtype}, expected {shape} {np.dtype(dtype)}")
+                raise ClustersError(
+                    f"{folder / name}.npy: shape {array.shape} {array.dtype}, expected {shape} {np.dtype(dtype)}"
+                )
         check_bounds(folder / "term_blocks.npy", self.term_blocks, blocks, "block bounds", ClustersError)
-        check_bounds(folder / "block_offsets.npy", self.block_offsets, len(self.block_docs), "document bounds", ClustersError)
+        check_bounds(
+            folder / "block_offsets.npy", self.block_offsets, len(self.block_docs), "document bounds", ClustersError
+        )
         check_bounds(folder / "summary_offsets.npy", self.summary_offsets, entries, "summary bounds", ClustersError)
         if len(self.block_docs):
             check_range(folder / "block_docs.npy", self.block_docs, 0, docs, "document number", ClustersError)
@@ -409,15 +420,22 @@ class Clusters:
             per_entry = np.repeat(np.diff(self.term_blocks), np.diff(self.summary_offsets))
             if np.any(self.summary_blocks >= per_entry):
                 bad = int(np.argmax(self.summary_blocks >= per_entry))
-                raise ClustersError(f"{folder / 'summary_blocks.npy'}: block {self.summary_blocks[bad]} at position {bad} is beyond its list's blocks")
+                raise ClustersError(
+                    f"{folder / 'summary_blocks.npy'}: block {self.summary_blocks[bad]} at position {bad} "
+                    "is beyond its list's blocks"
+                )
         if self.max_blocks > MAX_BLOCKS or not np.all(np.isfinite(self.summary_scales) & (self.summary_scales >= 0)):
-            raise ClustersError(f"{folder}: a list has more than {MAX_BLOCKS} blocks or a summary scale is not finite and non-negative")
+            raise ClustersError(
+                f"{folder}: a list has more than {MAX_BLOCKS} blocks or a summary scale is not finite and non-negative"
+            )
 
 
 def _index_identity(index: SparseIndex) -> str:
     """What ties clusters to their index: its sizes and the CRC-32 of its postings and forward files."""
     m = index.meta
-    crcs = ",".join(str(m.checksums.get(name, "")) for name in ("postings_docs.npy", "forward_indptr.npy", "forward_terms.npy"))
+    crcs = ",".join(
+        str(m.checksums.get(name, "")) for name in ("postings_docs.npy", "forward_indptr.npy", "forward_terms.npy")
+    )
     return f"{m.num_docs} documents, {m.nnz} postings, vocabulary {m.vocab_size}, crc {crcs}"
 
 
@@ -436,7 +454,9 @@ def build_clusters(index: SparseIndex, settings: ClusterSettings = ClusterSettin
     """Cluster every list of ``index`` (module docstring); all of Numba's threads."""
     settings.check()
     if index.meta.vocab_size > MAX_BLOCKS:
-        raise ClustersError(f"{index.path}: clusters store terms in 16 bits; this vocabulary has {index.meta.vocab_size:,}")
+        raise ClustersError(
+            f"{index.path}: clusters store terms in 16 bits; this vocabulary has {index.meta.vocab_size:,}"
+        )
     indptr, terms = np.asarray(index.forward_indptr), np.asarray(index.forward_terms)
     weights = index.codebook[np.asarray(index.forward_codes)]
     offsets = np.asarray(index.offsets)
@@ -461,4 +481,5 @@ def build_clusters(index: SparseIndex, settings: ClusterSettings = ClusterSettin
 def describe(clusters: Clusters) -> str:
     """One line for the CLI: the sizes of what was built."""
     blocks = len(clusters.block_offsets) - 1
-    return f"{len(clusters.block_docs):,} postings kept in {blocks:,} blocks, {len(clusters.summary_terms):,} summary entries"
+    entries = len(clusters.summary_terms)
+    return f"{len(clusters.block_docs):,} postings kept in {blocks:,} blocks, {entries:,} summary entries"

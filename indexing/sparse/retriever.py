@@ -77,7 +77,12 @@ class SparseSearcher:
 
             if not cuda.is_available():
                 raise LsrError("--device cuda: no CUDA GPU is visible")
-            if pruning.query_terms is not None or pruning.rerank or pruning.alpha is not None or pruning.heap_factor is not None:
+            if (
+                pruning.query_terms is not None
+                or pruning.rerank
+                or pruning.alpha is not None
+                or pruning.heap_factor is not None
+            ):
                 raise LsrError("--query-terms, --rerank, --approximate and --heap-factor are CPU options")
             if pruning.gpu_kernel not in STRATEGIES:
                 raise LsrError(f"--gpu-kernel must be one of {', '.join(STRATEGIES)}, not {pruning.gpu_kernel!r}")
