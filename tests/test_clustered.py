@@ -15,7 +15,7 @@ from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.clusters import FOLDER, Clusters, ClustersError, ClusterSettings, build_clusters
 from lsr.indexing.sparse.format import META, SparseIndex
 from lsr.indexing.sparse.search import Searcher
-from test_sparse_index import shards_of
+from test_sparse_index import index_args, shards_of
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
 
@@ -167,20 +167,7 @@ def test_a_folder_lsr_did_not_write_is_not_replaced(index: SparseIndex) -> None:
 def test_cluster_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     model = tiny_bert(tmp_path / "bert")
-    built = runner.invoke(
-        app,
-        [
-            "index",
-            "--model",
-            str(model),
-            "--corpus",
-            str(beir_dir),
-            "--output",
-            str(tmp_path / "idx"),
-            "--device",
-            "cpu",
-        ],
-    )
+    built = runner.invoke(app, index_args(model, beir_dir, tmp_path / "idx"))
     assert built.exit_code == 0, built.output
     search = ["search", "--index", str(tmp_path / "idx"), "--queries", str(beir_dir / "queries.jsonl"), "--k", "3"]
     missing = runner.invoke(app, [*search, "--output", str(tmp_path / "m.trec"), "--heap-factor", "0.9"])

@@ -26,6 +26,11 @@ def random_vectors(docs: int, vocab: int, density: float, seed: int) -> sp.csr_m
     return matrix
 
 
+def index_args(model: Path, corpus: Path, output: Path) -> list[str]:
+    """`lsr index` of a BEIR folder with a model, on the CPU."""
+    return ["index", "--model", str(model), "--corpus", str(corpus), "--output", str(output), "--device", "cpu"]
+
+
 def shards_of(matrix: sp.csr_matrix, size: int):  # noqa: ANN201 - a zero-argument pass factory
     ids = [f"doc-{i}" for i in range(matrix.shape[0])]
     return lambda: [(ids[s : s + size], matrix[s : s + size]) for s in range(0, matrix.shape[0], size)]
@@ -309,20 +314,7 @@ def test_interrupted_build_leaves_nothing(corpus: sp.csr_matrix, tmp_path: Path)
 def test_index_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
     model = tiny_bert(tmp_path / "bert")
     runner = CliRunner()
-    result = runner.invoke(
-        app,
-        [
-            "index",
-            "--model",
-            str(model),
-            "--corpus",
-            str(beir_dir),
-            "--output",
-            str(tmp_path / "idx"),
-            "--device",
-            "cpu",
-        ],
-    )
+    result = runner.invoke(app, index_args(model, beir_dir, tmp_path / "idx"))
     assert result.exit_code == 0, result.output
     assert "indexed 5 documents" in result.output and not (tmp_path / "idx.vectors").exists()
     result = runner.invoke(
