@@ -124,6 +124,8 @@ def test_bad_settings_are_refused(index: SparseIndex, queries: sp.csr_matrix) ->
     build_clusters(index).save(index)
     with pytest.raises(ValueError, match="does not combine"):
         searcher.search(queries, k=10, heap_factor=1.0, budget=10)
+    with pytest.raises(ValueError, match="does not combine"):
+        searcher.search(queries, k=10, heap_factor=1.0, query_terms=3)
     with pytest.raises(ValueError, match="heap_factor"):
         searcher.search(queries, k=10, heap_factor=float("nan"))
     with pytest.raises(ValueError, match="query_cut"):

@@ -12,8 +12,9 @@ kept whole lists, every document holding a query term is scored: the exact top k
 Speed comes from the memory traffic per scored document, measured on the packages corpus (1M documents, k = 10,
 ``query_cut`` 5, ``heap_factor`` 1, one thread, shared 2-core Zen 5; prototype): scoring from the index's separate
 forward arrays through ``forward_indptr`` took 0.97 ms a query for 2,252 documents; reading each document through a
-(start, length) word stored beside its block entry, from one array of (term << 16 | code) words, with the next
-documents' vectors prefetched, took 0.57-0.64 ms. The visited set is a bit per document (128 KiB at 1M, in L2),
+(start, length) word stored beside its block entry, from one array of (term << 16 | code) words, with the first line
+of the next documents' vectors prefetched, took 0.57 ms; prefetching every line of those vectors, with the final
+clusters, took 0.71 to 0.50 ms. The visited set is a bit per document (128 KiB at 1M, in L2),
 cleared through the list of documents scored.
 
 Filters (``allow``) are applied when a document is offered: disallowed documents are scored and dropped, so the

@@ -38,6 +38,9 @@ listed documents alone scores just those (same scores again). At 200k random doc
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numba
 import numpy as np
 import scipy.sparse as sp
@@ -277,7 +280,8 @@ class Searcher:
         whose summary reaches ``heap_factor`` x the k-th best score; it takes no other pruning option.
         """
         if heap_factor is not None:
-            return self._search_clustered(queries, k, query_cut, heap_factor, allow, budget or rerank or alpha)
+            others = bool(budget or rerank or alpha is not None or query_terms is not None)
+            return self._search_clustered(queries, k, query_cut, heap_factor, allow, others)
         if rerank and rerank < k:
             raise ValueError(f"rerank ({rerank}) must be at least k ({k})")
         if alpha is not None and not 0 < alpha <= 1:
@@ -294,8 +298,6 @@ class Searcher:
         filters = self._filters(mask)
         if filters is None:  # nothing allowed
             return out_docs, out_scores, sizes
-        previous = numba.get_num_threads()
-        numba.set_num_threads(min(self.threads, max(n, 1)))
         common = (
             q.indptr.astype(np.int64),
             q.indices.astype(np.int32),
@@ -304,7 +306,7 @@ class Searcher:
         )
         buffers = (self._scores, self._touched, out_docs, out_scores, sizes)
         forward = (self.index.forward_indptr, self.index.forward_terms, self.index.forward_codes)
-        try:
+        with _threads(min(self.threads, max(n, 1))):
             if alpha is None:
                 tiles = self._tiles_for(q) if budget == 0 and rerank == 0 else None
                 tiled = (
@@ -315,19 +317,17 @@ class Searcher:
                 search_dynamic_batch(
                     *common, np.float32(alpha), k, *buffers, max(rerank, k), forward, self._query, filters
                 )
-        finally:
-            numba.set_num_threads(previous)
-        if not np.all(np.isfinite(out_scores)):  # the index's weights are finite (checked at open): a sum overflowed
-            raise ValueError("scores overflow float32: the query weights are too large for this index")
-        return out_docs, out_scores, sizes
+        return _finite(out_docs, out_scores, sizes)
 
     def _search_clustered(
         self, queries: sp.csr_matrix, k: int, query_cut: int | None, heap_factor: float, allow: np.ndarray | None,
-        other: float | None,
+        others: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """Clustered search (:meth:`search`'s ``heap_factor``), its clusters opened on first use."""
-        if other:
-            raise ValueError("heap_factor (clustered search) does not combine with budget, rerank or alpha")
+        if others:
+            raise ValueError(
+                "heap_factor (clustered search) does not combine with budget, query_terms, rerank or alpha"
+            )
         if not (np.isfinite(heap_factor) and heap_factor >= 0):
             raise ValueError(f"heap_factor must be finite and >= 0, not {heap_factor}")
         cut = DEFAULT_QUERY_CUT if query_cut is None else query_cut
@@ -342,18 +342,12 @@ class Searcher:
             return out_docs, out_scores, sizes
         if self._clustered is None:
             self._clustered = ClusteredSearch(self.index, Clusters.open(self.index))
-        previous = numba.get_num_threads()
         threads = min(self.threads, max(n, 1), numba.config.NUMBA_NUM_THREADS)
-        numba.set_num_threads(threads)
-        try:
+        with _threads(threads):
             self._clustered.search(
                 queries, k, cut, heap_factor, threads, _NO_MASK if mask is None else mask, out_docs, out_scores, sizes
             )
-        finally:
-            numba.set_num_threads(previous)
-        if not np.all(np.isfinite(out_scores)):
-            raise ValueError("scores overflow float32: the query weights are too large for this index")
-        return out_docs, out_scores, sizes
+        return _finite(out_docs, out_scores, sizes)
 
     def _check_queries(self, queries: sp.csr_matrix) -> None:
         if queries.shape[1] != self.index.meta.vocab_size:
@@ -383,6 +377,25 @@ class Searcher:
                 return None
             self._tiles = build_tiles(self.index, self.tile)
         return self._tiles
+
+
+@contextlib.contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """Numba's thread count set to ``count`` for a kernel call, and restored after it whatever happens."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _finite(docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A search's output, refused if a score overflowed (the index's weights are finite, checked at open: only a
+    sum of products can overflow float32)."""
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores overflow float32: the query weights are too large for this index")
+    return docs, scores, sizes
 
 
 def hits(index: SparseIndex, docs: np.ndarray, scores: np.ndarray, sizes: np.ndarray) -> list[Hits]:
