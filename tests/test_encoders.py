@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,35 @@ def test_splade_pool_layouts_and_chunks(packed: bool) -> None:
     for pooling, expected in (("max", act.amax(1)), ("sum", act.sum(1))):
         got = splade_pool(hidden, weight, bias, mask, pooling, chunk=3, packed=packed)
         assert torch.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_max_pool_gradients_equal_autograd_of_the_logits(with_bias: bool) -> None:
+    """Training's max pooling sends gradients only to each (text, term)'s winning position: the same gradients as
+    differentiating the whole logits tensor, for the hidden states, the projection and its bias."""
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3, 6, 5, dtype=torch.float64, generator=generator)
+    weight = torch.randn(11, 5, dtype=torch.float64, generator=generator)
+    bias = torch.randn(11, dtype=torch.float64, generator=generator) if with_bias else None
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 0, 0]])
+    upstream = torch.randn(3, 11, dtype=torch.float64, generator=generator)
+    leaves = [t.clone().requires_grad_() for t in (hidden, weight) + ((bias,) if with_bias else ())]
+
+    def gradients(pool: Callable[..., torch.Tensor]) -> list[torch.Tensor]:
+        inputs = [t.detach().clone().requires_grad_() for t in leaves]
+        pooled = pool(inputs[0], inputs[1], inputs[2] if with_bias else None)
+        (pooled * upstream).sum().backward()
+        return [pooled.detach()] + [t.grad for t in inputs]
+
+    def whole_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        logits = h @ w.T + (0 if b is None else b)
+        return torch.log1p(torch.relu(logits)).masked_fill(~mask.bool().unsqueeze(-1), 0).amax(1)
+
+    ours = gradients(lambda h, w, b: splade_pool(h, w, b, mask, "max", chunk=4))
+    reference = gradients(whole_logits)
+    assert int((ours[0] > 0).sum()) > 5  # enough active terms for the gradients to mean something
+    for got, expected in zip(ours, reference, strict=True):
+        torch.testing.assert_close(got, expected)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -26,6 +26,7 @@ if [ "$phase" = pack ]; then
     corpus=${rest%%:*} split=${rest#*:}
     stage=$(mktemp -d) || exit 1
     mkdir -p "$stage/corpus/qrels" && cp -r "$prepared" "$stage/data" && echo "$split" > "$stage/split" || exit 1
+    rm -rf "$stage/data/teachers"  # each teacher's own run (for re-weighting later): training reads examples only
     cp "$corpus"/corpus.jsonl* "$corpus"/queries.jsonl* "$stage/corpus/" || exit 1
     cp "$corpus/qrels/$split.tsv" "$stage/corpus/qrels/" || exit 1
     tar -C "$stage" -cJf "$dir/$name.tar.xz" . && rm -rf "$stage" || exit 1
