@@ -12,6 +12,17 @@ from lsr.cli_force import writes
 from lsr.encode.cli import BackendOption, StrideOption, WindowPoolingOption
 
 console = Console()
+HeapFactorOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="Clustered search (CPU, after `lsr index cluster`): score the blocks whose summary reaches this "
+        "factor x the k-th best; lower is slower with higher recall (Seismic's heap_factor, 0.7-1.0).",
+    ),
+]
+QueryCutOption = Annotated[
+    int | None, typer.Option(min=1, help="Clustered search: visit the lists of this many heaviest query terms.")
+]
 
 
 index_app = typer.Typer(help="Build an index (the options below), or export and import one (the commands).")
@@ -120,17 +131,8 @@ def search(
             help="Dynamic pruning with this alpha in (0, 1]: smaller is faster, lower recall (CPU; rerank >= 100).",
         ),
     ] = None,
-    heap_factor: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            help="Clustered search (CPU, after `lsr index cluster`): score the blocks whose summary reaches this "
-            "factor x the k-th best; lower is slower with higher recall (Seismic's heap_factor, 0.7-1.0).",
-        ),
-    ] = None,
-    query_cut: Annotated[
-        int | None, typer.Option(min=1, help="Clustered search: visit the lists of this many heaviest query terms.")
-    ] = None,
+    heap_factor: HeapFactorOption = None,
+    query_cut: QueryCutOption = None,
     encode_device: Annotated[str, typer.Option(help="Device for the query encoder.")] = "auto",
     gpu_kernel: Annotated[
         str,
@@ -142,7 +144,8 @@ def search(
     import time
 
     from lsr.indexing.sparse.format import SparseIndex
-    from lsr.indexing.sparse.retriever import Pruning, SparseSearcher, sparse_encoder
+    from lsr.indexing.sparse.retriever import SparseSearcher, sparse_encoder
+    from lsr.indexing.sparse.settings import Pruning
 
     from lsr.data.beir import read_queries
     from lsr.data.textio import TextSource

@@ -26,6 +26,7 @@ import numpy as np
 from lsr.indexing.dense.settings import DenseSettings
 from lsr.indexing.fingerprint import UNKNOWN, check_same_documents
 from lsr.indexing.hits import DocFilter, Hits
+from lsr.indexing.sparse.settings import Pruning
 
 from lsr.data.beir import BeirDataset
 from lsr.defaults import DEFAULT_DENSE
@@ -43,8 +44,8 @@ class Corpus:
 
 @dataclass
 class RetrieverOptions:
-    """The knobs retrievers take; each retriever reads those it has (a sparse one ``model``, a dense one
-    ``dense_model`` and ``dense``, BM25 ``multifield``) and ignores the rest."""
+    """The knobs retrievers take; each retriever reads those it has (a sparse one ``model`` and ``pruning``, a dense
+    one ``dense_model`` and ``dense``, BM25 ``multifield``) and ignores the rest."""
 
     model: str | None = None
     dense_model: str = DEFAULT_DENSE
@@ -54,6 +55,8 @@ class RetrieverOptions:
     gpu: bool = False
     threads: int | None = None
     """CPU threads of one search (default: all); ``lsr serve`` keeps one for its express lane."""
+    pruning: Pruning = field(default_factory=Pruning)
+    """How a sparse index is searched: exact by default, or approximate (``lsr serve --heap-factor``)."""
     encoding: dict[str, Any] = field(default_factory=dict)
     """A sparse model's encoding settings beyond its own: ``backend``, ``max_length``, ``stride``, ``window_pooling``
     (``load_encoder`` arguments); they change the vectors, so they are part of the cached encodings' key."""

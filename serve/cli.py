@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from lsr.indexing.cli import HeapFactorOption, QueryCutOption
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ def serve(
     fusion: Annotated[str, typer.Option(help="Default hybrid fusion: rrf, minmax or zscore.")] = "rrf",
     hybrid_depth: Annotated[int, typer.Option(min=1, help="Hits per leg fused by hybrid search.")] = 100,
     device: Annotated[str, typer.Option(help="Sparse search: cpu (Numba) or cuda (GPU kernel).")] = "cpu",
+    heap_factor: HeapFactorOption = None,
+    query_cut: QueryCutOption = None,
     encode_device: Annotated[str, typer.Option(help="Query encoders' device: cpu, cuda or auto.")] = "cpu",
     max_message_mb: Annotated[float, typer.Option(min=0.001, help="Largest request or response (MiB).")] = 4.0,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM server certificate (chain): serve over TLS.")] = None,
@@ -97,6 +100,7 @@ def serve(
     import os
     import sys
 
+    from lsr.indexing.sparse.settings import Pruning
     from lsr.serve.engine import Engine, EngineConfig, Limits
     from lsr.serve.server import ServerOptions, check_options, serve_until_signalled, start_server
     from rich.logging import RichHandler
@@ -155,10 +159,16 @@ def serve(
             express_cost=express_cost,
             bulk_nice=bulk_nice,
             limits=Limits(max_k=max_k, max_batch_queries=max_batch_queries, max_request_cost=max_request_cost),
+            pruning=Pruning(heap_factor=heap_factor, query_cut=query_cut),
         )
     )
     running = start_server(engine, options)
     what = ", ".join(engine.retrievers) + (", recommend" if engine.recommender is not None else "")
+    if heap_factor is not None:
+        from lsr.indexing.sparse.search import DEFAULT_QUERY_CUT
+
+        cut = DEFAULT_QUERY_CUT if query_cut is None else query_cut
+        what += f"; sparse by clustered search, heap factor {heap_factor}, query cut {cut}"
     scheme = "TLS" if tls_cert else "plaintext"
     err_console.print(
         f"serving {engine.describe()['num_docs']:,} documents ({what}) on {running.address} ({scheme}"

@@ -42,6 +42,7 @@ import scipy.sparse as sp
 from lsr.indexing.fingerprint import check_same_documents
 from lsr.indexing.hits import DocFilter, Hits
 from lsr.indexing.retrieval import Hybrid, Retriever
+from lsr.indexing.sparse.settings import EXACT, Pruning
 from lsr.serve.batching import BatcherClosed, DeadlineExpired, MicroBatcher, wait
 from lsr.serve.errors import DeadlineExceeded, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
@@ -89,6 +90,8 @@ class EngineConfig:
     express_cost: int = 512
     bulk_nice: int = 10
     limits: Limits = field(default_factory=Limits)
+    pruning: Pruning = EXACT
+    """How the sparse leg searches (exact, or clustered with ``heap_factor``); its express lane searches alike."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,7 @@ class Engine:
             device=config.encode_device,
             gpu=config.device == "cuda",
             threads=max(numba.get_num_threads() - 1, 1) if express else None,
+            pruning=config.pruning,
         )
         legs = {}
         for name, folder in folders:

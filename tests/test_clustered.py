@@ -5,16 +5,25 @@ index refused with the file named."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import REPO
 from lsr.indexing.filters import allow_mask
 from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.clustered import ClusteredSearch
 from lsr.indexing.sparse.clusters import FOLDER, Clusters, ClustersError, ClusterSettings, build_clusters
 from lsr.indexing.sparse.format import META, SparseIndex
 from lsr.indexing.sparse.search import Searcher
+from serve_support import Artifacts, demo_queries
 from test_sparse_index import index_args, shards_of
 from tiny_models import tiny_bert
 from typer.testing import CliRunner
@@ -105,6 +114,23 @@ def test_batches_in_threads_equal_single_queries(index: SparseIndex, queries: sp
         assert np.array_equal(alone[0][0], together[0][q]) and np.array_equal(alone[1][0], together[1][q])
 
 
+def test_searchers_share_the_prepared_clusters_until_they_are_rebuilt(
+    index: SparseIndex, queries: sp.csr_matrix
+) -> None:
+    """A server's main and express searchers read one prepared copy; clusters rebuilt on disk are searched anew."""
+    build_clusters(index, WHOLE).save(index)
+    main, express = Searcher(index, threads=2), Searcher(index, threads=1, tiled=False)
+    before = main.search(queries, k=10, heap_factor=0.0, query_cut=1000)
+    alone = express.search(queries, k=10, heap_factor=0.0, query_cut=1000)
+    assert np.array_equal(before[0], alone[0]) and ClusteredSearch.of(index) is ClusteredSearch.of(index)
+    shared = ClusteredSearch.of(index)
+    one_list = main.search(queries, k=10, heap_factor=0.0, query_cut=1)
+    build_clusters(index, ClusterSettings(max_postings=10)).save(index)
+    assert ClusteredSearch.of(index) is not shared
+    after = main.search(queries, k=10, heap_factor=0.0, query_cut=1)
+    assert recall(one_list[0], after[0]) < 0.9  # a list cut to 10 postings misses documents the whole list has
+
+
 def test_filters_return_allowed_documents_only(index: SparseIndex, queries: sp.csr_matrix) -> None:
     build_clusters(index, WHOLE).save(index)
     searcher = Searcher(index, threads=1)
@@ -185,3 +211,50 @@ def test_cluster_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
     assert {q: list(h) for q, h in approximate.items()} == {q: list(h) for q, h in exact.items()}
     alone = runner.invoke(app, [*search, "--output", str(tmp_path / "x.trec"), "--query-cut", "3"])
     assert isinstance(alone.exception, LsrError) and "give --heap-factor" in str(alone.exception)
+
+
+def test_lsr_serve_answers_from_the_clusters(serve_artifacts: Artifacts, tmp_path: Path) -> None:
+    """`lsr serve --heap-factor` (a real server process) returns what clustered search returns in process, through
+    the express lane (one query) and the main searcher (a batch), and differs from exact search where the clusters
+    cut lists; without clusters it refuses to start, naming the command that builds them."""
+    from lsr.indexing.retrieval import RetrieverOptions
+    from lsr.indexing.sparse.retriever import SparseRetriever
+    from lsr.indexing.sparse.settings import Pruning
+    from lsr.serve.client import Client
+
+    folder = tmp_path / "sparse"
+    shutil.copytree(serve_artifacts.sparse_index, folder)
+    serve = ["serve", "--index", str(folder), "--heap-factor", "1.0", "--query-cut", "1"]
+    refused = CliRunner().invoke(app, [*serve, "--port", "0"])
+    assert isinstance(refused.exception, LsrError) and "lsr index cluster" in str(refused.exception)
+    clustered = CliRunner().invoke(app, ["index", "cluster", "--index", str(folder), "--max-postings", "6"])
+    assert clustered.exit_code == 0, clustered.output
+    pruning = Pruning(heap_factor=1.0, query_cut=1)
+    reference = SparseRetriever.from_index(folder, RetrieverOptions(device="cpu", pruning=pruning))
+    exact = SparseRetriever.from_index(folder, RetrieverOptions(device="cpu"))
+    texts = demo_queries()
+    expected = reference.search(reference.encode(texts), 5)
+    assert any(a.ids != b.ids for a, b in zip(expected, exact.search(exact.encode(texts), 5), strict=True))
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-c", "from lsr.cli import main; main()", *serve, "--port", str(port)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        with Client(f"127.0.0.1:{port}") as client:
+            client.wait_ready(timeout=90)
+            one_by_one = [client.search(text, k=5) for text in texts]  # each costs under --express-cost (512)
+            batch = client.batch_search(texts * 8, k=5)  # 96 queries cost over 96 x 6: the main searcher's
+        for hits, alone, together in zip(expected * 8, one_by_one * 8, batch, strict=True):
+            for got in (alone, together):
+                assert [doc for doc, _ in got] == hits.ids
+                np.testing.assert_allclose([score for _, score in got], hits.scores, rtol=1e-6)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert "clustered search, heap factor 1.0, query cut 1" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

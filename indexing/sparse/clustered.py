@@ -23,10 +23,12 @@ k-th best, and so the block test, are over allowed documents only.
 
 from __future__ import annotations
 
-import numba
+import threading
+import weakref
+
 import numpy as np
 import scipy.sparse as sp
-from lsr.indexing.sparse.clusters import Clusters, ClustersError
+from lsr.indexing.sparse.clusters import FOLDER, Clusters, ClustersError
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.prefetch import prefetch
 from lsr.indexing.sparse.topk import offer, rank
@@ -158,8 +160,23 @@ def search_batch(
             sizes[q] = found
 
 
+_PREPARED: weakref.WeakKeyDictionary[SparseIndex, tuple[tuple[int, int], ClusteredSearch]] = weakref.WeakKeyDictionary()
+_PREPARING = threading.Lock()
+
+
+def _written(index: SparseIndex) -> tuple[int, int]:
+    """Which clusters folder is on disk now: clusters are replaced by renaming a new folder in (:mod:`lsr.fsutil`),
+    so a rebuild changes the folder's inode."""
+    try:
+        found = (index.path / FOLDER).stat()
+    except OSError:
+        return (0, 0)
+    return (found.st_ino, found.st_mtime_ns)
+
+
 class ClusteredSearch:
-    """An index and its clusters, with what the kernel reads prepared once (:func:`search_batch`)."""
+    """An index's clusters with what the kernel reads prepared once (:func:`search_batch`); read-only, so every
+    searcher of the index shares one (:meth:`of`), each with its own :meth:`work` buffers."""
 
     def __init__(self, index: SparseIndex, clusters: Clusters) -> None:
         """Builds the packed forward copy (4 bytes per posting) and each block entry's span (8 bytes per kept
@@ -182,23 +199,40 @@ class ClusteredSearch:
         )  # fmt: skip
         self.blocks = (np.asarray(clusters.block_offsets), docs, spans)
         self.forward = (packed, index.codebook)
-        n, vocab, threads = index.num_docs, index.meta.vocab_size, numba.config.NUMBA_NUM_THREADS
-        self.work = (
+        self.shape = (index.num_docs, index.meta.vocab_size, max(clusters.max_blocks, 1))
+
+    @classmethod
+    def of(cls, index: SparseIndex) -> ClusteredSearch:
+        """The clusters of this opened index, opened and prepared on the first call and shared after it (a server's
+        main and express-lane searchers search one copy, not two). Clusters rebuilt since are opened anew."""
+        written = _written(index)
+        with _PREPARING:
+            seen, prepared = _PREPARED.get(index, ((0, 0), None))
+            if prepared is None or seen != written:
+                prepared = cls(index, Clusters.open(index))
+                _PREPARED[index] = (written, prepared)
+        return prepared
+
+    def work(self, threads: int) -> tuple[np.ndarray, ...]:
+        """Buffers for ``threads`` threads of one search at a time: per thread a dense query, the block estimates,
+        the visited bits and the list of documents scored (4 bytes per document), all left zero by the kernel."""
+        docs, vocab, blocks = self.shape
+        return (
             np.zeros((threads, vocab), np.float32),
-            np.zeros((threads, max(clusters.max_blocks, 1)), np.float32),
-            np.zeros((threads, (n >> 6) + 1), np.uint64),
-            np.zeros((threads, max(n, 1)), np.uint32),
+            np.zeros((threads, blocks), np.float32),
+            np.zeros((threads, (docs >> 6) + 1), np.uint64),
+            np.zeros((threads, max(docs, 1)), np.uint32),
         )
 
     def search(
-        self, queries: sp.csr_matrix, k: int, query_cut: int, heap_factor: float, threads: int, allow: np.ndarray,
-        out_docs: np.ndarray, out_scores: np.ndarray, sizes: np.ndarray,
+        self, queries: sp.csr_matrix, k: int, query_cut: int, heap_factor: float, work: tuple[np.ndarray, ...],
+        allow: np.ndarray, out_docs: np.ndarray, out_scores: np.ndarray, sizes: np.ndarray,
     ) -> None:  # fmt: skip
-        """Top ``k`` of each query row into ``out_*`` and ``sizes`` with ``threads`` threads (at most Numba's);
-        ``allow``: the mask, or empty for none."""
+        """Top ``k`` of each query row into ``out_*`` and ``sizes``, with as many threads as ``work`` has buffers
+        (:meth:`work`); ``allow``: the mask, or empty for none."""
         search_batch(
             queries.indptr.astype(np.int64), queries.indices.astype(np.int32), queries.data.astype(np.float32),
-            query_cut, np.float32(heap_factor), k, self.clusters, self.blocks, self.forward, self.work,
-            min(threads, self.work[0].shape[0]), allow,
+            query_cut, np.float32(heap_factor), k, self.clusters, self.blocks, self.forward, work,
+            work[0].shape[0], allow,
             out_docs, out_scores, sizes,
         )  # fmt: skip

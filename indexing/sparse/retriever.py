@@ -1,14 +1,13 @@
 """The learned-sparse retriever: a sparse encoder's queries searched over lsr's inverted index.
 
-:class:`Pruning` and :func:`open_searcher` are the one place where exact or pruned, CPU (Numba) or GPU (CUDA)
-search is chosen; ``lsr search``, ``lsr eval run`` and ``lsr serve`` all come through here.
+:class:`SparseSearcher` is the one place where exact or pruned (:class:`~lsr.indexing.sparse.settings.Pruning`),
+CPU (Numba) or GPU (CUDA) search is chosen; ``lsr search``, ``lsr eval run`` and ``lsr serve`` all come through here.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +18,11 @@ from lsr.indexing.filters import filter_mask
 from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import hits
+from lsr.indexing.sparse.settings import EXACT, Pruning
 
 from lsr.cache.vectors import encoding_settings
 from lsr.errors import LsrError
 from lsr.models import SparseEncoder, load_encoder
-
-
-@dataclass(frozen=True)
-class Pruning:
-    """Approximate search: ``budget`` postings per term, the heaviest ``query_terms``, ``rerank`` candidates
-    rescored exactly, dynamic pruning with ``alpha`` in (0, 1], or clustered search with ``heap_factor`` over the
-    ``query_cut`` heaviest terms' lists (:mod:`lsr.indexing.sparse.clustered`). The default is exact search."""
-
-    budget: int = 0
-    query_terms: int | None = None
-    rerank: int = 0
-    alpha: float | None = None
-    gpu_kernel: str = "tiles"
-    heap_factor: float | None = None
-    query_cut: int | None = None
-
-    @property
-    def exact(self) -> bool:
-        return not (
-            self.budget or self.query_terms or self.rerank or self.alpha is not None or self.heap_factor is not None
-        )
 
 
 class SparseSearcher:
@@ -53,7 +32,7 @@ class SparseSearcher:
         self,
         index: SparseIndex,
         device: str = "cpu",
-        pruning: Pruning = Pruning(),
+        pruning: Pruning = EXACT,
         threads: int | None = None,
         tiled: bool = True,
     ) -> None:
@@ -71,6 +50,10 @@ class SparseSearcher:
             if pruning.query_cut is not None and pruning.heap_factor is None:
                 raise LsrError("--query-cut is an option of clustered search: give --heap-factor too")
             self.kernel: Any = Searcher(index, threads=threads, tiled=tiled)
+            if pruning.heap_factor is not None:  # missing or corrupt clusters stop start-up, not the first query
+                from lsr.indexing.sparse.clustered import ClusteredSearch
+
+                ClusteredSearch.of(index)
         elif device == "cuda":
             from lsr.indexing.sparse.gpu import STRATEGIES, GpuSearcher
             from numba import cuda
@@ -141,7 +124,7 @@ class SparseRetriever(Retriever):
         index: SparseIndex,
         encoder: SparseEncoder,
         device: str = "cpu",
-        pruning: Pruning = Pruning(),
+        pruning: Pruning = EXACT,
         threads: int | None = None,
         tiled: bool = True,
     ) -> None:
@@ -167,13 +150,13 @@ class SparseRetriever(Retriever):
             build_index(lambda: iter_shards(vectors), out, name, encoder.kind)
 
         index = cached_index(folder, SparseIndex.open, build, about(corpus, name, "sparse-float16"))
-        return cls(index, encoder, "cuda" if options.gpu else "cpu")
+        return cls(index, encoder, "cuda" if options.gpu else "cpu", options.pruning, options.threads)
 
     @classmethod
     def from_index(cls, path: Path, options: RetrieverOptions) -> SparseRetriever:
         index = SparseIndex.open(path)
         encoder = sparse_encoder(options.model or index.meta.model, index.meta.vocab_size, options.device)
-        return cls(index, encoder, "cuda" if options.gpu else "cpu", threads=options.threads)
+        return cls(index, encoder, "cuda" if options.gpu else "cpu", options.pruning, options.threads)
 
     def express(self) -> SparseRetriever | None:
         """On the CPU, a searcher of one thread without the tiled copy (its memory is a score buffer the size of the

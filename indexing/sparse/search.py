@@ -48,7 +48,6 @@ from lsr.indexing.filters import check_allow
 from lsr.indexing.hits import Hits
 from lsr.indexing.sparse.accumulate import add_segment, add_segment_touched
 from lsr.indexing.sparse.clustered import ClusteredSearch
-from lsr.indexing.sparse.clusters import Clusters
 from lsr.indexing.sparse.dynamic import search_dynamic_batch
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.prefetch import prefetch
@@ -249,7 +248,7 @@ class Searcher:
         self.tiled = tiled
         self.tile = tile
         self._tiles: Tiles | None = None
-        self._clustered: ClusteredSearch | None = None
+        self._cluster_work: tuple[np.ndarray, ...] | None = None  # this searcher's buffers for clustered search
         self._scores = np.zeros((numba.config.NUMBA_NUM_THREADS, index.num_docs), dtype=np.float32)
         self._touched = np.zeros((numba.config.NUMBA_NUM_THREADS, index.num_docs), dtype=np.int32)
         self._query = np.zeros((numba.config.NUMBA_NUM_THREADS, index.meta.vocab_size), dtype=np.float32)
@@ -340,12 +339,14 @@ class Searcher:
         sizes = np.zeros(n, dtype=np.int64)
         if mask is not None and not mask.any():
             return out_docs, out_scores, sizes
-        if self._clustered is None:
-            self._clustered = ClusteredSearch(self.index, Clusters.open(self.index))
-        threads = min(self.threads, max(n, 1), numba.config.NUMBA_NUM_THREADS)
+        clustered = ClusteredSearch.of(self.index)
+        if self._cluster_work is None:
+            self._cluster_work = clustered.work(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+        threads = min(self._cluster_work[0].shape[0], max(n, 1))
+        work = tuple(buffers[:threads] for buffers in self._cluster_work)
         with _threads(threads):
-            self._clustered.search(
-                queries, k, cut, heap_factor, threads, _NO_MASK if mask is None else mask, out_docs, out_scores, sizes
+            clustered.search(
+                queries, k, cut, heap_factor, work, _NO_MASK if mask is None else mask, out_docs, out_scores, sizes
             )
         return _finite(out_docs, out_scores, sizes)
 
