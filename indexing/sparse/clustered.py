@@ -27,7 +27,6 @@ import threading
 import weakref
 
 import numpy as np
-import scipy.sparse as sp
 from lsr.indexing.sparse.clusters import FOLDER, Clusters, ClustersError
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.prefetch import prefetch
@@ -225,14 +224,15 @@ class ClusteredSearch:
         )
 
     def search(
-        self, queries: sp.csr_matrix, k: int, query_cut: int, heap_factor: float, work: tuple[np.ndarray, ...],
-        allow: np.ndarray, out_docs: np.ndarray, out_scores: np.ndarray, sizes: np.ndarray,
+        self, rows: tuple[np.ndarray, np.ndarray, np.ndarray], k: int, query_cut: int, heap_factor: float,
+        work: tuple[np.ndarray, ...], allow: np.ndarray, out_docs: np.ndarray, out_scores: np.ndarray,
+        sizes: np.ndarray,
     ) -> None:  # fmt: skip
-        """Top ``k`` of each query row into ``out_*`` and ``sizes``, with as many threads as ``work`` has buffers
-        (:meth:`work`); ``allow``: the mask, or empty for none."""
+        """Top ``k`` of each query row (``indptr`` int64, term ids int32, weights float32) into ``out_*`` and
+        ``sizes``, with as many threads as ``work`` has buffers (:meth:`work`); ``allow``: the mask, or empty for
+        none."""
         search_batch(
-            queries.indptr.astype(np.int64), queries.indices.astype(np.int32), queries.data.astype(np.float32),
-            query_cut, np.float32(heap_factor), k, self.clusters, self.blocks, self.forward, work,
+            *rows, query_cut, np.float32(heap_factor), k, self.clusters, self.blocks, self.forward, work,
             work[0].shape[0], allow,
             out_docs, out_scores, sizes,
         )  # fmt: skip

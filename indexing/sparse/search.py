@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import numba
 import numpy as np
@@ -197,25 +198,46 @@ def _search_batch(
         )
 
 
-def _prune_query(queries: sp.csr_matrix, query_terms: int | None) -> sp.csr_matrix:
-    """Keep each query's ``query_terms`` heaviest terms (all when None; of equal weights, the first given).
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Query rows as the kernels read them: ``indptr`` (int64), term ids (int32) and weights (float32), CSR-style."""
+
+
+def _prune_rows(rows: Rows, query_terms: int | None) -> Rows:
+    """Keep each query's ``query_terms`` heaviest terms (all when None; of equal weights, the first given), each row's
+    kept terms in term order (as SciPy built each pruned row before).
 
     One stable sort of every row's terms by (row, weight) instead of a matrix per row stacked: a single query paid
     about 0.2 ms of SciPy construction for it (1M packages documents, where the search itself takes 0.3-2 ms)."""
-    queries = sp.csr_matrix(queries, dtype=np.float32)
-    queries.eliminate_zeros()
     if query_terms is None:
-        return queries
-    counts = np.diff(queries.indptr)
-    rows = np.repeat(np.arange(queries.shape[0]), counts)
-    order = np.lexsort((-queries.data, rows))  # stable: equal weights keep their order
-    rank = np.arange(len(order)) - np.repeat(queries.indptr[:-1], counts)
+        return rows
+    indptr, indices, data = rows
+    counts = np.diff(indptr)
+    row_of = np.repeat(np.arange(len(counts)), counts)
+    order = np.lexsort((-data, row_of))  # stable: equal weights keep their order
+    rank = np.arange(len(order)) - np.repeat(indptr[:-1], counts)
     keep = np.zeros(len(order), dtype=bool)
     keep[order[rank < query_terms]] = True
-    indptr = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(np.minimum(counts, query_terms), out=indptr[1:])
-    pruned = sp.csr_matrix((queries.data[keep], queries.indices[keep], indptr), shape=queries.shape)
-    return pruned.sorted_indices()  # each row's kept terms in term order, as SciPy built each pruned row before
+    pruned = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(np.minimum(counts, query_terms), out=pruned[1:])
+    by_term = np.lexsort((indices[keep], row_of[keep]))
+    return pruned, indices[keep][by_term], data[keep][by_term]
+
+
+def _rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, vocab_size: int) -> Rows:
+    """Checked query rows without explicit zeros: weights finite and non-negative, term ids inside the vocabulary
+    (a kernel indexes arrays with them), built from arrays without SciPy (tens of microseconds a call)."""
+    data = np.asarray(data, dtype=np.float32)
+    if not np.all((data >= 0) & (data < np.inf)):
+        raise ValueError("query weights must be finite and non-negative")
+    indices = np.asarray(indices, dtype=np.int32)
+    if len(indices) and (indices.min() < 0 or indices.max() >= vocab_size):
+        raise ValueError(f"query term ids must be in [0, {vocab_size}), the index's vocabulary")
+    indptr = np.asarray(indptr, dtype=np.int64)
+    if data.all():
+        return indptr, indices, data
+    keep = data != 0
+    kept = np.concatenate(([0], np.cumsum(keep)))
+    return kept[indptr], indices[keep], data[keep]
 
 
 _NO_TILES = {
@@ -278,31 +300,58 @@ class Searcher:
         cluster`` built), visiting the query's ``query_cut`` heaviest terms' lists (default 10) and the blocks
         whose summary reaches ``heap_factor`` x the k-th best score; it takes no other pruning option.
         """
+        if queries.shape[1] != self.index.meta.vocab_size:
+            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
+        if getattr(queries, "format", None) != "csr":  # a CSC matrix's indptr runs over columns
+            queries = sp.csr_matrix(queries)
+        rows = _rows(queries.indptr, queries.indices, queries.data, queries.shape[1])
+        return self._search_rows(rows, k, budget, query_terms, rerank, alpha, allow, query_cut, heap_factor)
+
+    def search_vector(
+        self, terms: np.ndarray, weights: np.ndarray, k: int = 10, **settings: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One query given as term ids and weights, with :meth:`search`'s settings and output (one row): no SciPy
+        matrix is built, which took about 30 of a batch-1 search's 100-500 microseconds."""
+        terms, weights = np.asarray(terms), np.asarray(weights)
+        if terms.ndim != 1 or terms.shape != weights.shape:
+            raise ValueError(
+                f"terms and weights must be two 1-d arrays of one length, not {terms.shape} and {weights.shape}"
+            )
+        rows = _rows(np.array([0, len(terms)], dtype=np.int64), terms, weights, self.index.meta.vocab_size)
+        return self._search_rows(rows, k, **settings)
+
+    def _search_rows(
+        self,
+        rows: Rows,
+        k: int,
+        budget: int = 0,
+        query_terms: int | None = None,
+        rerank: int = 0,
+        alpha: float | None = None,
+        allow: np.ndarray | None = None,
+        query_cut: int | None = None,
+        heap_factor: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`search` over checked rows (:func:`_rows`)."""
         if heap_factor is not None:
             others = bool(budget or rerank or alpha is not None or query_terms is not None)
-            return self._search_clustered(queries, k, query_cut, heap_factor, allow, others)
+            return self._search_clustered(rows, k, query_cut, heap_factor, allow, others)
         if rerank and rerank < k:
             raise ValueError(f"rerank ({rerank}) must be at least k ({k})")
         if alpha is not None and not 0 < alpha <= 1:
             raise ValueError(f"alpha must be in (0, 1], not {alpha}")
         if alpha is not None and budget:
             raise ValueError("alpha (dynamic pruning) does not combine with a posting budget")
-        self._check_queries(queries)
         mask = check_allow(allow, self.index.num_docs)
-        q = _prune_query(queries, query_terms)
-        n = q.shape[0]
+        q = _prune_rows(rows, query_terms)
+        n = len(q[0]) - 1
         out_docs = np.zeros((n, k), dtype=np.int32)
         out_scores = np.zeros((n, k), dtype=np.float32)
         sizes = np.zeros(n, dtype=np.int64)
         filters = self._filters(mask)
         if filters is None:  # nothing allowed
             return out_docs, out_scores, sizes
-        common = (
-            q.indptr.astype(np.int64),
-            q.indices.astype(np.int32),
-            q.data,
-            (self.index.offsets, self.index.docs, self.index.codes, self.index.codebook),
-        )
+        common = (*q, (self.index.offsets, self.index.docs, self.index.codes, self.index.codebook))
         buffers = (self._scores, self._touched, out_docs, out_scores, sizes)
         forward = (self.index.forward_indptr, self.index.forward_terms, self.index.forward_codes)
         with _threads(min(self.threads, max(n, 1))):
@@ -319,8 +368,7 @@ class Searcher:
         return _finite(out_docs, out_scores, sizes)
 
     def _search_clustered(
-        self, queries: sp.csr_matrix, k: int, query_cut: int | None, heap_factor: float, allow: np.ndarray | None,
-        others: bool,
+        self, rows: Rows, k: int, query_cut: int | None, heap_factor: float, allow: np.ndarray | None, others: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """Clustered search (:meth:`search`'s ``heap_factor``), its clusters opened on first use."""
         if others:
@@ -332,9 +380,8 @@ class Searcher:
         cut = DEFAULT_QUERY_CUT if query_cut is None else query_cut
         if cut < 1:
             raise ValueError(f"query_cut must be at least 1, not {cut}")
-        self._check_queries(queries)
         mask = check_allow(allow, self.index.num_docs)
-        n = queries.shape[0]
+        n = len(rows[0]) - 1
         out_docs, out_scores = np.zeros((n, k), dtype=np.int32), np.zeros((n, k), dtype=np.float32)
         sizes = np.zeros(n, dtype=np.int64)
         if mask is not None and not mask.any():
@@ -346,15 +393,9 @@ class Searcher:
         work = tuple(buffers[:threads] for buffers in self._cluster_work)
         with _threads(threads):
             clustered.search(
-                queries, k, cut, heap_factor, work, _NO_MASK if mask is None else mask, out_docs, out_scores, sizes
+                rows, k, cut, heap_factor, work, _NO_MASK if mask is None else mask, out_docs, out_scores, sizes
             )
         return _finite(out_docs, out_scores, sizes)
-
-    def _check_queries(self, queries: sp.csr_matrix) -> None:
-        if queries.shape[1] != self.index.meta.vocab_size:
-            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
-        if not np.all(np.isfinite(queries.data)) or np.any(queries.data < 0):
-            raise ValueError("query weights must be finite and non-negative")
 
     def _filters(self, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The kernels' ``(allow, listed)`` for a checked mask (:func:`lsr.indexing.filters.check_allow`); None when the
@@ -367,14 +408,15 @@ class Searcher:
         few = LISTED_SHARE * count <= self.index.num_docs
         return mask, np.flatnonzero(mask).astype(np.int32) if few else _NOT_LISTED
 
-    def _tiles_for(self, queries: sp.csr_matrix) -> Tiles | None:
+    def _tiles_for(self, rows: Rows) -> Tiles | None:
         """The tiled copy, built on first need: when some query reads a quarter of the corpus size in postings."""
         if not self.tiled:
             return None
         if self._tiles is None:
+            indptr, indices, _ = rows
             lengths = np.diff(np.asarray(self.index.offsets))
-            read = np.concatenate(([0], np.cumsum(lengths[queries.indices])))
-            if 4 * np.max(read[queries.indptr[1:]] - read[queries.indptr[:-1]], initial=0) < self.index.num_docs:
+            read = np.concatenate(([0], np.cumsum(lengths[indices])))
+            if 4 * np.max(read[indptr[1:]] - read[indptr[:-1]], initial=0) < self.index.num_docs:
                 return None
             self._tiles = build_tiles(self.index, self.tile)
         return self._tiles
@@ -384,6 +426,9 @@ class Searcher:
 def _threads(count: int) -> Iterator[None]:
     """Numba's thread count set to ``count`` for a kernel call, and restored after it whatever happens."""
     previous = numba.get_num_threads()
+    if previous == count:  # each set costs microseconds, a noticeable share of a batch-1 search
+        yield
+        return
     numba.set_num_threads(count)
     try:
         yield

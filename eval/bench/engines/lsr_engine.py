@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Engine, Vectors
 from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.clusters import build_clusters
@@ -84,10 +83,7 @@ class LsrEngine(Engine):
         return self.searcher
 
     def search(self, terms: np.ndarray, weights: np.ndarray, k: int) -> Answer:
-        searcher = self._searcher()
-        shape = (1, searcher.index.meta.vocab_size)
-        query = sp.csr_matrix((weights, terms, np.array([0, len(terms)])), shape=shape, dtype=np.float32)
-        docs, scores, sizes = searcher.search(query, k=k, **self.search_settings)
+        docs, scores, sizes = self._searcher().search_vector(terms, weights, k=k, **self.search_settings)
         return Answer(docs[0, : sizes[0]].astype(np.int64), scores[0, : sizes[0]])
 
     def search_batch(self, queries: Vectors, k: int, threads: int) -> list[Answer]:
