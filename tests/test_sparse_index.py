@@ -119,6 +119,35 @@ def test_single_queries_and_empty_query(index: SparseIndex) -> None:
         searcher.search(sp.csr_matrix(-np.ones((1, 400), dtype=np.float32)))
 
 
+def test_one_vector_searches_as_its_matrix_row(index: SparseIndex) -> None:
+    """search_vector (term ids and weights, no SciPy matrix) returns what search returns for the same row, for exact,
+    pruned and clustered settings; explicit zeros are dropped; ids outside the vocabulary and bad weights are refused
+    before a kernel could read out of bounds."""
+    from lsr.indexing.sparse.clusters import build_clusters
+
+    build_clusters(index).save(index)
+    searcher = Searcher(index, threads=1)
+    queries = sp.csr_matrix(random_vectors(12, 400, 0.05, 7), dtype=np.float32)
+    for settings in ({}, {"query_terms": 3}, {"alpha": 0.5, "rerank": 20}, {"heap_factor": 0.9, "query_cut": 3}):
+        together = searcher.search(queries, k=10, **settings)
+        for row in range(queries.shape[0]):
+            terms, weights = queries[row].indices, queries[row].data
+            alone = searcher.search_vector(terms, weights, k=10, **settings)
+            for got, expected in zip(alone, together, strict=True):
+                assert np.array_equal(got[0], expected[row]), settings
+    terms, weights = queries[0].indices, queries[0].data
+    padded = searcher.search_vector(np.append(terms, 3), np.append(weights, 0.0), k=10)
+    assert np.array_equal(padded[0], searcher.search_vector(terms, weights, k=10)[0])
+    with pytest.raises(ValueError, match="vocabulary"):
+        searcher.search_vector(np.array([400]), np.array([1.0]))
+    with pytest.raises(ValueError, match="vocabulary"):
+        searcher.search_vector(np.array([-1]), np.array([1.0]))
+    with pytest.raises(ValueError, match="non-negative"):
+        searcher.search_vector(np.array([3]), np.array([np.nan]))
+    with pytest.raises(ValueError, match="one length"):
+        searcher.search_vector(np.array([3, 4]), np.array([1.0]))
+
+
 def test_pruned_search_trades_recall(index: SparseIndex) -> None:
     queries = random_vectors(60, 400, 0.05, 2)
     searcher = Searcher(index)
