@@ -223,7 +223,7 @@ def _prune_rows(rows: Rows, query_terms: int | None) -> Rows:
     return pruned, indices[keep][by_term], data[keep][by_term]
 
 
-def _rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, vocab_size: int) -> Rows:
+def check_rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, vocab_size: int) -> Rows:
     """Checked query rows without explicit zeros: weights finite and non-negative, term ids inside the vocabulary
     (a kernel indexes arrays with them), built from arrays without SciPy (tens of microseconds a call)."""
     data = np.asarray(data, dtype=np.float32)
@@ -275,9 +275,32 @@ class Searcher:
         self._touched = np.zeros((numba.config.NUMBA_NUM_THREADS, index.num_docs), dtype=np.int32)
         self._query = np.zeros((numba.config.NUMBA_NUM_THREADS, index.meta.vocab_size), dtype=np.float32)
 
-    def search(
+    def search(self, queries: sp.csr_matrix, k: int = 10, **settings: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top ``k`` per row of ``queries`` (``settings``, exact or approximate: :meth:`_search_rows`)."""
+        if queries.shape[1] != self.index.meta.vocab_size:
+            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
+        if getattr(queries, "format", None) != "csr":  # a CSC matrix's indptr runs over columns
+            queries = sp.csr_matrix(queries)
+        return self._search_rows(
+            check_rows(queries.indptr, queries.indices, queries.data, queries.shape[1]), k, **settings
+        )
+
+    def search_vector(
+        self, terms: np.ndarray, weights: np.ndarray, k: int = 10, **settings: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`search` of one query given as term ids and weights: no SciPy matrix is built, which took about
+        30 of a batch-1 search's 100-500 microseconds."""
+        terms, weights = np.asarray(terms), np.asarray(weights)
+        if terms.ndim != 1 or terms.shape != weights.shape:
+            raise ValueError(
+                f"terms and weights must be two 1-d arrays of one length, not {terms.shape} and {weights.shape}"
+            )
+        rows = check_rows(np.array([0, len(terms)], dtype=np.int64), terms, weights, self.index.meta.vocab_size)
+        return self._search_rows(rows, k, **settings)
+
+    def _search_rows(
         self,
-        queries: sp.csr_matrix,
+        rows: Rows,
         k: int = 10,
         budget: int = 0,
         query_terms: int | None = None,
@@ -287,7 +310,8 @@ class Searcher:
         query_cut: int | None = None,
         heap_factor: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top ``k`` document numbers and scores per query row, and how many of the ``k`` slots are filled.
+        """Top ``k`` document numbers and scores per query row (``rows``: CSR arrays, :func:`check_rows`), and how many
+        of the ``k`` slots are filled.
 
         ``budget`` > 0 reads at most that many postings per term (pruned search); 0 is exact.
         ``rerank`` > 0 rescores that many of the pruned search's best documents exactly.
@@ -300,39 +324,6 @@ class Searcher:
         cluster`` built), visiting the query's ``query_cut`` heaviest terms' lists (default 10) and the blocks
         whose summary reaches ``heap_factor`` x the k-th best score; it takes no other pruning option.
         """
-        if queries.shape[1] != self.index.meta.vocab_size:
-            raise ValueError(f"queries have {queries.shape[1]} dimensions, the index {self.index.meta.vocab_size}")
-        if getattr(queries, "format", None) != "csr":  # a CSC matrix's indptr runs over columns
-            queries = sp.csr_matrix(queries)
-        rows = _rows(queries.indptr, queries.indices, queries.data, queries.shape[1])
-        return self._search_rows(rows, k, budget, query_terms, rerank, alpha, allow, query_cut, heap_factor)
-
-    def search_vector(
-        self, terms: np.ndarray, weights: np.ndarray, k: int = 10, **settings: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One query given as term ids and weights, with :meth:`search`'s settings and output (one row): no SciPy
-        matrix is built, which took about 30 of a batch-1 search's 100-500 microseconds."""
-        terms, weights = np.asarray(terms), np.asarray(weights)
-        if terms.ndim != 1 or terms.shape != weights.shape:
-            raise ValueError(
-                f"terms and weights must be two 1-d arrays of one length, not {terms.shape} and {weights.shape}"
-            )
-        rows = _rows(np.array([0, len(terms)], dtype=np.int64), terms, weights, self.index.meta.vocab_size)
-        return self._search_rows(rows, k, **settings)
-
-    def _search_rows(
-        self,
-        rows: Rows,
-        k: int,
-        budget: int = 0,
-        query_terms: int | None = None,
-        rerank: int = 0,
-        alpha: float | None = None,
-        allow: np.ndarray | None = None,
-        query_cut: int | None = None,
-        heap_factor: float | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`search` over checked rows (:func:`_rows`)."""
         if heap_factor is not None:
             others = bool(budget or rerank or alpha is not None or query_terms is not None)
             return self._search_clustered(rows, k, query_cut, heap_factor, allow, others)
