@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from lsr.indexing.cli import HeapFactorOption, QueryCutOption
 from rich.console import Console
 
 from lsr.cli_force import writes
@@ -150,11 +151,14 @@ def run_cmd(
     max_length: Annotated[int | None, typer.Option(min=1, help="Sparse model's token limit (window length).")] = None,
     stride: StrideOption = None,
     window_pooling: WindowPoolingOption = "max",
+    heap_factor: HeapFactorOption = None,
+    query_cut: QueryCutOption = None,
 ) -> None:
     """Encode, index, search and score a retriever on BEIR split(s) in one go; encodings are cached."""
     from lsr.eval.outputs import print_metrics, print_tuning
     from lsr.eval.pipeline import RunSpec, run_many, run_pipeline
     from lsr.indexing.dense.settings import DenseSettings
+    from lsr.indexing.sparse.settings import Pruning
 
     from lsr.data.download import resolve_dataset
     from lsr.defaults import DEFAULT_DENSE
@@ -182,6 +186,7 @@ def run_cmd(
         dense=DenseSettings(index, {name: value for name, value in knobs.items() if value is not None}, index_device),
         device=device,
         encoding=encoder_overrides(max_length, stride, window_pooling) | {"backend": backend},
+        pruning=Pruning(heap_factor=heap_factor, query_cut=query_cut),
     )
     if len(pairs) == 1:
         _, evaluation = run_pipeline(*pairs[0], spec, output_dir, cache_dir)

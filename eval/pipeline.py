@@ -18,6 +18,7 @@ from typing import Any
 from lsr.indexing.cache import cache_root
 from lsr.indexing.dense.settings import DenseSettings
 from lsr.indexing.retrieval import Corpus, Hybrid, Retriever, RetrieverOptions, check_names, open_retriever
+from lsr.indexing.sparse.settings import EXACT, Pruning
 
 from lsr import __version__
 from lsr.data.beir import BeirDataset
@@ -50,6 +51,8 @@ class RunSpec:
     device: str = "auto"
     encoding: dict[str, Any] = field(default_factory=dict)
     """The sparse model's encoding settings (backend, max_length, stride, window_pooling), as ``lsr encode`` takes."""
+    pruning: Pruning = EXACT
+    """How the sparse leg searches: exact, or clustered (``--heap-factor``, clusters built beside the cached index)."""
 
     def check(self) -> None:
         """Reject impossible combinations before any time is spent."""
@@ -73,7 +76,13 @@ class RunSpec:
         """What the retrievers of this run are opened with (the sparse model resolved only when one is used)."""
         model = self.sparse_model() if "sparse" in self.used_legs else self.model
         return RetrieverOptions(
-            model, self.dense_model, self.dense, self.multifield, self.device, encoding=dict(self.encoding)
+            model,
+            self.dense_model,
+            self.dense,
+            self.multifield,
+            self.device,
+            encoding=dict(self.encoding),
+            pruning=self.pruning,
         )
 
     def sparse_model(self) -> str:

@@ -86,6 +86,22 @@ def test_sparse_run(dataset: Path, cache: Path, sparse_model: Path, tmp_path: Pa
     assert again == first and "meta_crc32" in json.loads(meta.read_text())
 
 
+def test_sparse_run_by_clustered_search(dataset: Path, cache: Path, sparse_model: Path, tmp_path: Path) -> None:
+    """`lsr eval run --heap-factor` builds the cached index's clusters once and scores clustered search: at heap
+    factor 0 over every query term's list it is exact search, run for run; the setting is recorded."""
+    sparse = ["--retriever", "sparse", "--model", str(sparse_model)]
+    exact = eval_run(dataset, tmp_path / "exact", cache, *sparse)
+    clustered = eval_run(dataset, tmp_path / "clustered", cache, *sparse, "--heap-factor", "0", "--query-cut", "1000")
+    assert read_run(clustered / "run.trec") == read_run(exact / "run.trec")
+    assert written(clustered) == written(exact)
+    (folder,) = cache.glob("index/*/*/sparse-float16/clusters")
+    built = folder.stat().st_ino
+    config = json.loads((clustered / "config.json").read_text())
+    assert config["pruning"]["heap_factor"] == 0.0 and config["pruning"]["query_cut"] == 1000
+    eval_run(dataset, tmp_path / "again", cache, *sparse, "--heap-factor", "1.0", "--query-cut", "1")
+    assert folder.stat().st_ino == built  # reused, not rebuilt
+
+
 def test_bm25_run_matches_lsr_eval_bm25(dataset: Path, cache: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyserini")
     metrics = written(eval_run(dataset, tmp_path / "bm25", cache, "--retriever", "bm25"))

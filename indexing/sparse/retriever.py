@@ -16,6 +16,9 @@ import scipy.sparse as sp
 from lsr.indexing.cache import about, cached_index, encoded_corpus, entry, model_name
 from lsr.indexing.filters import filter_mask
 from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
+from lsr.indexing.sparse.clustered import ClusteredSearch
+from lsr.indexing.sparse.clusters import FOLDER as CLUSTERS
+from lsr.indexing.sparse.clusters import build_clusters
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import hits
 from lsr.indexing.sparse.settings import EXACT, Pruning
@@ -51,8 +54,6 @@ class SparseSearcher:
                 raise LsrError("--query-cut is an option of clustered search: give --heap-factor too")
             self.kernel: Any = Searcher(index, threads=threads, tiled=tiled)
             if pruning.heap_factor is not None:  # missing or corrupt clusters stop start-up, not the first query
-                from lsr.indexing.sparse.clustered import ClusteredSearch
-
                 ClusteredSearch.of(index)
         elif device == "cuda":
             from lsr.indexing.sparse.gpu import STRATEGIES, GpuSearcher
@@ -150,6 +151,8 @@ class SparseRetriever(Retriever):
             build_index(lambda: iter_shards(vectors), out, name, encoder.kind)
 
         index = cached_index(folder, SparseIndex.open, build, about(corpus, name, "sparse-float16"))
+        if options.pruning.heap_factor is not None and not (index.path / CLUSTERS).exists():
+            build_clusters(index).save(index)  # the cache's own index: its default clusters, built once beside it
         return cls(index, encoder, "cuda" if options.gpu else "cpu", options.pruning, options.threads)
 
     @classmethod
