@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lsr.eval.bench.engines import bmp, kannolo, pisa, seismic
-from lsr.eval.bench.engines.base import Answer, Engine, Vectors
+from lsr.eval.bench.engines.base import DEEP_CUTS, Answer, Engine, Vectors
 from lsr.eval.bench.engines.support import installed
 from lsr.indexing.lucene.impact import quantise
 
@@ -176,7 +176,11 @@ def test_every_engine_has_a_sweep_with_defaults() -> None:
     assert graph.system == "seismic-knn" and graph.settings["knn"] == seismic.KNN and graph.grid(10)[1]["n_knn"]
     assert {s.get("heap_factor") for s in seismic.Seismic().grid(10)} >= {0.7, 0.8}
     assert max(s.get("query_cut", 0) for s in seismic.Seismic().grid(10)) == 15
-    assert max(s.get("query_cut", 0) for s in seismic.Seismic().grid(1000)) == max(seismic.DEEP_CUTS)
+    assert max(s.get("query_cut", 0) for s in seismic.Seismic().grid(1000)) == max(DEEP_CUTS)
+    from lsr.eval.bench.engines.lsr_engine import LsrEngine
+
+    for k, deepest in ((10, 10), (1000, max(DEEP_CUTS))):  # lsr's clustered sweep goes as deep as Seismic's
+        assert max(s.get("query_cut", 0) for s in LsrEngine().grid(k)) == deepest
     with pytest.raises(ValueError, match="n_knn"):
         seismic.Seismic().configure(n_knn=5)
 

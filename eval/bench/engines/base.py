@@ -20,6 +20,12 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+GUIDE_K = 10
+"""The k that clustered engines' recommended settings (Seismic's guide) are tuned for (accuracy@10)."""
+DEEP_CUTS = (20, 30, 50)
+"""``query_cut`` values a clustered engine (Seismic, lsr's clustered search) is swept over as well beyond
+:data:`GUIDE_K`: a deep top k draws on the query's lighter terms too."""
+
 
 @dataclass(frozen=True)
 class Vectors:

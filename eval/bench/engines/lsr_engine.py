@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Engine, Vectors
+from lsr.eval.bench.engines.base import DEEP_CUTS, ENGINES, GUIDE_K, Answer, Built, Engine, Vectors
 from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.clusters import build_clusters
 from lsr.indexing.sparse.format import SparseIndex
@@ -58,11 +58,13 @@ class LsrEngine(Engine):
     def grid(self, k: int) -> list[dict[str, Any]]:
         """Exact, then dynamic pruning over alpha, then posting budgets, each rescoring ``max(RERANK, k)`` documents:
         the searcher needs a pool of at least k (dynamic pruning would widen a smaller one itself, and the label
-        would then name a pool that did not run)."""
+        would then name a pool that did not run); then clustered search, its cuts going on to :data:`DEEP_CUTS`
+        beyond :data:`GUIDE_K`, as Seismic's do."""
         rerank = max(RERANK, k)
         dynamic = [{"alpha": a, "rerank": rerank} for a in (1.0, 0.8, 0.6, 0.5, 0.4, 0.3)]
         budgets = [{"budget": b, "rerank": rerank} for b in (20000, 5000, 1000)]
-        clustered = [{"query_cut": c, "heap_factor": h} for c in CUTS for h in HEAP_FACTORS]
+        cuts = (*CUTS, *(DEEP_CUTS if k > GUIDE_K else ()))
+        clustered = [{"query_cut": c, "heap_factor": h} for c in cuts for h in HEAP_FACTORS]
         return [{}, *dynamic, *budgets, *clustered]
 
     def is_exact(self, setting: dict[str, Any]) -> bool:

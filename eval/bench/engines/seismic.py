@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsr.eval.bench.engines.base import ENGINES, Answer, Built, Vectors
+from lsr.eval.bench.engines.base import DEEP_CUTS, ENGINES, GUIDE_K, Answer, Built, Vectors
 from lsr.eval.bench.engines.support import Tunable, answer, disk_bytes, grid, require, term_strings
 
 GUIDELINES = {
@@ -47,10 +47,6 @@ GUIDELINES = {
 """The build of the authors' guide (docs/Guidelines.md, the MS MARCO example)."""
 KNN = 10
 """Neighbours per document of the optional kNN graph."""
-GUIDE_K = 10
-"""The k the guide's settings are tuned for (accuracy@10)."""
-DEEP_CUTS = (20, 30, 50)
-"""query_cut values swept as well beyond :data:`GUIDE_K`."""
 
 
 def wheel() -> str:
