@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from lsr.eval.bench.engines.base import DEEP_CUTS, ENGINES, GUIDE_K, Answer, Built, Engine, Vectors
+from lsr.eval.bench.engines.support import disk_bytes
 from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.clusters import build_clusters
 from lsr.indexing.sparse.format import SparseIndex
@@ -36,11 +37,6 @@ RERANK = 100
 CUTS = (3, 5, 8, 10)
 HEAP_FACTORS = (1.0, 0.9, 0.8, 0.7)
 """Clustered search's sweep: Seismic's own ``query_cut`` x ``heap_factor`` grid in this harness."""
-
-
-def folder_bytes(folder: Path) -> int:
-    """Bytes of every file under ``folder``: an engine's index size on disk."""
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 @ENGINES.add
@@ -77,7 +73,7 @@ class LsrEngine(Engine):
         build_clusters(index).save(index)
         seconds = time.perf_counter() - started
         self.searcher = Searcher(index, threads=1)
-        return Built(seconds, folder_bytes(workdir / "lsr"))
+        return Built(seconds, disk_bytes(workdir / "lsr"))
 
     def _searcher(self) -> Searcher:
         if self.searcher is None:
