@@ -94,7 +94,15 @@ def test_exact_engines_return_brute_force_scores(scifact, tmp_path: Path) -> Non
 
 APPROXIMATE = [
     (bmp.Bmp(), [{}, {"alpha": 0.8}, {"alpha": 0.6, "beta": 0.6}]),
-    (seismic.Seismic(), [{"query_cut": 50, "heap_factor": 1.0}, {}, {"query_cut": 5, "heap_factor": 0.7}]),
+    (
+        seismic.Seismic(),
+        [
+            {"query_cut": 50, "heap_factor": 1.0},
+            {},
+            {"query_cut": 5, "heap_factor": 0.7},
+            {"query_cut": 5, "sorted": True},
+        ],
+    ),
     (seismic.Seismic(knn=seismic.KNN), [{"query_cut": 50, "heap_factor": 1.0, "n_knn": seismic.KNN}]),
     (kannolo.Kannolo(), [{"ef_search": 2000}, {"ef_search": 40}]),
 ]
@@ -175,6 +183,7 @@ def test_every_engine_has_a_sweep_with_defaults() -> None:
     graph = by_name("seismic-knn")
     assert graph.system == "seismic-knn" and graph.settings["knn"] == seismic.KNN and graph.grid(10)[1]["n_knn"]
     assert {s.get("heap_factor") for s in seismic.Seismic().grid(10)} >= {0.7, 0.8}
+    assert {s.get("sorted") for s in seismic.Seismic().grid(10)} == {None, False, True}  # the library's default too
     assert max(s.get("query_cut", 0) for s in seismic.Seismic().grid(10)) == 15
     assert max(s.get("query_cut", 0) for s in seismic.Seismic().grid(1000)) == max(DEEP_CUTS)
     from lsr.eval.bench.engines.lsr_engine import LsrEngine

@@ -84,7 +84,9 @@ def test_heap_factor_zero_over_whole_lists_is_exact_search(index: SparseIndex, q
     for k in (1, 10, 50):
         docs, scores, sizes = searcher.search(queries, k=k)
         got = searcher.search(queries, k=k, heap_factor=0.0, query_cut=1000)
-        assert np.array_equal(got[0], docs) and np.array_equal(got[1], scores) and np.array_equal(got[2], sizes)
+        # the same documents; scores summed in another order (vectorised), so equal to float32's rounding
+        assert np.array_equal(got[0], docs) and np.array_equal(got[2], sizes)
+        np.testing.assert_allclose(got[1], scores, rtol=1e-6)
 
 
 def test_lower_heap_factor_and_more_lists_raise_recall(index: SparseIndex, queries: sp.csr_matrix) -> None:
@@ -139,7 +141,8 @@ def test_filters_return_allowed_documents_only(index: SparseIndex, queries: sp.c
     allow = allow_mask(index.num_docs, np.arange(0, 4000, 3))
     exact = searcher.search(queries, k=10, allow=allow)
     got = searcher.search(queries, k=10, allow=allow, heap_factor=0.0, query_cut=1000)
-    assert np.array_equal(got[0], exact[0]) and np.array_equal(got[1], exact[1])
+    assert np.array_equal(got[0], exact[0])
+    np.testing.assert_allclose(got[1], exact[1], rtol=1e-6)
     assert np.all(got[0][got[1] > 0] % 3 == 0)
     nothing = searcher.search(queries, k=10, allow=np.zeros(index.num_docs, bool), heap_factor=1.0)
     assert not nothing[2].any()

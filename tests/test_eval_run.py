@@ -92,7 +92,10 @@ def test_sparse_run_by_clustered_search(dataset: Path, cache: Path, sparse_model
     sparse = ["--retriever", "sparse", "--model", str(sparse_model)]
     exact = eval_run(dataset, tmp_path / "exact", cache, *sparse)
     clustered = eval_run(dataset, tmp_path / "clustered", cache, *sparse, "--heap-factor", "0", "--query-cut", "1000")
-    assert read_run(clustered / "run.trec") == read_run(exact / "run.trec")
+    got, expected = read_run(clustered / "run.trec"), read_run(exact / "run.trec")
+    assert {q: list(hits) for q, hits in got.items()} == {q: list(hits) for q, hits in expected.items()}
+    for q, hits in got.items():  # scores summed in another order: equal to float32's rounding
+        assert hits == pytest.approx(expected[q], rel=1e-6)
     assert written(clustered) == written(exact)
     (folder,) = cache.glob("index/*/*/sparse-float16/clusters")
     built = folder.stat().st_ino

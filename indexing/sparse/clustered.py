@@ -49,22 +49,53 @@ def _prefetch_vector(packed, span) -> None:  # noqa: ANN001
 
 @njit(nogil=True, cache=True)
 def _block_dots(term, terms, weights, clusters, dots) -> int:  # noqa: ANN001
-    """The estimate of every block of ``term``'s list into ``dots``; returns how many blocks the list has."""
+    """The estimate of every block of ``term``'s list into ``dots``; returns how many blocks the list has.
+
+    The list's summary entries are sorted by term, and so are the query's terms (:func:`.search.check_rows` keeps
+    a CSR row's order; every caller's rows are sorted): each term is looked for from where the previous one ended,
+    by galloping then binary search, instead of a binary search over the whole list each time (a fifth less time
+    in this function on SciFact). Unsorted terms would only make the search restart at the list's start."""
     term_blocks, summary_offsets, summary_terms, summary_blocks, summary_codes, summary_scales = clusters
     blocks = term_blocks[term + 1] - term_blocks[term]
     for x in range(blocks):
         dots[x] = 0.0
     low, high = summary_offsets[term], summary_offsets[term + 1]
-    entries = summary_terms[low:high]
     scale = summary_scales[term]
+    e, last = low, -1
     for i in range(len(terms)):
         t = np.uint16(terms[i])
+        if terms[i] < last:  # an unsorted row: search this term from the list's start
+            e = low
+        last = terms[i]
+        step, bound = 1, e
+        while bound < high and summary_terms[bound] < t:  # gallop: the first entry >= t is in (e, bound]
+            e, bound, step = bound + 1, bound + step, step * 2
+        bound = min(bound, high)
+        while e < bound:
+            middle = (e + bound) >> 1
+            if summary_terms[middle] < t:
+                e = middle + 1
+            else:
+                bound = middle
         w = weights[i] * scale
-        e = np.searchsorted(entries, t)
-        while e < high - low and entries[e] == t:
-            dots[summary_blocks[low + e]] += w * summary_codes[low + e]
+        while e < high and summary_terms[e] == t:
+            dots[summary_blocks[e]] += w * summary_codes[e]
             e += 1
     return blocks
+
+
+@njit(nogil=True, cache=True, fastmath={"reassoc", "nsz", "contract"})
+def _dot(vector, dense, table) -> float:  # noqa: ANN001
+    """A packed document vector (words ``term << 16 | code``) dotted with the dense query.
+
+    Reassociated so that LLVM vectorises it with gathers: 1.7x the scalar loop's postings a second in isolation, a
+    tenth of a clustered search on SciFact. The sum's order then differs from exact search's, so a score may differ
+    from the exact kernel's in float32's last bits (not for integer impacts, whose sums are exact)."""
+    score = np.float32(0.0)
+    for j in range(len(vector)):
+        v = vector[j]
+        score += dense[v >> np.uint32(16)] * table[v & np.uint32(0xFFFF)]
+    return score
 
 
 @njit(nogil=True, cache=True)
@@ -110,11 +141,8 @@ def search_one(
                 if filtered and not allow[doc]:
                     continue
                 span = np.uint64(spans[i])
-                vector = packed[span >> np.uint64(16) : (span >> np.uint64(16)) + (span & np.uint64(0xFFFF))]
-                score = np.float32(0.0)
-                for j in range(len(vector)):  # from 0 over a slice: no wraparound test
-                    v = vector[j]
-                    score += dense[v >> np.uint32(16)] * table[v & np.uint32(0xFFFF)]
+                start = np.int64(span >> np.uint64(16))
+                score = _dot(packed[start : start + np.int64(span & np.uint64(0xFFFF))], dense, table)
                 size = offer(out_scores, out_docs, size, k, score, doc)
     for i in range(len(terms)):
         dense[terms[i]] = 0.0
@@ -123,40 +151,35 @@ def search_one(
     return rank(out_docs, out_scores, size)
 
 
+@njit(nogil=True, cache=True)
+def _search_rows(first, end, rows, query_cut, heap_factor, k, clusters, blocks, forward, mine, allow, out) -> None:  # noqa: ANN001
+    """Query rows ``first`` to ``end`` with one thread's buffers ``mine`` (:func:`search_one`)."""
+    indptr, indices, data = rows
+    out_docs, out_scores, sizes = out
+    heap_docs = np.empty(k, np.int32)
+    heap_scores = np.empty(k, np.float32)
+    for q in range(first, end):
+        lo, hi = indptr[q], indptr[q + 1]
+        found = search_one(
+            indices[lo:hi], data[lo:hi], query_cut, heap_factor, k, clusters, blocks, forward, mine, allow,
+            heap_docs, heap_scores,
+        )  # fmt: skip
+        out_docs[q, :found] = heap_docs[:found]
+        out_scores[q, :found] = heap_scores[:found]
+        sizes[q] = found
+
+
 @njit(parallel=True, nogil=True, cache=True)
-def search_batch(
-    indptr,
-    indices,
-    data,
-    query_cut,
-    heap_factor,
-    k,
-    clusters,
-    blocks,
-    forward,
-    work,
-    threads,
-    allow,
-    out_docs,
-    out_scores,
-    sizes,
-) -> None:  # noqa: ANN001
+def _search_parallel(rows, query_cut, heap_factor, k, clusters, blocks, forward, work, threads, allow, out) -> None:  # noqa: ANN001
     """Every query row, split in ``threads`` runs; ``work`` holds at least that many sets of buffers (first axis)."""
-    n = len(indptr) - 1
+    n = len(rows[0]) - 1
     per = (n + threads - 1) // threads
     for t in prange(threads):
         mine = (work[0][t], work[1][t], work[2][t], work[3][t])
-        heap_docs = np.empty(k, np.int32)
-        heap_scores = np.empty(k, np.float32)
-        for q in range(t * per, min(n, (t + 1) * per)):
-            lo, hi = indptr[q], indptr[q + 1]
-            found = search_one(
-                indices[lo:hi], data[lo:hi], query_cut, heap_factor, k, clusters, blocks, forward, mine, allow,
-                heap_docs, heap_scores,
-            )  # fmt: skip
-            out_docs[q, :found] = heap_docs[:found]
-            out_scores[q, :found] = heap_scores[:found]
-            sizes[q] = found
+        _search_rows(
+            t * per, min(n, (t + 1) * per), rows, query_cut, heap_factor, k, clusters, blocks, forward, mine, allow,
+            out,
+        )  # fmt: skip
 
 
 _PREPARED: weakref.WeakKeyDictionary[SparseIndex, tuple[tuple[int, int], ClusteredSearch]] = weakref.WeakKeyDictionary()
@@ -174,7 +197,7 @@ def _written(index: SparseIndex) -> tuple[int, int]:
 
 
 class ClusteredSearch:
-    """An index's clusters with what the kernel reads prepared once (:func:`search_batch`); read-only, so every
+    """An index's clusters with what the kernel reads prepared once (:func:`_search_rows`); read-only, so every
     searcher of the index shares one (:meth:`of`), each with its own :meth:`work` buffers."""
 
     def __init__(self, index: SparseIndex, clusters: Clusters) -> None:
@@ -231,8 +254,16 @@ class ClusteredSearch:
         """Top ``k`` of each query row (``indptr`` int64, term ids int32, weights float32) into ``out_*`` and
         ``sizes``, with as many threads as ``work`` has buffers (:meth:`work`); ``allow``: the mask, or empty for
         none."""
-        search_batch(
-            *rows, query_cut, np.float32(heap_factor), k, self.clusters, self.blocks, self.forward, work,
-            work[0].shape[0], allow,
-            out_docs, out_scores, sizes,
-        )  # fmt: skip
+        out = (out_docs, out_scores, sizes)
+        threads = work[0].shape[0]
+        if threads == 1:  # a parallel region costs its launch even on one thread: 8% of a SciFact search
+            mine = tuple(buffers[0] for buffers in work)
+            _search_rows(
+                0, len(rows[0]) - 1, rows, query_cut, np.float32(heap_factor), k, self.clusters, self.blocks,
+                self.forward, mine, allow, out,
+            )  # fmt: skip
+        else:
+            _search_parallel(
+                rows, query_cut, np.float32(heap_factor), k, self.clusters, self.blocks, self.forward, work, threads,
+                allow, out,
+            )  # fmt: skip

@@ -39,6 +39,7 @@ listed documents alone scores just those (same scores again). At 200k random doc
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -386,7 +387,7 @@ class Searcher:
             raise ValueError(
                 "heap_factor (clustered search) does not combine with budget, query_terms, rerank or alpha"
             )
-        if not (np.isfinite(heap_factor) and heap_factor >= 0):
+        if not (math.isfinite(heap_factor) and heap_factor >= 0):
             raise ValueError(f"heap_factor must be finite and >= 0, not {heap_factor}")
         cut = DEFAULT_QUERY_CUT if query_cut is None else query_cut
         if cut < 1:
@@ -401,12 +402,17 @@ class Searcher:
             self._clustered = ClusteredSearch.of(self.index)
             self._cluster_work = self._clustered.work(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         threads = min(self._cluster_work[0].shape[0], max(n, 1))
-        work = tuple(buffers[:threads] for buffers in self._cluster_work)
-        with _threads(threads):
+        work = self._cluster_work if threads == self._cluster_work[0].shape[0] else self._cluster_work_for(threads)
+        # one thread runs the serial kernel: Numba's thread count is not read, and setting it costs microseconds
+        with contextlib.nullcontext() if threads == 1 else _threads(threads):
             self._clustered.search(
                 rows, k, cut, heap_factor, work, _NO_MASK if mask is None else mask, out_docs, out_scores, sizes
             )
         return _finite(out_docs, out_scores, sizes)
+
+    def _cluster_work_for(self, threads: int) -> tuple[np.ndarray, ...]:
+        """The first ``threads`` sets of this searcher's clustered-search buffers (a batch of fewer queries)."""
+        return tuple(buffers[:threads] for buffers in self._cluster_work)
 
     def _filters(self, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The kernels' ``(allow, listed)`` for a checked mask (:func:`lsr.indexing.filters.check_allow`); None when the
