@@ -2,10 +2,11 @@
 
 For each of the query's ``query_cut`` heaviest terms, heaviest first: the dot product of the query with every
 block summary of that term's list is computed at once (the list's summary entries are sorted by term, so each
-query term's entries are found by binary search and added into a per-block buffer); a block whose estimate is
+query term's entries are found by galloping search and added into a per-block buffer); a block whose estimate is
 below ``heap_factor`` x the current k-th best score is skipped, and every document of the others not scored yet
 is scored exactly from the forward index and offered to the top-k heap. Results are exact scores of the documents
-scored; what is approximate is which documents get scored. ``heap_factor`` below 1 skips fewer blocks (higher
+scored (summed in another order than exact search's, so equal to float32's rounding; integer impacts sum
+exactly); what is approximate is which documents get scored. ``heap_factor`` below 1 skips fewer blocks (higher
 recall); a larger ``query_cut`` visits more lists. At ``heap_factor`` 0 with every query term and clusters that
 kept whole lists, every document holding a query term is scored: the exact top k (tested).
 
