@@ -22,6 +22,11 @@ import scipy.sparse as sp
 
 GUIDE_K = 10
 """The k that clustered engines' recommended settings (Seismic's guide) are tuned for (accuracy@10)."""
+CLUSTER_CUTS = (3, 5, 8, 10, 15)
+HEAP_FACTORS = (0.7, 0.75, 0.8, 0.9, 1.0)
+"""The ``query_cut`` x ``heap_factor`` grid both clustered engines (Seismic, lsr's clustered search) are swept over,
+one grid for both so that neither has finer steps to reach a recall target with: the factors span the range the
+Seismic authors recommend (0.7-1)."""
 DEEP_CUTS = (20, 30, 50)
 """``query_cut`` values a clustered engine (Seismic, lsr's clustered search) is swept over as well beyond
 :data:`GUIDE_K`: a deep top k draws on the query's lighter terms too."""

@@ -25,7 +25,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from lsr.eval.bench.engines.base import DEEP_CUTS, ENGINES, GUIDE_K, Answer, Built, Engine, Vectors
+from lsr.eval.bench.engines.base import (
+    CLUSTER_CUTS,
+    DEEP_CUTS,
+    ENGINES,
+    GUIDE_K,
+    HEAP_FACTORS,
+    Answer,
+    Built,
+    Engine,
+    Vectors,
+)
 from lsr.eval.bench.engines.support import disk_bytes
 from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.clusters import build_clusters
@@ -34,9 +44,6 @@ from lsr.indexing.sparse.search import Searcher
 
 RERANK = 100
 """Documents rescored exactly after a pruned search: ten times k at k = 10; never fewer than k."""
-CUTS = (3, 5, 8, 10)
-HEAP_FACTORS = (1.0, 0.9, 0.8, 0.7)
-"""Clustered search's sweep: Seismic's own ``query_cut`` x ``heap_factor`` grid in this harness."""
 
 
 @ENGINES.add
@@ -59,7 +66,7 @@ class LsrEngine(Engine):
         rerank = max(RERANK, k)
         dynamic = [{"alpha": a, "rerank": rerank} for a in (1.0, 0.8, 0.6, 0.5, 0.4, 0.3)]
         budgets = [{"budget": b, "rerank": rerank} for b in (20000, 5000, 1000)]
-        cuts = (*CUTS, *(DEEP_CUTS if k > GUIDE_K else ()))
+        cuts = (*CLUSTER_CUTS, *(DEEP_CUTS if k > GUIDE_K else ()))
         clustered = [{"query_cut": c, "heap_factor": h} for c in cuts for h in HEAP_FACTORS]
         return [{}, *dynamic, *budgets, *clustered]
 

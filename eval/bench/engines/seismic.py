@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lsr.eval.bench.engines.base import DEEP_CUTS, ENGINES, GUIDE_K, Answer, Built, Vectors
+from lsr.eval.bench.engines.base import CLUSTER_CUTS, DEEP_CUTS, ENGINES, GUIDE_K, HEAP_FACTORS, Answer, Built, Vectors
 from lsr.eval.bench.engines.support import Tunable, answer, disk_bytes, grid, require, term_strings
 
 GUIDELINES = {
@@ -87,7 +87,7 @@ class Seismic(Tunable):
         query's lighter terms too (SciFact's SPLADE-tiny queries have a median of 48 terms; at k = 1,000 a cut of
         15 left recall below 0.99 in a trial run), and a sweep that stops short would blame Seismic for it.
         """
-        cuts, factors = (3, 5, 8, 10, 15, *(DEEP_CUTS if k > GUIDE_K else ())), (0.7, 0.75, 0.8, 0.9, 1.0)
+        cuts = (*CLUSTER_CUTS, *(DEEP_CUTS if k > GUIDE_K else ()))
         if self.settings["knn"]:
             return [
                 {},
@@ -98,7 +98,7 @@ class Seismic(Tunable):
                     sorted=(False, True),
                 ),
             ]
-        return [{}, *grid(query_cut=cuts, heap_factor=factors, sorted=(False, True))]
+        return [{}, *grid(query_cut=cuts, heap_factor=HEAP_FACTORS, sorted=(False, True))]
 
     def configure(self, **search_settings: Any) -> None:
         if search_settings.get("n_knn", 0) > self.settings["knn"]:
