@@ -116,6 +116,19 @@ def test_batches_in_threads_equal_single_queries(index: SparseIndex, queries: sp
         assert np.array_equal(alone[0][0], together[0][q]) and np.array_equal(alone[1][0], together[1][q])
 
 
+def test_raising_a_searchers_threads_widens_its_clustered_batches(index: SparseIndex, queries: sp.csr_matrix) -> None:
+    """A searcher opened for one thread and later given two (the benchmark's throughput pass does this) searches its
+    batches on two: its buffers grow with the thread count (they were sized once, so batches stayed on one)."""
+    build_clusters(index).save(index)
+    searcher = Searcher(index, threads=1)
+    alone = searcher.search(queries, k=10, query_cut=3, heap_factor=0.9)
+    assert searcher._cluster_work[0].shape[0] == 1
+    searcher.threads = 2
+    together = searcher.search(queries, k=10, query_cut=3, heap_factor=0.9)
+    assert searcher._cluster_work[0].shape[0] == 2
+    assert np.array_equal(alone[0], together[0]) and np.array_equal(alone[1], together[1])
+
+
 def test_searchers_share_the_prepared_clusters_until_they_are_rebuilt(
     index: SparseIndex, queries: sp.csr_matrix
 ) -> None:

@@ -400,8 +400,9 @@ class Searcher:
             return out_docs, out_scores, sizes
         if self._clustered is None:  # kept: clusters rebuilt on disk later are for searchers opened after
             self._clustered = ClusteredSearch.of(self.index)
-            self._cluster_work = self._clustered.work(min(self.threads, numba.config.NUMBA_NUM_THREADS))
-        threads = min(self._cluster_work[0].shape[0], max(n, 1))
+        threads = min(self.threads, numba.config.NUMBA_NUM_THREADS, max(n, 1))
+        if not self._cluster_work or self._cluster_work[0].shape[0] < threads:  # `threads` may be raised later
+            self._cluster_work = self._clustered.work(threads)
         work = self._cluster_work if threads == self._cluster_work[0].shape[0] else self._cluster_work_for(threads)
         # one thread runs the serial kernel: Numba's thread count is not read, and setting it costs microseconds
         with contextlib.nullcontext() if threads == 1 else _threads(threads):
