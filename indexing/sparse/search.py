@@ -403,17 +403,15 @@ class Searcher:
         threads = min(self.threads, numba.config.NUMBA_NUM_THREADS, max(n, 1))
         if not self._cluster_work or self._cluster_work[0].shape[0] < threads:  # `threads` may be raised later
             self._cluster_work = self._clustered.work(threads)
-        work = self._cluster_work if threads == self._cluster_work[0].shape[0] else self._cluster_work_for(threads)
+        work = self._cluster_work
+        if work[0].shape[0] > threads:  # a batch of fewer queries than buffers: the first `threads` sets
+            work = tuple(buffers[:threads] for buffers in work)
         # one thread runs the serial kernel: Numba's thread count is not read, and setting it costs microseconds
         with contextlib.nullcontext() if threads == 1 else _threads(threads):
             self._clustered.search(
                 rows, k, cut, heap_factor, work, _NO_MASK if mask is None else mask, out_docs, out_scores, sizes
             )
         return _finite(out_docs, out_scores, sizes)
-
-    def _cluster_work_for(self, threads: int) -> tuple[np.ndarray, ...]:
-        """The first ``threads`` sets of this searcher's clustered-search buffers (a batch of fewer queries)."""
-        return tuple(buffers[:threads] for buffers in self._cluster_work)
 
     def _filters(self, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The kernels' ``(allow, listed)`` for a checked mask (:func:`lsr.indexing.filters.check_allow`); None when the
