@@ -78,15 +78,28 @@ def recall(exact: np.ndarray, found: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(exact, found, strict=True)]))
 
 
-def test_heap_factor_zero_over_whole_lists_is_exact_search(index: SparseIndex, queries: sp.csr_matrix) -> None:
+@pytest.mark.parametrize("weights", ["float16", "uint8"])
+def test_heap_factor_zero_over_whole_lists_is_exact_search(
+    weights: str, corpus: sp.csr_matrix, queries: sp.csr_matrix, tmp_path: Path
+) -> None:
+    """Both codebooks lsr writes: the kernel turns float16 codes into floats by moving bits, uint8 codes through
+    their linear step (no table lookup either way)."""
+    build_index(shards_of(corpus, 1000), tmp_path / "idx", "some-model", "splade", weights=weights)
+    index = SparseIndex.open(tmp_path / "idx")
     build_clusters(index, WHOLE).save(index)
     searcher = Searcher(index, threads=2)
     for k in (1, 10, 50):
         docs, scores, sizes = searcher.search(queries, k=k)
         got = searcher.search(queries, k=k, heap_factor=0.0, query_cut=1000)
         # the same documents; scores summed in another order (vectorised), so equal to float32's rounding
-        assert np.array_equal(got[0], docs) and np.array_equal(got[2], sizes)
+        assert np.array_equal(got[2], sizes)
         np.testing.assert_allclose(got[1], scores, rtol=1e-6)
+        if weights == "float16":
+            assert np.array_equal(got[0], docs)
+        else:  # 255 weight levels tie many scores, and rounding may order tied documents either way
+            for found, expected, ranked, n in zip(got[0], docs, scores, sizes, strict=True):
+                above = ranked[:n] > ranked[n - 1] * (1 + 1e-5)  # above the k-th score: no tie can cut them
+                assert set(found[:n][above]) == set(expected[:n][above])
 
 
 def test_lower_heap_factor_and_more_lists_raise_recall(index: SparseIndex, queries: sp.csr_matrix) -> None:
@@ -199,6 +212,17 @@ def test_corrupt_or_foreign_clusters_are_refused(index: SparseIndex, corpus: sp.
     folder.rename(tmp_path / "other" / FOLDER)
     with pytest.raises(ClustersError, match="built from another index"):
         Clusters.open(other)
+
+
+def test_a_codebook_lsr_does_not_write_is_refused(index: SparseIndex) -> None:
+    """Clustered search decodes the two codebooks lsr writes without a table; any other (an index whose files
+    were written elsewhere, checksums and all) would be searched with wrong weights, so it is refused."""
+    clusters = build_clusters(index)
+    codebook = index.codebook.copy()
+    codebook[1] = 0.5  # a weight no float16's bits stand for
+    index.codebook = codebook
+    with pytest.raises(ClustersError, match="codebook.npy: not a float16 or 255-step linear codebook"):
+        ClusteredSearch(index, clusters)
 
 
 def test_a_folder_lsr_did_not_write_is_not_replaced(index: SparseIndex) -> None:
