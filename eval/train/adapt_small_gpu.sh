@@ -12,8 +12,9 @@
 #   adapt DIR STEPS SECONDS NAME...
 #               the GPU machine: for each NAME, `lsr train adapt --steps STEPS --eval-split SPLIT` with its
 #               before/after report, each under a `timeout` so that the call ends within SECONDS; every report
-#               comes back as $OUT/NAME-report.tar.xz, the log as $OUT/NAME.log. Training stops 90 s before
-#               SECONDS run out with a checkpoint; the same command again on the warm machine resumes it.
+#               comes back as $OUT/NAME-report.tar.xz, the log as $OUT/NAME.log. Training stops 60 s before
+#               SECONDS run out with a checkpoint; the same command again on the warm machine resumes it. A call
+#               with under 4 minutes left trains nothing and reports on the run's latest checkpoint.
 #
 # Session 11 ran the same corpora at the default 1,000 steps (eval/RESULTS.md, "Label-free adaptation").
 set -uo pipefail
@@ -50,11 +51,15 @@ for name in "$@"; do
   [ "$left" -gt 60 ] || break
   work=/tmp/p23s/$name
   mkdir -p "$work" && tar -C "$work" -xJf "$dir/$name.tar.xz" || exit 1
-  # --max-minutes saves a checkpoint and stops training 90 s before the call's end (loading, the report), so a
+  # --max-minutes saves a checkpoint and stops training 60 s before the call's end (loading, the report), so a
   # run longer than one call goes on from there in the next call on the warm machine; `timeout` is the hard stop
+  # a call too short to train on (under 4 minutes) reports on the run's latest checkpoint instead: --steps 1
+  # with --resume trains nothing and evaluates the model it resumed (its step is in the log)
+  run_steps=$steps
+  [ "$left" -ge 240 ] || [ ! -d "$work/adapt/checkpoints" ] || run_steps=1
   timed timeout "$left" "${lsr[@]}" train adapt --corpus "$work/corpus" --model models/inference-free-minilm \
-    --data "$work/data" --output "$work/adapt" --eval-split "$(cat "$work/split")" --steps "$steps" \
-    --max-minutes "$(( (left - 90) / 60 )).$(( (left - 90) % 60 * 10 / 60 ))" --resume 2>&1 \
+    --data "$work/data" --output "$work/adapt" --eval-split "$(cat "$work/split")" --steps "$run_steps" \
+    --max-minutes "$(( (left - 60) / 60 )).$(( (left - 60) % 60 * 10 / 60 ))" --resume 2>&1 \
     | grep -v "it/s\]" >> "$OUT/$name.log"
   tail -n 20 "$OUT/$name.log"
   tar -C "$work/adapt" -cJf "$OUT/$name-report.tar.xz" --ignore-failed-read adapt_report.json report log.jsonl \
