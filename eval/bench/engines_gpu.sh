@@ -3,7 +3,13 @@
 # corpus's million documents, in one or more device calls of at most 10 minutes each.
 #
 #   bash eval/bench/engines_gpu.sh DIR SECONDS ENGINE...
+#   bash eval/bench/engines_gpu.sh stage PART      (a call of its own: PART's files into /tmp/b21-carry)
 #
+# One call carries at most 64 MiB with the repository (~55 MB with the shipped model), less than the columns, the
+# model and the wheels together; `stage` calls on the warm machine gather them part by part in /tmp/b21-carry (a
+# column may come in parts, `read_columns`), and the run then names DIR=/tmp/b21-carry. ENGINE `lsr` is lsr's own
+# sweep (exact, pruned and clustered settings, the clusters built there); every other is lsr's exact reference plus
+# that engine (--reference-only).
 # DIR holds what travels: columns/ (eval/bench/packages_gpu.py write_columns), splade-tiny/ (its weights in fp16)
 # and wheels/ (the engines' cp312 wheels and the dependencies the image lacks). SECONDS is this call's budget: every
 # step runs under a `timeout` that ends it before the budget does, so an engine whose build does not finish costs
@@ -11,6 +17,10 @@
 # next call, so a second call goes on with the engines the first did not reach. Everything comes back in one file,
 # $OUT/b21.tar.xz, rewritten after every step.
 set -uo pipefail
+if [ "$1" = stage ]; then
+  mkdir -p /tmp/b21-carry && cp -r "$2"/. /tmp/b21-carry/ && du -sh /tmp/b21-carry && find /tmp/b21-carry -type f | sort
+  exit $?
+fi
 dir=$(realpath "$1") budget=$2
 shift 2
 deadline=$(( $(date +%s) + budget ))
@@ -40,9 +50,11 @@ fi
 for engine in "$@"; do
   [ -f "$results/packages-1m-16t-$engine.json" ] && continue
   [ "$(left)" -gt 60 ] || break
+  chosen=(--reference-only --engine "$engine")
+  [ "$engine" = lsr ] && chosen=()
   timed timeout "$(( $(left) - 20 ))" "${lsr[@]}" bench engines --vectors "$work/splade-tiny.vectors" \
-    --dataset "$work/packages" --split unjudged --queries 1000 --rounds 2 --threads 16 --reference-only \
-    --engine "$engine" --output "$results/packages-1m-16t-$engine.json"
+    --dataset "$work/packages" --split unjudged --queries 1000 --rounds 2 --threads 16 "${chosen[@]}" \
+    --output "$results/packages-1m-16t-$engine.json"
   cp "$OUT/times.txt" "$results/" 2>/dev/null
   ship
 done
