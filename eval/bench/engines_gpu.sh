@@ -37,7 +37,10 @@ mkdir -p /tmp/tbb && python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.ar
 [open('/tmp/tbb/' + n.rsplit('/', 1)[1], 'wb').write(z.read(n)) for n in z.namelist() if '/lib/libtbb' in n]" \
   "$dir"/wheels/tbb-*.whl && export LD_LIBRARY_PATH=/tmp/tbb${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc; uptime; } | tee -a "$results/machine.txt"
-python3 -P -c "import seismic, kannolo, bmp, pyterrier_pisa; print('engines import')" || exit 1
+# the named engines' modules import (a wheel missing from DIR fails here, before the corpus is encoded)
+modules=$(for e in "$@"; do case $e in pisa) echo pyterrier_pisa ;; seismic*) echo seismic ;; bmp | kannolo) echo "$e" ;;
+  esac; done | sort -u | paste -sd, -)
+[ -z "$modules" ] || python3 -P -c "import $modules; print('engines import')" || exit 1
 mkdir -p "$work/packages-gpu"
 if [ ! -f "$results/report-splade-tiny.json" ]; then
   # encodes the corpus (bf16), builds lsr's index, times its GPU kernel and its 16-thread CPU kernel on the same
