@@ -31,6 +31,7 @@ import weakref
 
 import numpy as np
 from llvmlite import ir
+from lsr.indexing.sparse.build import codebook
 from lsr.indexing.sparse.clusters import FOLDER, Clusters, ClustersError
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.prefetch import prefetch
@@ -226,18 +227,15 @@ def _written(index: SparseIndex) -> tuple[int, int]:
 def packed_forward(index: SparseIndex) -> tuple[np.ndarray, np.float32]:
     """The forward index as one array of words ``term << 16 | float16 bits`` and the weight those bits' value 1
     stands for: float16 codes are their own bits (scale 1); the uint8 codebook's 255 linear steps are the integers
-    0-255 (exact in float16) times the step. Another codebook is not one lsr writes, and is refused rather than
-    searched with wrong weights."""
-    table = np.asarray(index.codebook)
-    codes = np.asarray(index.forward_codes)
-    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
-    if table.shape == halves.shape and np.array_equal(table.view(np.uint32), halves.view(np.uint32)):  # NaNs too
-        bits, scale = codes.astype(np.uint32), np.float32(1.0)
-    elif len(table) == 256 and np.array_equal(table, np.arange(256, dtype=np.float32) * table[1]):
-        bits, scale = codes.astype(np.float16).view(np.uint16).astype(np.uint32), np.float32(table[1])
-    else:
+    0-255 (exact in float16) times the step. A codebook other than the one :func:`.build.codebook` writes for the
+    index's kind is refused rather than searched with wrong weights."""
+    kind, table, codes = index.meta.weights, np.asarray(index.codebook), np.asarray(index.forward_codes)
+    step = np.float32(table[1]) if kind == "uint8" else np.float32(1.0)
+    expected = codebook(kind, float(step) * 255)
+    if table.shape != expected.shape or not np.array_equal(table.view(np.uint32), expected.view(np.uint32)):
         raise ClustersError(f"{index.path / 'codebook.npy'}: not a float16 or 255-step linear codebook")
-    return (np.asarray(index.forward_terms).astype(np.uint32) << np.uint32(16)) | bits, scale
+    bits = codes.astype(np.float16).view(np.uint16) if kind == "uint8" else codes
+    return (np.asarray(index.forward_terms).astype(np.uint32) << np.uint32(16)) | bits.astype(np.uint32), step
 
 
 class ClusteredSearch:
