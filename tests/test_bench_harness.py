@@ -43,6 +43,23 @@ def test_lsr_is_checked_exact_and_pruning_loses_recall(tmp_path: Path) -> None:
     assert matched["0.99"] is not None and rows[matched["0.99"]["label"]].recall >= 0.99
 
 
+def test_lsr_builds_its_clusters_only_for_a_run_that_searches_them(tmp_path: Path) -> None:
+    """A run of lsr's exact reference alone (`--reference-only`) leaves the clusters out of its build; the sweep,
+    whose clustered settings read them, builds them."""
+    docs = Vectors([f"d{i}" for i in range(500)], impacts(500, 120, 0.06, 5))
+    queries = Vectors([f"q{i}" for i in range(10)], impacts(10, 120, 0.08, 6))
+    sweep, alone = engine("lsr"), engine("lsr")
+    sweep.plan(sweep.grid(10))
+    sweep.build(docs, tmp_path)
+    alone.plan([{}])
+    alone.build(docs, tmp_path / "alone")
+    assert (tmp_path / "lsr" / "clusters").is_dir() and not (tmp_path / "alone" / "lsr" / "clusters").exists()
+    reference = compare([engine("lsr")], docs, queries, k=10, rounds=1, settings=[[{}]])
+    full = compare([engine("lsr")], docs, queries, k=10, rounds=1)
+    assert [row.label for row in reference.rows] == ["lsr"] and reference.rows[0].exact_scores_match is True
+    assert reference.builds["lsr"]["index_mib"] < full.builds["lsr"]["index_mib"]
+
+
 def test_every_finished_round_is_reported_before_the_run_ends(tmp_path: Path) -> None:
     """A run cut short by a machine's time limit keeps its rounds: each one is handed out as it finishes."""
     docs = Vectors([f"d{i}" for i in range(400)], impacts(400, 120, 0.06, 3))

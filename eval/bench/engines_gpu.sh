@@ -14,8 +14,9 @@
 # and wheels/ (the engines' cp312 wheels and the dependencies the image lacks). SECONDS is this call's budget: every
 # step runs under a `timeout` that ends it before the budget does, so an engine whose build does not finish costs
 # only its own result. What a warm machine keeps in /tmp (the encoded corpus, finished results) is reused by the
-# next call, so a second call goes on with the engines the first did not reach. Everything comes back in one file,
-# $OUT/b21.tar.xz, rewritten after every step.
+# next call, so a second call goes on with the engines the first did not reach (session 21, H100 machine: encoding
+# 2.7 min; lsr's whole sweep with its clusters about 8 min, kANNolo 6, BMP about 7: name one engine a call).
+# Everything comes back in one file, $OUT/b21.tar.xz, rewritten after every step.
 set -uo pipefail
 if [ "$1" = stage ]; then
   mkdir -p /tmp/b21-carry && cp -r "$2"/. /tmp/b21-carry/ && du -sh /tmp/b21-carry && find /tmp/b21-carry -type f | sort
@@ -32,10 +33,13 @@ left() { echo $(( deadline - $(date +%s) )); }
 ship() { tar -C "$results" -cJf "$OUT/b21.tar.xz" . ; }
 [ -d /tmp/site ] || install_wheels "$dir/wheels" || exit 1
 stage_package || exit 1
-# PISA's TBB: its wheel keeps the shared library among its data files, which pip --target leaves out
-mkdir -p /tmp/tbb && python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1])
+# PISA's TBB: its wheel keeps the shared library among its data files, which pip --target leaves out (a carry
+# without PISA has no TBB wheel)
+if compgen -G "$dir/wheels/tbb-*.whl" > /dev/null; then
+  mkdir -p /tmp/tbb && python3 -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1])
 [open('/tmp/tbb/' + n.rsplit('/', 1)[1], 'wb').write(z.read(n)) for n in z.namelist() if '/lib/libtbb' in n]" \
-  "$dir"/wheels/tbb-*.whl && export LD_LIBRARY_PATH=/tmp/tbb${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    "$dir"/wheels/tbb-*.whl && export LD_LIBRARY_PATH=/tmp/tbb${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc; uptime; } | tee -a "$results/machine.txt"
 # the named engines' modules import (a wheel missing from DIR fails here, before the corpus is encoded)
 modules=$(for e in "$@"; do case $e in pisa) echo pyterrier_pisa ;; seismic*) echo seismic ;; bmp | kannolo) echo "$e" ;;
@@ -51,7 +55,8 @@ if [ ! -f "$results/report-splade-tiny.json" ]; then
   ship
 fi
 for engine in "$@"; do
-  [ -f "$results/packages-1m-16t-$engine.json" ] && continue
+  # finished engines are skipped; a result the call's limit cut short (`"complete": false`) is run again whole
+  grep -qs '"complete": true' "$results/packages-1m-16t-$engine.json" && continue
   [ "$(left)" -gt 60 ] || break
   chosen=(--reference-only --engine "$engine")
   [ "$engine" = lsr ] && chosen=()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -111,6 +112,11 @@ class Engine(ABC):
         """One untimed pass over every query, so caches, JIT and lazily built structures are warm."""
         for i in range(len(queries)):
             self.search(*queries.row(i), k)
+
+    def plan(self, grid: Sequence[dict[str, Any]]) -> None:
+        """Told, before :meth:`build`, the search settings this run will use, so that an engine can leave out a
+        structure none of them reads (lsr's clusters in a run of its exact setting only); by default nothing."""
+        return None
 
     @abstractmethod
     def build(self, docs: Vectors, workdir: Path, threads: int = 1) -> Built:

@@ -202,10 +202,14 @@ def compare(
     ``on_round`` receives the report after each timed round (rows from the rounds so far, no throughput yet).
     """
     report = Report(len(docs), int(docs.matrix.nnz), len(queries), k, rounds, threads, [], {})
+    grids = settings if settings is not None else [engine.grid(k) for engine in engines]
     with tempfile.TemporaryDirectory(prefix="lsr-bench-") as tmp:
-        for number, engine in enumerate(tqdm(engines, desc="build", unit=" engines")):
+        for number, (engine, grid) in enumerate(
+            tqdm(list(zip(engines, grids, strict=True)), desc="build", unit=" engines")
+        ):
             workdir = Path(tmp) / f"{number}-{engine.system}"
             workdir.mkdir()
+            engine.plan(grid)
             built = engine.build(docs, workdir, threads=threads)
             report.builds[engine.label] = {"seconds": built.seconds, "index_mib": built.index_bytes / 2**20}
         reference_engine = engines[0]
@@ -216,7 +220,6 @@ def compare(
             if not np.allclose(brute_force(docs, *queries.row(i), k), reference[i].scores, rtol=1e-5, atol=1e-3):
                 raise AssertionError(f"{reference_engine.label} is not exact on query {i}: the reference is wrong")
         report.reference_checked_queries = min(check_queries, len(queries))
-        grids = settings if settings is not None else [engine.grid(k) for engine in engines]
         cases = [(engine, dict(setting)) for engine, grid in zip(engines, grids, strict=True) for setting in grid]
         quality: list[tuple[float, bool | None, float]] = []
         for engine, setting in tqdm(cases, desc="warm-up and recall", unit=" settings"):
