@@ -87,6 +87,23 @@ def test_adapt_cut_short_by_max_minutes_resumes_and_only_then_reports(inference_
     assert steps == [1, 2]
 
 
+def test_report_only_reports_on_the_latest_checkpoint_without_training(inference_free: Path, tmp_path: Path) -> None:
+    """A run stopped by --max-minutes with no time left to finish: --report-only evaluates its checkpoint as it is
+    (the log gains no step) and refuses a folder with no checkpoint."""
+    out = tmp_path / "adapted"
+    none = _adapt(inference_free, out, tmp_path / "cache", "--report-only")
+    assert none.exit_code != 0 and "no checkpoint to report on" in none.output + str(none.exception)
+
+    assert _adapt(inference_free, out, tmp_path / "cache", "--max-minutes", "0").exit_code == 0
+    result = _adapt(inference_free, out, tmp_path / "cache", "--report-only", "--eval-split", "test")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "reporting on the checkpoint at step 1" in result.output and "before -> after" in result.output
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["models"]["after"] == str(out / "model") and (out / "model").is_dir()
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1]
+
+
 def test_unknown_eval_split_fails_before_any_work(inference_free: Path, tmp_path: Path) -> None:
     result = _adapt(inference_free, tmp_path / "adapted", tmp_path / "cache", "--eval-split", "nope")
     assert result.exit_code != 0

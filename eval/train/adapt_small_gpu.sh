@@ -53,13 +53,13 @@ for name in "$@"; do
   mkdir -p "$work" && tar -C "$work" -xJf "$dir/$name.tar.xz" || exit 1
   # --max-minutes saves a checkpoint and stops training 60 s before the call's end (loading, the report), so a
   # run longer than one call goes on from there in the next call on the warm machine; `timeout` is the hard stop
-  # a call too short to train on (under 4 minutes) reports on the run's latest checkpoint instead: --steps 1
-  # with --resume trains nothing and evaluates the model it resumed (its step is in the log)
-  run_steps=$steps
-  [ "$left" -ge 240 ] || [ ! -d "$work/adapt/checkpoints" ] || run_steps=1
+  # a call too short to train on (under 4 minutes) reports on the run's latest checkpoint instead (its step is
+  # in the log)
+  only=()
+  [ "$left" -ge 240 ] || [ ! -d "$work/adapt/checkpoints" ] || only=(--report-only)
   timed timeout "$left" "${lsr[@]}" train adapt --corpus "$work/corpus" --model models/inference-free-minilm \
-    --data "$work/data" --output "$work/adapt" --eval-split "$(cat "$work/split")" --steps "$run_steps" \
-    --max-minutes "$(( (left - 60) / 60 )).$(( (left - 60) % 60 * 10 / 60 ))" --resume 2>&1 \
+    --data "$work/data" --output "$work/adapt" --eval-split "$(cat "$work/split")" --steps "$steps" \
+    --max-minutes "$(( (left - 60) / 60 )).$(( (left - 60) % 60 * 10 / 60 ))" --resume "${only[@]}" 2>&1 \
     | grep -v "it/s\]" >> "$OUT/$name.log"
   tail -n 20 "$OUT/$name.log"
   tar -C "$work/adapt" -cJf "$OUT/$name-report.tar.xz" --ignore-failed-read adapt_report.json report log.jsonl \

@@ -324,6 +324,14 @@ def adapt_command(
     cache_dir: Annotated[Path | None, typer.Option(help="Encodings/index cache (default $LSR_CACHE).")] = None,
     max_minutes: MaxMinutesOption = None,
     resume: ResumeOption = False,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only",
+            help="Train nothing: the before/after report on OUTPUT's latest checkpoint (a run --max-minutes "
+            "stopped, when no time is left to finish it).",
+        ),
+    ] = False,
     device: DeviceOption = "auto",
     seed: int = 0,
 ) -> None:
@@ -337,6 +345,12 @@ def adapt_command(
     missing = sorted(set(eval_split or []) - set(BeirDataset(corpus).splits()))
     if missing:
         raise LsrError(f"--eval-split: {corpus} has no split {', '.join(map(repr, missing))}")
+    if report_only:
+        # the checkpoint's own step as the run's length: resuming it trains nothing and writes OUTPUT/model
+        steps, resume = checkpoint_step(output), True
+        if not steps:
+            raise LsrError(f"--report-only: {output} has no checkpoint to report on")
+        console.print(f"reporting on the checkpoint at step {steps}; no training")
     if data is None:
         data = output / "data"
         if not (data / "prepare.json").is_file():
