@@ -175,3 +175,11 @@ def test_lsr_bench_engines_end_to_end(tmp_path: Path, beir_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     (row,) = json.loads(only.read_text())["rows"]
     assert row["label"] == "lsr" and row["exact_scores_match"] is True
+    clustered = tmp_path / "bench" / "clustered.json"
+    result = CliRunner().invoke(app, [*args, "--rounds", "1", "--lsr-grid", "clustered", "--output", str(clustered)])
+    assert result.exit_code == 0, result.output
+    labels = [row["label"] for row in json.loads(clustered.read_text())["rows"]]
+    assert labels[0] == "lsr" and len(labels) > 1 and all("query_cut=" in label for label in labels[1:])
+    for bad in (["--lsr-grid", "pruned"], ["--lsr-grid", "clustered", "--reference-only"]):
+        result = CliRunner().invoke(app, [*args, *bad])
+        assert result.exit_code != 0 and "--lsr-grid" in result.output

@@ -205,30 +205,48 @@ def engines_bench(
         bool,
         typer.Option(
             "--reference-only",
-            help="Time lsr at its exact setting only (the reference), not its pruned sweep: for a run per engine.",
+            help="Time lsr at its exact setting only (the reference), not its pruned sweep: for a run per engine. "
+            "The same as --lsr-grid exact.",
         ),
     ] = False,
+    lsr_grid: Annotated[
+        str,
+        typer.Option(
+            help="lsr's settings: all (exact, pruned, clustered), clustered (exact and clustered, not the pruned "
+            "ones) or exact."
+        ),
+    ] = "all",
     output: Annotated[Path | None, typer.Option(help="Write the result as JSON here (and a .png plot beside).")] = None,
 ) -> None:
     """lsr and the field's engines on identical quantised vectors: batch-1 latency, recall at matched quality.
 
     ``--reference-only`` exists for runs of one engine each (a shell ``timeout`` around each, where one engine's
     build may not finish in the time there is): lsr's pruned settings are then timed once, not in every run.
+    ``--lsr-grid clustered`` fits lsr's clustered search and an approximate engine into one such run.
     """
     from lsr.eval.bench.engines import engine as make_engine
     from lsr.eval.bench.engines.harness import Report, compare
     from lsr.eval.bench.engines.inputs import corpus_vectors, query_texts, query_vectors
+    from lsr.eval.bench.engines.lsr_engine import LsrEngine
     from lsr.eval.bench.engines.plot import plot
 
     from lsr.data.beir import BeirDataset
     from lsr.encode.shards import Manifest
     from lsr.models import load_encoder
 
-    chosen = [make_engine("lsr"), *(make_engine(name) for name in engine or [])]
+    if reference_only and lsr_grid not in ("all", "exact"):
+        raise typer.BadParameter(f"--reference-only is --lsr-grid exact, not {lsr_grid}", param_hint="--lsr-grid")
+    lsr_grid = "exact" if reference_only else lsr_grid
+    reference = LsrEngine()
+    try:
+        lsr_settings = reference.grid(k, lsr_grid)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lsr-grid") from None
+    chosen = [reference, *(make_engine(name) for name in engine or [])]
     beir = BeirDataset(dataset)
     texts = query_texts(beir, split, queries)
     encoded = load_encoder(Manifest.load(vectors).model, device="cpu").encode_query(list(texts.values()))
-    grids = [[{}], *(e.grid(k) for e in chosen[1:])] if reference_only else None
+    grids = [lsr_settings, *(e.grid(k) for e in chosen[1:])]
     context = {"dataset": beir.name, "split": split, "cpu_count": os.cpu_count()}
 
     def snapshot(partial: Report) -> None:

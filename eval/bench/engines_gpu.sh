@@ -8,8 +8,9 @@
 # One call carries at most 64 MiB with the repository (~55 MB with the shipped model), less than the columns, the
 # model and the wheels together; `stage` calls on the warm machine gather them part by part in /tmp/b21-carry (a
 # column may come in parts, `read_columns`), and the run then names DIR=/tmp/b21-carry. ENGINE `lsr` is lsr's own
-# sweep (exact, pruned and clustered settings, the clusters built there); every other is lsr's exact reference plus
-# that engine (--reference-only).
+# sweep (exact, pruned and clustered settings, the clusters built there); ENGINE+clustered (e.g. seismic+clustered)
+# is that engine beside lsr's exact and clustered settings in one run (--lsr-grid clustered), for ratios from one
+# run; every other is lsr's exact reference plus that engine (--reference-only).
 # DIR holds what travels: columns/ (eval/bench/packages_gpu.py write_columns), splade-tiny/ (its weights in fp16)
 # and wheels/ (the engines' cp312 wheels and the dependencies the image lacks). SECONDS is this call's budget: every
 # step runs under a `timeout` that ends it before the budget does, so an engine whose build does not finish costs
@@ -42,8 +43,8 @@ if compgen -G "$dir/wheels/tbb-*.whl" > /dev/null; then
 fi
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc; uptime; } | tee -a "$results/machine.txt"
 # the named engines' modules import (a wheel missing from DIR fails here, before the corpus is encoded)
-modules=$(for e in "$@"; do case $e in pisa) echo pyterrier_pisa ;; seismic*) echo seismic ;; bmp | kannolo) echo "$e" ;;
-  esac; done | sort -u | paste -sd, -)
+modules=$(for e in "$@"; do case ${e%+clustered} in pisa) echo pyterrier_pisa ;; seismic*) echo seismic ;;
+  bmp | kannolo) echo "${e%+clustered}" ;; esac; done | sort -u | paste -sd, -)
 [ -z "$modules" ] || python3 -P -c "import $modules; print('engines import')" || exit 1
 mkdir -p "$work/packages-gpu"
 if [ ! -f "$results/report-splade-tiny.json" ]; then
@@ -58,8 +59,11 @@ for engine in "$@"; do
   # finished engines are skipped; a result the call's limit cut short (`"complete": false`) is run again whole
   grep -qs '"complete": true' "$results/packages-1m-16t-$engine.json" && continue
   [ "$(left)" -gt 60 ] || break
-  chosen=(--reference-only --engine "$engine")
-  [ "$engine" = lsr ] && chosen=()
+  case $engine in
+    lsr) chosen=() ;;
+    *+clustered) chosen=(--lsr-grid clustered --engine "${engine%+clustered}") ;;
+    *) chosen=(--reference-only --engine "$engine") ;;
+  esac
   timed timeout "$(( $(left) - 20 ))" "${lsr[@]}" bench engines --vectors "$work/splade-tiny.vectors" \
     --dataset "$work/packages" --split unjudged --queries 1000 --rounds 2 --threads 16 "${chosen[@]}" \
     --output "$results/packages-1m-16t-$engine.json"

@@ -44,6 +44,8 @@ from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import Searcher
 
 RERANK = 100
+GRIDS = ("all", "clustered", "exact")
+"""The parts of lsr's sweep a run can time (`lsr bench engines --lsr-grid`)."""
 """Documents rescored exactly after a pruned search: ten times k at k = 10; never fewer than k."""
 
 
@@ -65,17 +67,23 @@ class LsrEngine(Engine):
         its seconds on 16 cores), spent for nothing by a run of the exact reference alone."""
         self.clusters = any("query_cut" in setting for setting in grid)
 
-    def grid(self, k: int) -> list[dict[str, Any]]:
+    def grid(self, k: int, families: str = "all") -> list[dict[str, Any]]:
         """Exact, then dynamic pruning over alpha, then posting budgets, each rescoring ``max(RERANK, k)`` documents:
         the searcher needs a pool of at least k (dynamic pruning would widen a smaller one itself, and the label
         would then name a pool that did not run); then clustered search, its cuts going on to :data:`DEEP_CUTS`
-        beyond :data:`GUIDE_K`, as Seismic's do."""
+        beyond :data:`GUIDE_K`, as Seismic's do.
+
+        ``families`` (:data:`GRIDS`) narrows the sweep: ``exact`` is the reference alone; ``clustered`` leaves out
+        the pruned settings, which at a million documents take most of a run's time and win no recall target."""
+        if families not in GRIDS:
+            raise ValueError(f"lsr's grid is one of {', '.join(GRIDS)}, not {families!r}")
         rerank = max(RERANK, k)
         dynamic = [{"alpha": a, "rerank": rerank} for a in (1.0, 0.8, 0.6, 0.5, 0.4, 0.3)]
         budgets = [{"budget": b, "rerank": rerank} for b in (20000, 5000, 1000)]
         cuts = (*CLUSTER_CUTS, *(DEEP_CUTS if k > GUIDE_K else ()))
         clustered = [{"query_cut": c, "heap_factor": h} for c in cuts for h in HEAP_FACTORS]
-        return [{}, *dynamic, *budgets, *clustered]
+        pruned = [*dynamic, *budgets] if families == "all" else []
+        return [{}, *pruned, *(clustered if families != "exact" else [])]
 
     def is_exact(self, setting: dict[str, Any]) -> bool:
         return not setting or setting.get("alpha") == 1.0
