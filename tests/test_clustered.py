@@ -102,6 +102,49 @@ def test_heap_factor_zero_over_whole_lists_is_exact_search(
                 assert set(found[:n][above]) == set(expected[:n][above])
 
 
+@pytest.mark.parametrize("weights", ["float16", "uint8"])
+def test_each_summary_is_its_blocks_heaviest_maxima_up_to_the_energy(
+    weights: str, corpus: sp.csr_matrix, tmp_path: Path
+) -> None:
+    """The module docstring's step 3, recomputed in plain Python for every block: the coordinate-wise maximum of
+    its documents, cut to the heaviest coordinates that first hold ``summary_energy`` of its mass (equal weights
+    in the order their terms are first met, block documents in increasing number), rounded up to 8 bits of the
+    list's largest and sorted by term. uint8 weights tie often, so the tie rule is exercised."""
+    build_index(shards_of(corpus, 1000), tmp_path / "idx", "some-model", "splade", weights=weights)
+    index = SparseIndex.open(tmp_path / "idx")
+    settings = ClusterSettings(max_postings=400, summary_energy=0.5)
+    clusters = build_clusters(index, settings)
+    indptr, terms = np.asarray(index.forward_indptr), np.asarray(index.forward_terms)
+    weight = index.codebook[np.asarray(index.forward_codes)]
+    checked = 0
+    for t in range(index.meta.vocab_size):
+        expected: list[tuple[int, int, float]] = []
+        for local, b in enumerate(range(clusters.term_blocks[t], clusters.term_blocks[t + 1])):
+            maxima: dict[int, float] = {}
+            for d in clusters.block_docs[clusters.block_offsets[b] : clusters.block_offsets[b + 1]]:
+                for j in range(indptr[d], indptr[d + 1]):
+                    maxima[int(terms[j])] = max(maxima.get(int(terms[j]), 0.0), float(weight[j]))
+            ranked = sorted(maxima.items(), key=lambda item: -item[1])  # stable: ties keep first-met order
+            total, mass, kept = sum(maxima.values()), 0.0, 0  # float64, in first-met order
+            while kept < len(ranked) and mass < 0.5 * total:
+                mass += ranked[kept][1]
+                kept += 1
+            expected += [(term, local, value) for term, value in ranked[:kept]]
+        low, high = clusters.summary_offsets[t], clusters.summary_offsets[t + 1]
+        assert high - low == len(expected)
+        if not expected:
+            continue
+        expected.sort(key=lambda entry: entry[0])  # stable: a term's blocks in order
+        scale = np.float32(max(value for _, _, value in expected) / 255.0)
+        assert clusters.summary_scales[t] == scale
+        assert clusters.summary_terms[low:high].tolist() == [term for term, _, _ in expected]
+        assert clusters.summary_blocks[low:high].tolist() == [local for _, local, _ in expected]
+        codes = [min(255, int(np.ceil(np.float32(value) / scale))) for _, _, value in expected]
+        assert clusters.summary_codes[low:high].tolist() == codes
+        checked += 1
+    assert checked > 100
+
+
 def test_lower_heap_factor_and_more_lists_raise_recall(index: SparseIndex, queries: sp.csr_matrix) -> None:
     """Default clusters (lists cut to their heaviest postings): recall grows toward the safe end of the knobs, and
     every hit's score is its exact score, best first, each document once."""

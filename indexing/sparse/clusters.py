@@ -243,9 +243,9 @@ def _blocks(offsets, docs, kept_offsets, term_blocks, assign):  # noqa: ANN001, 
 
 
 @njit(nogil=True, cache=True)
-def _summary(block, block_offsets, block_docs, indptr, terms, weights, energy, dense, touched, out_terms, out_weights):  # noqa: ANN001, ANN202
-    """One block's summary (module docstring, step 3) into ``out_*`` when they are long enough; returns its size.
-    ``dense`` (vocabulary-sized, zero) and ``touched`` are scratch, left zero."""
+def _union(block, block_offsets, block_docs, indptr, terms, weights, dense, touched) -> int:  # noqa: ANN001
+    """The coordinate-wise maximum of one block's documents into ``dense`` (zero before), its terms in ``touched``
+    in the order first met; returns how many."""
     n = 0
     for i in range(block_offsets[block], block_offsets[block + 1]):
         d = block_docs[i]
@@ -256,22 +256,79 @@ def _summary(block, block_offsets, block_docs, indptr, terms, weights, energy, d
                 n += 1
             if w > dense[t]:
                 dense[t] = w
+    return n
+
+
+@njit(nogil=True, cache=True)
+def _energy_cut(dense, touched, n, energy):  # noqa: ANN001, ANN202
+    """How many of a block's ``n`` coordinates its summary keeps (the heaviest, until they hold ``energy`` of the
+    L1 mass), the smallest value kept, and how many coordinates of exactly that value are kept (ties go to the
+    coordinates met first, as a stable sort by weight would order them)."""
     values = np.empty(n, np.float32)
     total = 0.0
     for i in range(n):
         values[i] = dense[touched[i]]
         total += values[i]
-    order = np.argsort(-values, kind="mergesort")
+    values.sort()
     kept, mass = 0, 0.0
     while kept < n and mass < energy * total:
-        mass += values[order[kept]]
+        mass += values[n - 1 - kept]
         kept += 1
-    if len(out_terms) >= kept:
-        for i in range(kept):
-            out_terms[i], out_weights[i] = touched[order[i]], values[order[i]]
+    if kept == 0:
+        return 0, np.float32(np.inf), 0
+    smallest = values[n - kept]
+    above = 0
+    while above < kept and values[n - 1 - above] > smallest:
+        above += 1
+    return kept, smallest, kept - above
+
+
+@njit(nogil=True, cache=True)
+def _summary_sizes(block, block_offsets, block_docs, indptr, terms, weights, energy, dense, touched, cut) -> None:  # noqa: ANN001
+    """One block's summary size and cut (:func:`_energy_cut`) into ``cut[block]``: the first of two passes, so
+    the second writes each summary straight into its place. ``dense`` is scratch, left zero."""
+    n = _union(block, block_offsets, block_docs, indptr, terms, weights, dense, touched)
+    kept, smallest, ties = _energy_cut(dense, touched, n, energy)
+    cut[block, 0], cut[block, 1], cut[block, 2] = kept, smallest, ties
     for i in range(n):
         dense[touched[i]] = 0.0
-    return kept
+
+
+@njit(nogil=True, cache=True)
+def _summary(block, block_offsets, block_docs, indptr, terms, weights, cut, dense, touched, out_terms, out_weights):  # noqa: ANN001, ANN202
+    """One block's summary (module docstring, step 3) into ``out_*``, in no particular order (the caller sorts a
+    list's entries by term), from the cut the first pass found: no sort here. ``dense`` is scratch, left zero."""
+    n = _union(block, block_offsets, block_docs, indptr, terms, weights, dense, touched)
+    smallest, ties = np.float32(cut[block, 1]), np.int64(cut[block, 2])
+    out = 0
+    for i in range(n):
+        t = touched[i]
+        w = dense[t]
+        if w > smallest or (w == smallest and ties > 0):
+            if w == smallest:
+                ties -= 1
+            out_terms[out], out_weights[out] = t, w
+            out += 1
+        dense[t] = 0.0
+
+
+@njit(nogil=True, cache=True)
+def _stable_order(keys, vocab):  # noqa: ANN001, ANN202
+    """``np.argsort(keys, kind="mergesort")`` for keys in ``[0, vocab)``: a counting sort once there are more keys
+    than an eighth of the vocabulary (a long list's summary entries, sorted by term), a merge sort below."""
+    n = len(keys)
+    if 8 * n < vocab:
+        return np.argsort(keys, kind="mergesort")
+    starts = np.zeros(vocab + 1, np.int64)
+    for i in range(n):
+        starts[keys[i] + 1] += 1
+    for t in range(vocab):
+        starts[t + 1] += starts[t]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[starts[keys[i]]] = i
+        starts[keys[i]] += 1
+    return order
 
 
 @njit(parallel=True, cache=True)
@@ -279,21 +336,20 @@ def _summaries(vocab, term_blocks, block_offsets, block_docs, indptr, terms, wei
     """Every block's summary, then each list's entries sorted by term with their block (local to the list) and
     their weight rounded up to 8 bits of the list's largest."""
     blocks = len(block_offsets) - 1
-    counts = np.zeros(blocks + 1, np.int64)
-    none_t, none_w = np.empty(0, np.int32), np.empty(0, np.float32)
+    cut = np.empty((blocks, 3), np.float64)  # kept, smallest value kept, ties kept at that value
     for chunk in prange(chunks):
         dense, touched = np.zeros(vocab, np.float32), np.empty(vocab, np.int32)
         for b in range(chunk, blocks, chunks):
-            counts[b + 1] = _summary(
-                b, block_offsets, block_docs, indptr, terms, weights, energy, dense, touched, none_t, none_w
-            )
-    bounds = np.cumsum(counts)
+            _summary_sizes(b, block_offsets, block_docs, indptr, terms, weights, energy, dense, touched, cut)
+    bounds = np.zeros(blocks + 1, np.int64)
+    for b in range(blocks):
+        bounds[b + 1] = bounds[b] + np.int64(cut[b, 0])
     entry_terms, entry_weights = np.empty(bounds[-1], np.int32), np.empty(bounds[-1], np.float32)
     for chunk in prange(chunks):
         dense, touched = np.zeros(vocab, np.float32), np.empty(vocab, np.int32)
         for b in range(chunk, blocks, chunks):
             _summary(
-                b, block_offsets, block_docs, indptr, terms, weights, energy, dense, touched,
+                b, block_offsets, block_docs, indptr, terms, weights, cut, dense, touched,
                 entry_terms[bounds[b] : bounds[b + 1]], entry_weights[bounds[b] : bounds[b + 1]],
             )  # fmt: skip
     out_terms = np.empty(bounds[-1], np.uint16)
@@ -307,7 +363,7 @@ def _summaries(vocab, term_blocks, block_offsets, block_docs, indptr, terms, wei
         local = np.empty(high - low, np.int32)
         for b in range(term_blocks[t], term_blocks[t + 1]):
             local[bounds[b] - low : bounds[b + 1] - low] = b - term_blocks[t]
-        order = np.argsort(entry_terms[low:high], kind="mergesort")
+        order = _stable_order(entry_terms[low:high], vocab)
         scale = np.float32(entry_weights[low:high].max() / 255.0)
         scales[t] = scale
         for i in range(high - low):
