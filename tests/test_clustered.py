@@ -343,3 +343,18 @@ def test_lsr_serve_answers_from_the_clusters(serve_artifacts: Artifacts, tmp_pat
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_clusters_build_ab_times_two_versions_and_compares_their_arrays(
+    corpus: sp.csr_matrix, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The build-time A/B of RESULTS ("Clusters build 1.7× faster"): HEAD's clusters.py against this checkout's,
+    on a small vectors folder, every array reported the same."""
+    from bench_support import vectors_folder
+    from lsr.eval.bench.clusters_build_ab import main
+
+    vectors_folder(tmp_path / "vectors", [f"d{i}" for i in range(corpus.shape[0])], corpus, "some-model")
+    main(tmp_path / "vectors", "HEAD", rounds=1)
+    out = capsys.readouterr().out
+    assert "round 1, HEAD:" in out and "round 1, this checkout:" in out
+    assert out.count(": same") == 8 and "DIFFERENT" not in out

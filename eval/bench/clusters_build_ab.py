@@ -1,0 +1,66 @@
+"""The clusters build of two versions of lsr, timed alternately in one process on the same index.
+
+Why: a build-time change is measured against the code it replaces on the same machine and load, and must build the
+same arrays. The other version's ``indexing/sparse/clusters.py`` comes from git (``git show REV:...``) and is loaded
+as a module beside the installed one; both build every round from one :class:`SparseIndex` (float16 weights, as
+``lsr bench engines`` builds it), Numba's compiled code warmed by an untimed first build of each.
+
+    python -m lsr.eval.bench.clusters_build_ab VECTORS REV [ROUNDS]
+
+prints the seconds of each build and whether every array equals the other version's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from lsr.eval.bench.engines.inputs import corpus_vectors
+from lsr.indexing.sparse import clusters
+from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.format import SparseIndex
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def version(rev: str, folder: Path) -> ModuleType:
+    """``indexing/sparse/clusters.py`` as it was at ``rev``, imported under a name of its own."""
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{rev}:indexing/sparse/clusters.py"], capture_output=True, check=True
+    ).stdout
+    path = folder / f"clusters_{rev}.py"
+    path.write_bytes(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(vectors: Path, rev: str, rounds: int = 2) -> None:
+    with tempfile.TemporaryDirectory(prefix="lsr-clusters-ab-") as tmp:
+        docs = corpus_vectors(vectors, None)
+        build_index(lambda: [(docs.ids, docs.matrix)], Path(tmp) / "lsr", "bench", "splade", weights="float16")
+        index = SparseIndex.open(Path(tmp) / "lsr")
+        versions = {rev: version(rev, Path(tmp)), "this checkout": clusters}
+        built = {name: module.build_clusters(index) for name, module in versions.items()}  # untimed: compiles
+        for number in range(1, rounds + 1):
+            for name, module in versions.items():
+                started = time.perf_counter()
+                module.build_clusters(index)
+                print(f"round {number}, {name}: {time.perf_counter() - started:.2f} s", flush=True)
+        before, after = (result.arrays() for result in built.values())
+        for name, array in after.items():
+            print(f"{name}: {'same' if np.array_equal(before[name], array) else 'DIFFERENT'}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], *(int(arg) for arg in sys.argv[3:4]))
