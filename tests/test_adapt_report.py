@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,12 @@ def test_report_only_reports_on_the_latest_checkpoint_without_training(inference
     assert report["models"]["after"] == str(out / "model") and (out / "model").is_dir()
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [1]
+
+    moved = tmp_path / "moved"  # a checkpoint without the data it trained on: nothing is prepared anew
+    shutil.copytree(out, moved, ignore=lambda folder, names: ["data"] if Path(folder) == out else [])
+    lost = _adapt(inference_free, moved, tmp_path / "cache", "--report-only")
+    assert lost.exit_code != 0 and "give the --data the run trained on" in lost.output + str(lost.exception)
+    assert not (moved / "data").exists()
 
 
 def test_unknown_eval_split_fails_before_any_work(inference_free: Path, tmp_path: Path) -> None:

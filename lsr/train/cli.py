@@ -350,6 +350,8 @@ def adapt_command(
         steps, resume = checkpoint_step(output), True
         if not steps:
             raise LsrError(f"--report-only: {output} has no checkpoint to report on")
+        if data is None and not (output / "data" / "prepare.json").is_file():
+            raise LsrError(f"--report-only: {output} holds no prepared data; give the --data the run trained on")
         console.print(f"reporting on the checkpoint at step {steps}; no training")
     if data is None:
         data = output / "data"

@@ -44,9 +44,9 @@ from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import Searcher
 
 RERANK = 100
+"""Documents rescored exactly after a pruned search: ten times k at k = 10; never fewer than k."""
 GRIDS = ("all", "clustered", "exact")
 """The parts of lsr's sweep a run can time (`lsr bench engines --lsr-grid`)."""
-"""Documents rescored exactly after a pruned search: ten times k at k = 10; never fewer than k."""
 
 
 @ENGINES.add
