@@ -183,3 +183,6 @@ def test_lsr_bench_engines_end_to_end(tmp_path: Path, beir_dir: Path) -> None:
     for bad in (["--lsr-grid", "pruned"], ["--lsr-grid", "clustered", "--reference-only"]):
         result = CliRunner().invoke(app, [*args, *bad])
         assert result.exit_code != 0 and "--lsr-grid" in result.output
+    result = CliRunner().invoke(app, ["bench", "engines-table", str(clustered), "--families"])
+    assert result.exit_code == 0, result.output
+    assert "| lsr exact |" in result.output and "| lsr clustered |" in result.output

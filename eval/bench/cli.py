@@ -275,6 +275,13 @@ def engines_table(
     result: Annotated[Path, typer.Argument(help="JSON written by `lsr bench engines --output`.")],
     plot: Annotated[Path | None, typer.Option(help="Draw the recall-latency plot here too (PNG).")] = None,
     title: Annotated[str, typer.Option(help="The plot's title.")] = "",
+    families: Annotated[
+        bool,
+        typer.Option(
+            "--families",
+            help="A matched-recall row per kind of search (lsr exact / pruned / clustered, Seismic sorted or not).",
+        ),
+    ] = False,
 ) -> None:
     """The matched-recall and exact-engine tables of an `lsr bench engines` result, as Markdown."""
     from lsr.eval.bench.engines.plot import plot as draw
@@ -288,7 +295,7 @@ def engines_table(
         raise LsrError(f"{result}: not a readable benchmark result ({exc})") from exc
     if data.get("complete") is False:  # results written before the flag are whole runs
         print(f"partial result: {data.get('rounds_done', 0)} of {data.get('rounds')} timed rounds, no throughput\n")
-    print(matched_table(data) + "\n\n" + exact_table(data))
+    print(matched_table(data, families) + "\n\n" + exact_table(data))
     if plot:
         draw(data, plot, title or f"{data.get('dataset', '')} ({data.get('split', '')})")
 

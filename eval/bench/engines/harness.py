@@ -87,12 +87,15 @@ class Report:
         return data
 
 
-def matched(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any] | None]]:
-    """For each system and recall target: the setting with the lowest median latency reaching it (the median,
-    because on a shared machine a few preempted queries move a mean by more than a setting does)."""
+def matched(
+    rows: list[dict[str, Any]], group: Callable[[dict[str, Any]], str] = lambda row: row["system"]
+) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """For each system (or other ``group`` of rows) and recall target: the setting with the lowest median latency
+    reaching it (the median, because on a shared machine a few preempted queries move a mean by more than a
+    setting does)."""
     out: dict[str, dict[str, dict[str, Any] | None]] = {}
-    for system in sorted({row["system"] for row in rows}):
-        mine = [row for row in rows if row["system"] == system]
+    for system in sorted({group(row) for row in rows}):
+        mine = [row for row in rows if group(row) == system]
         out[system] = {}
         for target in TARGETS:
             best = min((row for row in mine if row["recall"] >= target), key=lambda row: row["p50_ms"], default=None)

@@ -16,11 +16,23 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}" if value < 1 else f"{value:.2f}"
 
 
-def matched_table(result: dict[str, Any]) -> str:
-    """p50 (mean) ms per query at each recall target, per engine; — where the engine never reached it."""
+def family(row: dict[str, Any]) -> str:
+    """An engine's kind of search: lsr's exact, pruned and clustered settings apart, and an engine's on/off search
+    switches (Seismic's ``sorted``) apart, so that each kind's best at a target is a row of its own."""
+    settings = row.get("settings") or {}
+    if row["system"] == "lsr":
+        return "lsr clustered" if "query_cut" in settings else "lsr pruned" if settings else "lsr exact"
+    switches = " ".join(f"{key}={value}" for key, value in sorted(settings.items()) if isinstance(value, bool))
+    return f"{row['system']} {switches}".strip()
+
+
+def matched_table(result: dict[str, Any], families: bool = False) -> str:
+    """p50 (mean) ms per query at each recall target, per engine (or per :func:`family`); — where it never
+    reached the target."""
     head = "| engine | " + " | ".join(f"recall ≥ {t:.2f}" for t in TARGETS) + " |"
     lines = [head, "| --- |" + " ---: |" * len(TARGETS)]
-    for system, targets in matched(result["rows"]).items():  # recomputed: the rule, not an older file's choice
+    grouped = matched(result["rows"], family) if families else matched(result["rows"])
+    for system, targets in grouped.items():  # recomputed: the rule, not an older file's choice
         cells = []
         for target in TARGETS:
             best = targets[f"{target:.2f}"]
