@@ -17,6 +17,8 @@
 # only its own result. What a warm machine keeps in /tmp (the encoded corpus, finished results) is reused by the
 # next call, so a second call goes on with the engines the first did not reach (session 21, H100 machine: encoding
 # 2.7 min; lsr's whole sweep with its clusters about 8 min, kANNolo 6, BMP about 7: name one engine a call).
+# QUERIES (default 1000) is how many of the unjudged queries a run times: a call with no ENGINE only encodes and
+# times the GPU, and QUERIES=500 halves every sweep so that two engines' builds and sweeps fit one 10-minute call.
 # Everything comes back in one file, $OUT/b21.tar.xz, rewritten after every step.
 set -uo pipefail
 if [ "$1" = stage ]; then
@@ -65,7 +67,7 @@ for engine in "$@"; do
     *) chosen=(--reference-only --engine "$engine") ;;
   esac
   timed timeout "$(( $(left) - 20 ))" "${lsr[@]}" bench engines --vectors "$work/splade-tiny.vectors" \
-    --dataset "$work/packages" --split unjudged --queries 1000 --rounds 2 --threads 16 "${chosen[@]}" \
+    --dataset "$work/packages" --split unjudged --queries "${QUERIES:-1000}" --rounds 2 --threads 16 "${chosen[@]}" \
     --output "$results/packages-1m-16t-$engine.json"
   cp "$OUT/times.txt" "$results/" 2>/dev/null
   ship
