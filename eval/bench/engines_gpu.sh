@@ -5,7 +5,7 @@
 #   bash eval/bench/engines_gpu.sh DIR SECONDS ENGINE...
 #   bash eval/bench/engines_gpu.sh stage PART      (a call of its own: PART's files into /tmp/b21-carry)
 #
-# One call carries at most 64 MiB with the repository (~55 MB with the shipped model), less than the columns, the
+# One call carries at most 64 MiB with the repository (~57 MB with the shipped model), less than the columns, the
 # model and the wheels together; `stage` calls on the warm machine gather them part by part in /tmp/b21-carry (a
 # column may come in parts, `read_columns`), and the run then names DIR=/tmp/b21-carry. ENGINE `lsr` is lsr's own
 # sweep (exact, pruned and clustered settings, the clusters built there); ENGINE+clustered (e.g. seismic+clustered)
@@ -34,6 +34,10 @@ mkdir -p "$results"
 exec > >(tee -a "$results/log.txt") 2>&1
 left() { echo $(( deadline - $(date +%s) )); }
 ship() { tar -C "$results" -cJf "$OUT/b21.tar.xz" . ; }
+# a file too large for one call's carry comes in pieces (`split -n 2 FILE FILE.split-`), joined here once
+for first in $(find "$dir" -name '*.split-aa'); do
+  cat "${first%aa}"* > "${first%.split-aa}" && rm "${first%aa}"* || exit 1
+done
 [ -d /tmp/site ] || install_wheels "$dir/wheels" || exit 1
 stage_package || exit 1
 # PISA's TBB: its wheel keeps the shared library among its data files, which pip --target leaves out (a carry
