@@ -145,6 +145,66 @@ def test_each_summary_is_its_blocks_heaviest_maxima_up_to_the_energy(
     assert checked > 100
 
 
+def _hash(a: int, b: int) -> int:
+    """clusters._hash in Python integers (splitmix64's finaliser of two multiplied keys, modulo 2**64)."""
+    full = (1 << 64) - 1
+    x = ((a * 0x9E3779B97F4A7C15) & full) ^ ((b * 0xC2B2AE3D27D4EB4F) & full)
+    x ^= x >> 31
+    x = (x * 0xBF58476D1CE4E5B9) & full
+    return x ^ (x >> 29)
+
+
+def _nearest(vector: list[dict[int, float]], centroids: list[int], doc: int, removed: set[int]) -> int:
+    """The local number of the centroid (not removed) of largest positive dot product with ``doc``, the first of
+    equals; -1 if none."""
+    scores = [sum(w * vector[c].get(u, 0.0) for u, w in vector[doc].items()) for c in centroids]
+    alive = [(score, -c) for c, score in enumerate(scores) if score > 0 and c not in removed]
+    return -max(alive)[1] if alive else -1
+
+
+def test_each_document_joins_its_nearest_centroid(corpus: sp.csr_matrix, tmp_path: Path) -> None:
+    """The module docstring's step 2, recomputed in plain Python (float64) for every list: centroids are the list's
+    documents first by seeded hash, each document joins the centroid of largest dot product with its heaviest
+    terms (the first of equals; the first centroid when none shares a term), clusters of ``min_cluster_size``
+    documents or fewer are dissolved and their documents join their nearest remaining centroid."""
+    build_index(shards_of(corpus, 1000), tmp_path / "idx", "some-model", "splade")
+    index = SparseIndex.open(tmp_path / "idx")
+    settings = ClusterSettings(max_postings=400)
+    clusters = build_clusters(index, settings)
+    indptr, terms = np.asarray(index.forward_indptr), np.asarray(index.forward_terms)
+    weight = index.codebook[np.asarray(index.forward_codes)].astype(np.float64)
+    vector = [
+        dict(zip(terms[indptr[d] : indptr[d + 1]].tolist(), weight[indptr[d] : indptr[d + 1]].tolist(), strict=True))
+        for d in range(index.num_docs)
+    ]  # noqa: E501
+    assert max(len(v) for v in vector) <= settings.doc_cut  # every term is among a document's heaviest: no tie to cut
+    offsets, postings = np.asarray(index.offsets), np.asarray(index.docs)
+    checked = 0
+    for t in range(index.meta.vocab_size):
+        docs = postings[offsets[t] : offsets[t] + min(offsets[t + 1] - offsets[t], settings.max_postings)].tolist()
+        n_blocks = len(range(clusters.term_blocks[t], clusters.term_blocks[t + 1]))
+        if n_blocks < 2:
+            continue
+        centroids = sorted(docs, key=lambda d: _hash(d + settings.seed, t))[:n_blocks]
+
+        first = {doc: max(0, _nearest(vector, centroids, doc, set())) for doc in docs}
+        sizes = np.bincount(list(first.values()), minlength=n_blocks)
+        removed = {c for c in range(n_blocks) if sizes[c] <= settings.min_cluster_size}
+        final = dict(first)
+        if 0 < len(removed) < n_blocks:
+            fallback = min(set(range(n_blocks)) - removed)
+            for doc, c in first.items():
+                if c in removed:
+                    best = _nearest(vector, centroids, doc, removed)
+                    final[doc] = fallback if best < 0 else best
+        for local in range(n_blocks):
+            b = clusters.term_blocks[t] + local
+            got = clusters.block_docs[clusters.block_offsets[b] : clusters.block_offsets[b + 1]].tolist()
+            assert got == sorted(doc for doc, c in final.items() if c == local), (t, local)
+        checked += 1
+    assert checked > 100
+
+
 def test_lower_heap_factor_and_more_lists_raise_recall(index: SparseIndex, queries: sp.csr_matrix) -> None:
     """Default clusters (lists cut to their heaviest postings): recall grows toward the safe end of the knobs, and
     every hit's score is its exact score, best first, each document once."""
