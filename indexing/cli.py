@@ -244,7 +244,8 @@ def cluster_index(
     the fast approximate search of `lsr search --heap-factor` (Seismic's structure, lsr's code)."""
     import time
 
-    from lsr.indexing.sparse.clusters import ClusterSettings, build_clusters, describe
+    from lsr.indexing.sparse.cluster_build import build_clusters
+    from lsr.indexing.sparse.clusters import ClusterSettings, describe
     from lsr.indexing.sparse.format import SparseIndex
 
     from lsr.fsutil import forcing

@@ -19,8 +19,9 @@ import scipy.sparse as sp
 from conftest import REPO
 from lsr.indexing.filters import allow_mask
 from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.cluster_build import build_clusters
 from lsr.indexing.sparse.clustered import ClusteredSearch
-from lsr.indexing.sparse.clusters import FOLDER, Clusters, ClustersError, ClusterSettings, build_clusters
+from lsr.indexing.sparse.clusters import FOLDER, Clusters, ClustersError, ClusterSettings
 from lsr.indexing.sparse.format import META, SparseIndex
 from lsr.indexing.sparse.search import Searcher
 from serve_support import Artifacts, demo_queries
@@ -106,7 +107,7 @@ def test_heap_factor_zero_over_whole_lists_is_exact_search(
 def test_each_summary_is_its_blocks_heaviest_maxima_up_to_the_energy(
     weights: str, corpus: sp.csr_matrix, tmp_path: Path
 ) -> None:
-    """The module docstring's step 3, recomputed in plain Python for every block: the coordinate-wise maximum of
+    """Step 3 of the clusters module's docstring, recomputed in plain Python per block: the coordinate-wise maximum of
     its documents, cut to the heaviest coordinates that first hold ``summary_energy`` of its mass (equal weights
     in the order their terms are first met, block documents in increasing number), rounded up to 8 bits of the
     list's largest and sorted by term. uint8 weights tie often, so the tie rule is exercised."""
@@ -146,7 +147,7 @@ def test_each_summary_is_its_blocks_heaviest_maxima_up_to_the_energy(
 
 
 def _hash(a: int, b: int) -> int:
-    """clusters._hash in Python integers (splitmix64's finaliser of two multiplied keys, modulo 2**64)."""
+    """cluster_build._hash in Python integers (splitmix64's finaliser of two multiplied keys, modulo 2**64)."""
     full = (1 << 64) - 1
     x = ((a * 0x9E3779B97F4A7C15) & full) ^ ((b * 0xC2B2AE3D27D4EB4F) & full)
     x ^= x >> 31
@@ -163,8 +164,8 @@ def _nearest(vector: list[dict[int, float]], centroids: list[int], doc: int, rem
 
 
 def test_each_document_joins_its_nearest_centroid(corpus: sp.csr_matrix, tmp_path: Path) -> None:
-    """The module docstring's step 2, recomputed in plain Python (float64) for every list: centroids are the list's
-    documents first by seeded hash, each document joins the centroid of largest dot product with its heaviest
+    """Step 2 of the clusters module's docstring, recomputed in plain Python (float64) for every list: centroids are
+    the list's documents first by seeded hash, each document joins the centroid of largest dot product with its heaviest
     terms (the first of equals; the first centroid when none shares a term), clusters of ``min_cluster_size``
     documents or fewer are dissolved and their documents join their nearest remaining centroid."""
     build_index(shards_of(corpus, 1000), tmp_path / "idx", "some-model", "splade")

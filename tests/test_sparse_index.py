@@ -123,7 +123,7 @@ def test_one_vector_searches_as_its_matrix_row(index: SparseIndex) -> None:
     """search_vector (term ids and weights, no SciPy matrix) returns what search returns for the same row, for exact,
     pruned and clustered settings; explicit zeros are dropped; ids outside the vocabulary and bad weights are refused
     before a kernel could read out of bounds."""
-    from lsr.indexing.sparse.clusters import build_clusters
+    from lsr.indexing.sparse.cluster_build import build_clusters
 
     build_clusters(index).save(index)
     searcher = Searcher(index, threads=1)

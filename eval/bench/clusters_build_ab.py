@@ -1,9 +1,10 @@
 """The clusters build of two versions of lsr, timed alternately in one process on the same index.
 
 Why: a build-time change is measured against the code it replaces on the same machine and load, and must build the
-same arrays. The other version's ``indexing/sparse/clusters.py`` comes from git (``git show REV:...``) and is loaded
-as a module beside the installed one; both build every round from one :class:`SparseIndex` (float16 weights, as
-``lsr bench engines`` builds it), Numba's compiled code warmed by an untimed first build of each.
+same arrays. The other version's build module comes from git (``git show REV:...``: ``cluster_build.py``, or
+``clusters.py`` before the build had a module of its own) and is loaded as a module beside the installed one; both
+build every round from one :class:`SparseIndex` (float16 weights, as ``lsr bench engines`` builds it), Numba's
+compiled code warmed by an untimed first build of each.
 
     python -m lsr.eval.bench.clusters_build_ab VECTORS REV [ROUNDS]
 
@@ -22,18 +23,26 @@ from types import ModuleType
 
 import numpy as np
 from lsr.eval.bench.engines.inputs import corpus_vectors
-from lsr.indexing.sparse import clusters
+from lsr.indexing.sparse import cluster_build
 from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.format import SparseIndex
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+BUILD_MODULES = ("indexing/sparse/cluster_build.py", "indexing/sparse/clusters.py")
+"""Where ``build_clusters`` lived, newest first."""
+
+
 def version(rev: str, folder: Path) -> ModuleType:
-    """``indexing/sparse/clusters.py`` as it was at ``rev``, imported under a name of its own."""
-    source = subprocess.run(
-        ["git", "-C", str(REPO), "show", f"{rev}:indexing/sparse/clusters.py"], capture_output=True, check=True
-    ).stdout
+    """The module holding ``build_clusters`` as it was at ``rev``, imported under a name of its own."""
+    for name in BUILD_MODULES:
+        shown = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{name}"], capture_output=True)
+        if shown.returncode == 0:
+            break
+    else:
+        raise FileNotFoundError(f"{rev}: none of {', '.join(BUILD_MODULES)} in git")
+    source = shown.stdout
     path = folder / f"clusters_{rev}.py"
     path.write_bytes(source)
     spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -50,7 +59,7 @@ def main(vectors: Path, rev: str, rounds: int = 2) -> None:
         docs = corpus_vectors(vectors, None)
         build_index(lambda: [(docs.ids, docs.matrix)], Path(tmp) / "lsr", "bench", "splade", weights="float16")
         index = SparseIndex.open(Path(tmp) / "lsr")
-        versions = {rev: version(rev, Path(tmp)), "this checkout": clusters}
+        versions = {rev: version(rev, Path(tmp)), "this checkout": cluster_build}
         built = {name: module.build_clusters(index) for name, module in versions.items()}  # untimed: compiles
         for number in range(1, rounds + 1):
             for name, module in versions.items():

@@ -16,9 +16,9 @@ import scipy.sparse as sp
 from lsr.indexing.cache import about, cached_index, encoded_corpus, entry, model_name
 from lsr.indexing.filters import filter_mask
 from lsr.indexing.retrieval import Corpus, DocFilter, Hits, Retriever, RetrieverOptions, register
+from lsr.indexing.sparse.cluster_build import build_clusters
 from lsr.indexing.sparse.clustered import ClusteredSearch
 from lsr.indexing.sparse.clusters import FOLDER as CLUSTERS
-from lsr.indexing.sparse.clusters import build_clusters
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import hits
 from lsr.indexing.sparse.settings import EXACT, Pruning

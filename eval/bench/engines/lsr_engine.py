@@ -39,7 +39,7 @@ from lsr.eval.bench.engines.base import (
 )
 from lsr.eval.bench.engines.support import disk_bytes
 from lsr.indexing.sparse.build import build_index
-from lsr.indexing.sparse.clusters import build_clusters
+from lsr.indexing.sparse.cluster_build import build_clusters
 from lsr.indexing.sparse.format import SparseIndex
 from lsr.indexing.sparse.search import Searcher
 
