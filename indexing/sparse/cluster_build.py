@@ -78,14 +78,17 @@ def _centroid_map(docs, centroids, indptr, terms, weights, count, start, seen): 
 
 
 @njit(nogil=True, cache=True)
-def _nearest(doc, entries, removed, score, terms, weights, cut_bounds, cut_positions) -> int:  # noqa: ANN001
+def _nearest(doc, entries, removed, score, forward, heaviest) -> int:  # noqa: ANN001
     """The centroid (not ``removed``) with the largest dot product with ``doc``'s heaviest terms, the first of
     equals; -1 if none shares a term with them. ``entries`` is :func:`_centroid_map`'s ``(block, weight, count,
-    start)``; ``score`` (one per centroid, zero) is scratch, left zero. Every centroid's score is read back, not
+    start)``, ``forward`` ``(indptr, terms, weights)``, ``heaviest`` :func:`_heaviest`'s ``(bounds, positions)``;
+    ``score`` (one per centroid, zero) is scratch, left zero. Every centroid's score is read back, not
     only those touched: in a long list the list's own term is in every centroid, so a document touches nearly
     all of them and the bookkeeping of which it touched cost more than the dense pass (2.4x on the longest lists
     of the packages corpus)."""
     entry_block, entry_weight, count, start = entries
+    _, terms, weights = forward
+    cut_bounds, cut_positions = heaviest
     for p in range(cut_bounds[doc], cut_bounds[doc + 1]):
         j = cut_positions[p]
         t, w = terms[j], weights[j]
@@ -100,9 +103,10 @@ def _nearest(doc, entries, removed, score, terms, weights, cut_bounds, cut_posit
 
 
 @njit(nogil=True, cache=True)
-def _cluster_list(docs, term, n_blocks, settings, forward, cut_bounds, cut_positions, scratch, out):  # noqa: ANN001
+def _cluster_list(docs, term, n_blocks, settings, forward, heaviest, scratch, out):  # noqa: ANN001
     """Write each document's block (0 .. n_blocks - 1) of one list into ``out`` (:mod:`.clusters`' docstring, step 2).
-    ``forward`` is ``(indptr, terms, weights)``; ``scratch`` is :func:`_centroid_map`'s ``(count, start, seen)``."""
+    ``forward`` is ``(indptr, terms, weights)``, ``heaviest`` :func:`_heaviest`'s ``(bounds, positions)``;
+    ``scratch`` is :func:`_centroid_map`'s ``(count, start, seen)``."""
     seed, min_size = settings
     indptr, terms, weights = forward
     count, start, seen = scratch
@@ -117,7 +121,7 @@ def _cluster_list(docs, term, n_blocks, settings, forward, cut_bounds, cut_posit
     removed = np.zeros(n_blocks, np.bool_)
     counts = np.zeros(n_blocks, np.int64)
     for i in range(n):
-        out[i] = max(0, _nearest(docs[i], entries, removed, score, terms, weights, cut_bounds, cut_positions))
+        out[i] = max(0, _nearest(docs[i], entries, removed, score, forward, heaviest))
         counts[out[i]] += 1
     kept = 0
     for c in range(n_blocks):
@@ -127,14 +131,14 @@ def _cluster_list(docs, term, n_blocks, settings, forward, cut_bounds, cut_posit
         first = np.argmin(removed)
         for i in range(n):
             if removed[out[i]]:
-                best = _nearest(docs[i], entries, removed, score, terms, weights, cut_bounds, cut_positions)
+                best = _nearest(docs[i], entries, removed, score, forward, heaviest)
                 out[i] = first if best < 0 else best
     for i in range(met):
         count[seen[i]] = 0
 
 
 @njit(parallel=True, cache=True)
-def _cluster(offsets, docs, kept, n_blocks, settings, forward, cut_bounds, cut_positions, chunks):  # noqa: ANN001, ANN202
+def _cluster(offsets, docs, kept, n_blocks, settings, forward, heaviest, chunks):  # noqa: ANN001, ANN202
     """Every list's block assignment, lists dealt round-robin by decreasing length so threads share the work."""
     vocab = len(offsets) - 1
     kept_offsets = np.zeros(vocab + 1, np.int64)
@@ -149,8 +153,8 @@ def _cluster(offsets, docs, kept, n_blocks, settings, forward, cut_bounds, cut_p
             if n_blocks[t] > 1:
                 start = offsets[t]
                 _cluster_list(
-                    docs[start : start + kept[t]], t, n_blocks[t], settings, forward, cut_bounds, cut_positions,
-                    scratch, assign[kept_offsets[t] : kept_offsets[t + 1]],
+                    docs[start : start + kept[t]], t, n_blocks[t], settings, forward, heaviest, scratch,
+                    assign[kept_offsets[t] : kept_offsets[t + 1]],
                 )  # fmt: skip
     return kept_offsets, assign
 
@@ -278,10 +282,12 @@ def _summary_sizes(block, block_offsets, block_docs, forward, energy, scratch, c
 
 
 @njit(nogil=True, cache=True)
-def _summary(block, block_offsets, block_docs, indptr, terms, weights, cut, dense, touched, out_terms, out_weights):  # noqa: ANN001, ANN202
+def _summary(block, block_offsets, block_docs, forward, cut, scratch, out_terms, out_weights):  # noqa: ANN001, ANN202
     """One block's summary (:mod:`.clusters`' docstring, step 3) into ``out_*``, in no particular order (the caller
-    sorts a list's entries by term), from the cut the first pass found: no sort here. ``dense`` is scratch, left
-    zero."""
+    sorts a list's entries by term), from the cut the first pass found: no sort here. ``forward`` is ``(indptr,
+    terms, weights)``; ``scratch`` is ``(dense, touched)``, ``dense`` left zero."""
+    indptr, terms, weights = forward
+    dense, touched = scratch
     n = _union(block, block_offsets, block_docs, indptr, terms, weights, dense, touched)
     smallest, ties = np.float32(cut[block, 1]), np.int64(cut[block, 2])
     out = 0
@@ -324,7 +330,6 @@ def _summaries(vocab, term_blocks, block_offsets, block_docs, forward, energy, c
     round-robin), writes each list's summaries, sorts them by term and stores them in place, so no array of every
     entry's term and float weight exists beside the output (8 bytes an entry: 23 GB for the shipped model's 2.9
     billion entries at a million documents, more than this machine's memory)."""
-    indptr, terms, weights = forward
     blocks = len(block_offsets) - 1
     cut = np.empty((blocks, 3), np.float64)  # kept, smallest value kept, ties kept at that value
     for chunk in prange(chunks):
@@ -343,7 +348,7 @@ def _summaries(vocab, term_blocks, block_offsets, block_docs, forward, energy, c
         sizes[t] = bounds[term_blocks[t + 1]] - bounds[term_blocks[t]]
     order = np.argsort(-sizes)
     for chunk in prange(chunks):
-        dense, touched = np.zeros(vocab, np.float32), np.empty(vocab, np.int32)
+        scratch = (np.zeros(vocab, np.float32), np.empty(vocab, np.int32))
         for o in range(chunk, vocab, chunks):
             t = order[o]
             low, high = bounds[term_blocks[t]], bounds[term_blocks[t + 1]]
@@ -354,8 +359,8 @@ def _summaries(vocab, term_blocks, block_offsets, block_docs, forward, energy, c
             for b in range(term_blocks[t], term_blocks[t + 1]):
                 first, last = bounds[b] - low, bounds[b + 1] - low
                 _summary(
-                    b, block_offsets, block_docs, indptr, terms, weights, cut, dense, touched,
-                    entry_terms[first:last], entry_weights[first:last],
+                    b, block_offsets, block_docs, forward, cut, scratch, entry_terms[first:last],
+                    entry_weights[first:last],
                 )  # fmt: skip
                 local[first:last] = b - term_blocks[t]
             ranked = _stable_order(entry_terms, vocab)
@@ -387,10 +392,9 @@ def build_clusters(index: SparseIndex, settings: ClusterSettings | None = None) 
     n_blocks = np.where(kept > 0, np.clip((settings.centroid_fraction * kept).astype(np.int64), 1, MAX_BLOCKS), 0)
     term_blocks = np.concatenate(([0], np.cumsum(n_blocks))).astype(np.int64)
     chunks = 8 * numba.get_num_threads()
-    cut_bounds, cut_positions = _heaviest(indptr, weights, settings.doc_cut)
     kept_offsets, assign = _cluster(
         offsets, np.asarray(index.docs), kept, n_blocks, (np.int64(settings.seed), np.int64(settings.min_cluster_size)),
-        (indptr, terms, weights), cut_bounds, cut_positions, chunks,
+        (indptr, terms, weights), _heaviest(indptr, weights, settings.doc_cut), chunks,
     )  # fmt: skip
     block_offsets, block_docs = _blocks(offsets, np.asarray(index.docs), kept_offsets, term_blocks, assign)
     summary = _summaries(
