@@ -236,6 +236,9 @@ def cluster_index(
     min_cluster_size: Annotated[
         int, typer.Option(min=0, help="Clusters of this many documents or fewer are merged into others.")
     ] = 2,
+    keep_list_term: Annotated[
+        bool, typer.Option(help="Keep each block's own list term in its summary, whatever the energy cut.")
+    ] = True,
     force: Annotated[
         bool, typer.Option("--force", help="Replace INDEX/clusters even if lsr did not write it.")
     ] = False,
@@ -252,7 +255,9 @@ def cluster_index(
 
     opened = SparseIndex.open(index_dir)
     try:
-        settings = ClusterSettings(max_postings, centroid_fraction, summary_energy, doc_cut, seed, min_cluster_size)
+        settings = ClusterSettings(
+            max_postings, centroid_fraction, summary_energy, doc_cut, seed, min_cluster_size, keep_list_term
+        )
         settings.check()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -22,7 +22,7 @@ from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.cluster_build import build_clusters
 from lsr.indexing.sparse.clustered import ClusteredSearch
 from lsr.indexing.sparse.clusters import FOLDER, Clusters, ClustersError, ClusterSettings
-from lsr.indexing.sparse.format import META, SparseIndex
+from lsr.indexing.sparse.format import META, META_CHECKSUM, SparseIndex, write_meta
 from lsr.indexing.sparse.search import Searcher
 from serve_support import Artifacts, demo_queries
 from test_sparse_index import index_args, shards_of
@@ -103,21 +103,85 @@ def test_heap_factor_zero_over_whole_lists_is_exact_search(
                 assert set(found[:n][above]) == set(expected[:n][above])
 
 
-@pytest.mark.parametrize("weights", ["float16", "uint8"])
+def expansion_heavy(docs: int, vocab: int, seed: int) -> sp.csr_matrix:
+    """Documents as an inference-free model writes them: four light terms of their own text (from the first 100
+    terms) among twenty heavier expansion terms; a block's summary cut to half its mass keeps expansion terms."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(docs):
+        terms = np.concatenate([rng.choice(100, 4, replace=False), 100 + rng.choice(vocab - 100, 20, replace=False)])
+        weights = np.concatenate([rng.uniform(0.2, 0.4, 4), rng.uniform(1.0, 1.2, 20)]).astype(np.float32)
+        order = np.argsort(terms)
+        rows.append(sp.csr_matrix((weights[order], terms[order], [0, len(terms)]), shape=(1, vocab)))
+    return sp.csr_matrix(sp.vstack(rows))
+
+
+def test_keeping_each_blocks_list_term_finds_documents_the_energy_cut_hides(tmp_path: Path) -> None:
+    """Queries of a document's own light terms: the energy cut leaves them out of every summary, so without
+    ``keep_list_term`` each block of their lists is estimated at zero and, once k documents are found, skipped at
+    any heap_factor above 0 (recall 0.1 here; NFCorpus with the shipped model stopped at 0.948). With the list
+    term kept the same search finds them."""
+    corpus = expansion_heavy(3000, 600, 0)
+    rng = np.random.default_rng(1)
+    rows = []
+    for d in range(0, 3000, 37):
+        terms = np.sort(rng.choice(corpus[d].indices[corpus[d].indices < 100], 3, replace=False))
+        rows.append(sp.csr_matrix((np.ones(3, np.float32), terms, [0, 3]), shape=(1, 600)))
+    queries = sp.csr_matrix(sp.vstack(rows))
+    build_index(shards_of(corpus, 1000), tmp_path / "idx", "some-model", "splade")
+    exact = Searcher(SparseIndex.open(tmp_path / "idx")).search(queries, k=10)[0]
+    found = {}
+    for keep in (False, True):
+        index = SparseIndex.open(tmp_path / "idx")
+        build_clusters(index, ClusterSettings(keep_list_term=keep)).save(index)
+        found[keep] = recall(exact, Searcher(index).search(queries, k=10, heap_factor=0.5, query_cut=10)[0])
+    assert found[False] < 0.2
+    assert found[True] > 0.99
+
+
+def test_clusters_search_ab_compares_both_variants_in_one_process(tmp_path: Path) -> None:
+    """The A/B behind RESULTS' "each block's list term kept" rows, on the expansion-heavy corpus: every grid setting
+    of both variants gets a recall and one latency per round, and the variant keeping the list term reaches
+    recall targets the other cannot."""
+    from bench_support import vectors_folder
+    from lsr.eval.bench.clusters_search_ab import compare
+    from lsr.eval.bench.engines.inputs import corpus_vectors, query_vectors
+
+    corpus = expansion_heavy(1500, 600, 0)
+    vectors_folder(tmp_path / "vectors", [f"d{i}" for i in range(1500)], corpus, "some-model")
+    rng = np.random.default_rng(1)
+    queries = sp.vstack(
+        [
+            sp.csr_matrix((np.ones(3), np.sort(rng.choice(corpus[d].indices[:4], 3, replace=False)), [0, 3]), (1, 600))
+            for d in range(0, 1500, 31)
+        ]
+    )
+    ids = [f"q{i}" for i in range(queries.shape[0])]
+    (tmp_path / "work").mkdir()
+    result = compare(corpus_vectors(tmp_path / "vectors"), query_vectors(ids, queries.tocsr()), 2, tmp_path / "work")
+    assert len(result["rows"]) == 2 * 25 and all(len(row["p50_ms"]) == 2 for row in result["rows"])
+    best = {name: max(r["recall"] for r in result["rows"] if r["variant"] == name) for name in result["builds"]}
+    assert best["keep_list_term=False"] < 0.3 < 0.9 < best["keep_list_term=True"]
+    assert result["matched_recall"]["keep_list_term=False"]["0.90"] is None
+    assert result["matched_recall"]["keep_list_term=True"]["0.90"]["recall"] >= 0.90
+
+
+@pytest.mark.parametrize(("weights", "keep_list_term"), [("float16", True), ("uint8", True), ("float16", False)])
 def test_each_summary_is_its_blocks_heaviest_maxima_up_to_the_energy(
-    weights: str, corpus: sp.csr_matrix, tmp_path: Path
+    weights: str, keep_list_term: bool, corpus: sp.csr_matrix, tmp_path: Path
 ) -> None:
     """Step 3 of the clusters module's docstring, recomputed in plain Python per block: the coordinate-wise maximum of
     its documents, cut to the heaviest coordinates that first hold ``summary_energy`` of its mass (equal weights
-    in the order their terms are first met, block documents in increasing number), rounded up to 8 bits of the
-    list's largest and sorted by term. uint8 weights tie often, so the tie rule is exercised."""
+    in the order their terms are first met, block documents in increasing number), with the block's own list term
+    added where the cut left it out (``keep_list_term``), rounded up to 8 bits of the list's largest and sorted by
+    term. uint8 weights tie often, so the tie rule is exercised."""
     build_index(shards_of(corpus, 1000), tmp_path / "idx", "some-model", "splade", weights=weights)
     index = SparseIndex.open(tmp_path / "idx")
-    settings = ClusterSettings(max_postings=400, summary_energy=0.5)
+    settings = ClusterSettings(max_postings=400, summary_energy=0.5, keep_list_term=keep_list_term)
     clusters = build_clusters(index, settings)
     indptr, terms = np.asarray(index.forward_indptr), np.asarray(index.forward_terms)
     weight = index.codebook[np.asarray(index.forward_codes)]
-    checked = 0
+    checked, added = 0, 0
     for t in range(index.meta.vocab_size):
         expected: list[tuple[int, int, float]] = []
         for local, b in enumerate(range(clusters.term_blocks[t], clusters.term_blocks[t + 1])):
@@ -131,6 +195,9 @@ def test_each_summary_is_its_blocks_heaviest_maxima_up_to_the_energy(
                 mass += ranked[kept][1]
                 kept += 1
             expected += [(term, local, value) for term, value in ranked[:kept]]
+            if keep_list_term and t not in dict(ranked[:kept]) and t in maxima:
+                expected.append((t, local, maxima[t]))
+                added += 1
         low, high = clusters.summary_offsets[t], clusters.summary_offsets[t + 1]
         assert high - low == len(expected)
         if not expected:
@@ -144,6 +211,7 @@ def test_each_summary_is_its_blocks_heaviest_maxima_up_to_the_energy(
         assert clusters.summary_codes[low:high].tolist() == codes
         checked += 1
     assert checked > 100
+    assert added > 0 if keep_list_term else added == 0  # the case the setting is for occurs in this corpus
 
 
 def _hash(a: int, b: int) -> int:
@@ -316,6 +384,21 @@ def test_corrupt_or_foreign_clusters_are_refused(index: SparseIndex, corpus: sp.
     folder.rename(tmp_path / "other" / FOLDER)
     with pytest.raises(ClustersError, match="built from another index"):
         Clusters.open(other)
+
+
+def test_clusters_written_before_keep_list_term_open_without_it(index: SparseIndex) -> None:
+    """Clusters from an lsr that had no ``keep_list_term`` setting (its meta.json lacks the field) were built
+    without the list term, so they open as ``keep_list_term=False``, not as today's default; a value other than
+    true or false is refused with the field named."""
+    folder = build_clusters(index, ClusterSettings(keep_list_term=False)).save(index)
+    fields = json.loads((folder / META).read_text())
+    del fields[META_CHECKSUM], fields["settings"]["keep_list_term"]
+    write_meta(folder / META, fields)
+    assert Clusters.open(index).settings == ClusterSettings(keep_list_term=False)
+    fields["settings"]["keep_list_term"] = "yes"
+    write_meta(folder / META, fields)
+    with pytest.raises(ClustersError, match="field 'settings' is not readable .*keep_list_term must be true or false"):
+        Clusters.open(index)
 
 
 def test_a_codebook_lsr_does_not_write_is_refused(index: SparseIndex) -> None:

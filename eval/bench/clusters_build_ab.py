@@ -6,13 +6,16 @@ same arrays. The other version's build module comes from git (``git show REV:...
 build every round from one :class:`SparseIndex` (float16 weights, as ``lsr bench engines`` builds it), Numba's
 compiled code warmed by an untimed first build of each.
 
-    python -m lsr.eval.bench.clusters_build_ab VECTORS REV [ROUNDS]
+    python -m lsr.eval.bench.clusters_build_ab VECTORS REV [ROUNDS] [--without-list-term]
 
-prints the seconds of each build and whether every array equals the other version's.
+prints the seconds of each build and whether every array equals the other version's. Both versions get the same
+:class:`ClusterSettings` (this checkout's defaults); ``--without-list-term`` turns off ``keep_list_term``, which
+versions before it was added ignore, so that their arrays can be compared with this checkout's.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import subprocess
 import sys
@@ -25,6 +28,7 @@ import numpy as np
 from lsr.eval.bench.engines.inputs import corpus_vectors
 from lsr.indexing.sparse import cluster_build
 from lsr.indexing.sparse.build import build_index
+from lsr.indexing.sparse.clusters import ClusterSettings
 from lsr.indexing.sparse.format import SparseIndex
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,17 +58,18 @@ def version(rev: str, folder: Path) -> ModuleType:
     return module
 
 
-def main(vectors: Path, rev: str, rounds: int = 2) -> None:
+def main(vectors: Path, rev: str, rounds: int = 2, settings: ClusterSettings | None = None) -> None:
+    settings = settings or ClusterSettings()
     with tempfile.TemporaryDirectory(prefix="lsr-clusters-ab-") as tmp:
         docs = corpus_vectors(vectors, None)
         build_index(lambda: [(docs.ids, docs.matrix)], Path(tmp) / "lsr", "bench", "splade", weights="float16")
         index = SparseIndex.open(Path(tmp) / "lsr")
         versions = {rev: version(rev, Path(tmp)), "this checkout": cluster_build}
-        built = {name: module.build_clusters(index) for name, module in versions.items()}  # untimed: compiles
+        built = {name: module.build_clusters(index, settings) for name, module in versions.items()}  # compiles
         for number in range(1, rounds + 1):
             for name, module in versions.items():
                 started = time.perf_counter()
-                module.build_clusters(index)
+                module.build_clusters(index, settings)
                 print(f"round {number}, {name}: {time.perf_counter() - started:.2f} s", flush=True)
         before, after = (result.arrays() for result in built.values())
         for name, array in after.items():
@@ -72,4 +77,10 @@ def main(vectors: Path, rev: str, rounds: int = 2) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], *(int(arg) for arg in sys.argv[3:4]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("vectors", type=Path)
+    parser.add_argument("rev")
+    parser.add_argument("rounds", type=int, nargs="?", default=2)
+    parser.add_argument("--without-list-term", action="store_true")
+    args = parser.parse_args()
+    main(args.vectors, args.rev, args.rounds, ClusterSettings(keep_list_term=not args.without_list_term))

@@ -268,28 +268,46 @@ def _partition(values, lo, hi, pivot):  # noqa: ANN001, ANN202
 
 
 @njit(nogil=True, cache=True)
-def _summary_sizes(block, block_offsets, block_docs, forward, energy, scratch, cut) -> None:  # noqa: ANN001
+def _cut_keeps(dense, touched, n, smallest, ties, own) -> bool:  # noqa: ANN001
+    """Whether the energy cut keeps term ``own``, or the block lacks it (a block emptied by merging small clusters
+    has no terms), so that nothing is to be added: the rule :func:`_summary` applies, ties at the smallest value
+    kept kept in the order their terms were first met."""
+    for i in range(n):
+        w = dense[touched[i]]
+        keep = w > smallest or (w == smallest and ties > 0)
+        if keep and w == smallest:
+            ties -= 1
+        if touched[i] == own:
+            return keep
+    return True
+
+
+@njit(nogil=True, cache=True)
+def _summary_sizes(block, own, block_offsets, block_docs, forward, energy, scratch, cut) -> None:  # noqa: ANN001
     """One block's summary size and cut (:func:`_energy_cut`) into ``cut[block]``: the first of two passes, so
-    the second writes each summary straight into its place. ``scratch`` is ``(dense, touched, values)``, ``dense``
-    left zero."""
+    the second writes each summary straight into its place. ``own`` is the term whose list holds the block, kept
+    in its summary even below the cut (``cut[block, 3]`` says it was added), or -1 for the cut alone. ``scratch``
+    is ``(dense, touched, values)``, ``dense`` left zero."""
     indptr, terms, weights = forward
     dense, touched, values = scratch
     n = _union(block, block_offsets, block_docs, indptr, terms, weights, dense, touched)
     kept, smallest, ties = _energy_cut(dense, touched, n, energy, values)
-    cut[block, 0], cut[block, 1], cut[block, 2] = kept, smallest, ties
+    added = own >= 0 and not _cut_keeps(dense, touched, n, smallest, ties, own)
+    cut[block, 0], cut[block, 1], cut[block, 2], cut[block, 3] = kept + added, smallest, ties, added
     for i in range(n):
         dense[touched[i]] = 0.0
 
 
 @njit(nogil=True, cache=True)
-def _summary(block, block_offsets, block_docs, forward, cut, scratch, out_terms, out_weights):  # noqa: ANN001, ANN202
+def _summary(block, own, block_offsets, block_docs, forward, cut, scratch, out_terms, out_weights):  # noqa: ANN001, ANN202
     """One block's summary (:mod:`.clusters`' docstring, step 3) into ``out_*``, in no particular order (the caller
-    sorts a list's entries by term), from the cut the first pass found: no sort here. ``forward`` is ``(indptr,
-    terms, weights)``; ``scratch`` is ``(dense, touched)``, ``dense`` left zero."""
+    sorts a list's entries by term), from the cut the first pass found: no sort here; term ``own`` too where that
+    pass added it. ``forward`` is ``(indptr, terms, weights)``; ``scratch`` is ``(dense, touched)``, ``dense`` left
+    zero."""
     indptr, terms, weights = forward
     dense, touched = scratch
     n = _union(block, block_offsets, block_docs, indptr, terms, weights, dense, touched)
-    smallest, ties = np.float32(cut[block, 1]), np.int64(cut[block, 2])
+    smallest, ties, added = np.float32(cut[block, 1]), np.int64(cut[block, 2]), cut[block, 3] > 0
     out = 0
     for i in range(n):
         t = touched[i]
@@ -297,6 +315,9 @@ def _summary(block, block_offsets, block_docs, forward, cut, scratch, out_terms,
         if w > smallest or (w == smallest and ties > 0):
             if w == smallest:
                 ties -= 1
+            out_terms[out], out_weights[out] = t, w
+            out += 1
+        elif added and t == own:
             out_terms[out], out_weights[out] = t, w
             out += 1
         dense[t] = 0.0
@@ -322,20 +343,25 @@ def _stable_order(keys, vocab):  # noqa: ANN001, ANN202
 
 
 @njit(parallel=True, cache=True)
-def _summaries(vocab, term_blocks, block_offsets, block_docs, forward, energy, chunks):  # noqa: ANN001, ANN202
+def _summaries(vocab, term_blocks, block_offsets, block_docs, forward, energy, keep_list_term, chunks):  # noqa: ANN001, ANN202
     """Every block's summary, then each list's entries sorted by term with their block (local to the list) and
-    their weight rounded up to 8 bits of the list's largest.
+    their weight rounded up to 8 bits of the list's largest. ``keep_list_term``: each block's summary keeps the
+    term of its list (:class:`.clusters.ClusterSettings`).
 
     The first pass finds every summary's size and cut; the second, list by list (the longest first, dealt
     round-robin), writes each list's summaries, sorts them by term and stores them in place, so no array of every
     entry's term and float weight exists beside the output (8 bytes an entry: 23 GB for the shipped model's 2.9
     billion entries at a million documents, more than this machine's memory)."""
     blocks = len(block_offsets) - 1
-    cut = np.empty((blocks, 3), np.float64)  # kept, smallest value kept, ties kept at that value
+    owner = np.full(blocks, -1, np.int64)  # each block's list, where its term is kept whatever the cut
+    if keep_list_term:
+        for t in range(vocab):
+            owner[term_blocks[t] : term_blocks[t + 1]] = t
+    cut = np.empty((blocks, 4), np.float64)  # kept, smallest value kept, ties kept at that value, list term added
     for chunk in prange(chunks):
         scratch = (np.zeros(vocab, np.float32), np.empty(vocab, np.int32), np.empty(vocab, np.float32))
         for b in range(chunk, blocks, chunks):
-            _summary_sizes(b, block_offsets, block_docs, forward, energy, scratch, cut)
+            _summary_sizes(b, owner[b], block_offsets, block_docs, forward, energy, scratch, cut)
     bounds = np.zeros(blocks + 1, np.int64)
     for b in range(blocks):
         bounds[b + 1] = bounds[b] + np.int64(cut[b, 0])
@@ -359,7 +385,7 @@ def _summaries(vocab, term_blocks, block_offsets, block_docs, forward, energy, c
             for b in range(term_blocks[t], term_blocks[t + 1]):
                 first, last = bounds[b] - low, bounds[b + 1] - low
                 _summary(
-                    b, block_offsets, block_docs, forward, cut, scratch, entry_terms[first:last],
+                    b, owner[b], block_offsets, block_docs, forward, cut, scratch, entry_terms[first:last],
                     entry_weights[first:last],
                 )  # fmt: skip
                 local[first:last] = b - term_blocks[t]
@@ -399,6 +425,6 @@ def build_clusters(index: SparseIndex, settings: ClusterSettings | None = None) 
     block_offsets, block_docs = _blocks(offsets, np.asarray(index.docs), kept_offsets, term_blocks, assign)
     summary = _summaries(
         index.meta.vocab_size, term_blocks, block_offsets, block_docs, (indptr, terms, weights),
-        np.float32(settings.summary_energy), chunks,
+        np.float32(settings.summary_energy), settings.keep_list_term, chunks,
     )  # fmt: skip
     return Clusters(settings, term_blocks, block_offsets, block_docs, *summary)

@@ -21,7 +21,12 @@ Built per term, from its impact-ordered postings (:mod:`.format`):
    authors' code does: a block of one or two documents costs a summary about as long as scoring them.
 3. **Summaries**: a block's summary is the coordinate-wise maximum of its documents' vectors, cut to its heaviest
    coordinates holding ``summary_energy`` of its L1 mass (so it no longer bounds the score: the search is
-   approximate), its values rounded up to 8 bits per list.
+   approximate), its values rounded up to 8 bits per list. With ``keep_list_term`` (lsr's addition, not in the
+   paper) the summary also keeps the term of the list the block is in, whatever the cut: every document of the
+   block holds that term, yet a model whose documents spread their mass over hundreds of expansion terms (the
+   shipped inference-free model) often loses it to the cut, and a query of a few terms then estimates the block
+   at zero and skips it at any ``heap_factor`` above 0 (NFCorpus: recall stopped at 0.948 without it; 0.994 with
+   it, eval/RESULTS.md, session 23). One entry a block at most (+0.2 % entries there).
 
 Stored in ``INDEX/clusters/`` beside the index it was built from (written atomically; ``meta.json`` names the
 settings, the index's postings checksum and a CRC-32 of every array). A summary's entries are kept per list
@@ -29,8 +34,8 @@ sorted by term, so a query finds the blocks that hold each of its terms by binar
 every block's summary (on the packages corpus that was 1.3x faster end to end in the prototype).
 
 Memory, the packages corpus (1,038,337 documents, 36.3 M postings) at the defaults: 26.4 M kept postings
-(4 bytes each), 5.3 M blocks (8 bytes), 207 M summary entries (5 bytes): about 1.2 GB on disk, comparable to
-Seismic's 0.9 GB index of the same vectors.
+(4 bytes each), 5.3 M blocks (8 bytes), 196 M summary entries (5 bytes; 194 M without the list terms): about
+1.2 GB on disk, comparable to Seismic's 0.9 GB index of the same vectors.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ class ClustersError(IndexFormatError):
 class ClusterSettings:
     """Build settings; the defaults are the Seismic authors' recommended ones (``n_postings`` 3000 with
     ``max_fraction`` 6 keeps at most 18,000 postings of a list; ``centroid_fraction`` 0.2; ``summary_energy``
-    0.5; ``doc_cut`` 15)."""
+    0.5; ``doc_cut`` 15), and ``keep_list_term`` (lsr's, the module docstring's step 3)."""
 
     max_postings: int = 18_000
     centroid_fraction: float = 0.2
@@ -85,6 +90,7 @@ class ClusterSettings:
     doc_cut: int = 15
     seed: int = 0
     min_cluster_size: int = 2
+    keep_list_term: bool = True
 
     def check(self) -> None:
         if self.max_postings < 1:
@@ -97,6 +103,8 @@ class ClusterSettings:
             raise ValueError(f"doc_cut must be at least 1, not {self.doc_cut}")
         if self.min_cluster_size < 0:
             raise ValueError(f"min_cluster_size must be at least 0, not {self.min_cluster_size}")
+        if not isinstance(self.keep_list_term, bool):
+            raise ValueError(f"keep_list_term must be true or false, not {self.keep_list_term!r}")
 
 
 @dataclass
@@ -225,7 +233,8 @@ def _settings(path: Path, raw: object) -> ClusterSettings:
     try:
         if not isinstance(raw, dict):
             raise TypeError("an object of settings expected")
-        settings = ClusterSettings(**raw)
+        # clusters written before the setting existed kept no list term
+        settings = ClusterSettings(**{"keep_list_term": False, **raw})
         settings.check()
     except (TypeError, ValueError) as exc:
         raise ClustersError(f"{path}: field 'settings' is not readable ({exc})") from exc
