@@ -440,6 +440,11 @@ def test_cluster_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
     assert {q: list(h) for q, h in approximate.items()} == {q: list(h) for q, h in exact.items()}
     alone = runner.invoke(app, [*search, "--output", str(tmp_path / "x.trec"), "--query-cut", "3"])
     assert isinstance(alone.exception, LsrError) and "give --heap-factor" in str(alone.exception)
+    index = SparseIndex.open(tmp_path / "idx")
+    assert Clusters.open(index).settings.keep_list_term
+    without = runner.invoke(app, ["index", "cluster", "--index", str(tmp_path / "idx"), "--no-keep-list-term"])
+    assert without.exit_code == 0, without.output
+    assert not Clusters.open(index).settings.keep_list_term
 
 
 def test_lsr_serve_answers_from_the_clusters(serve_artifacts: Artifacts, tmp_path: Path) -> None:
