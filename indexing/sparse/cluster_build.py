@@ -353,7 +353,7 @@ def _summaries(vocab, term_blocks, block_offsets, block_docs, forward, energy, k
     entry's term and float weight exists beside the output (8 bytes an entry: 23 GB for the shipped model's 2.9
     billion entries at a million documents, more than this machine's memory)."""
     blocks = len(block_offsets) - 1
-    owner = np.full(blocks, -1, np.int64)  # each block's list, where its term is kept whatever the cut
+    owner = np.full(blocks, -1, np.int32)  # each block's list, where its term is kept whatever the cut
     if keep_list_term:
         for t in range(vocab):
             owner[term_blocks[t] : term_blocks[t + 1]] = t
