@@ -33,8 +33,8 @@ if [ "$phase" = pack ]; then
     cp "$corpus/qrels/$split.tsv" "$stage/corpus/qrels/" || exit 1
     tar -C "$stage" -cJf "$dir/$name.tar.xz" . && rm -rf "$stage" || exit 1
   done
-  python3 -m pip download -q --no-deps --only-binary :all: --python-version 3.12 --dest "$dir/wheels" \
-    ir_measures pytrec_eval_terrier || exit 1
+  source "$(dirname "$0")/gpu_env.sh"
+  download_wheels "$dir/wheels" || exit 1
   du -cb "$dir"/* | tail -n 1
   exit 0
 fi

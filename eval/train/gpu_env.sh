@@ -14,6 +14,11 @@ install_wheels() {  # install_wheels DIR: DIR/*.whl into /tmp/site (kept while t
   return 0
 }
 
+download_wheels() {  # download_wheels DIR (on the CPU machine): the wheels install_wheels needs for evaluation
+  python3 -m pip download -q --no-deps --only-binary :all: --python-version 3.12 --dest "$1" \
+    ir_measures pytrec_eval_terrier
+}
+
 stage_package() {  # the package as pyproject.toml maps it, from the checkout in the current folder
   rm -rf /tmp/stage && mkdir -p /tmp/stage/lsr && ln -s "$PWD"/lsr/* /tmp/stage/lsr/ || return 1
   local pair
@@ -30,4 +35,23 @@ timed() {  # timed COMMAND...: run it, append its exit status and seconds to $OU
   start=$(date +%s); "$@"; rc=$?
   echo "$* -> exit $rc, $(( $(date +%s) - start )) s" | tee -a "$OUT/times.txt"
   return $rc
+}
+
+# Both scripts that train the shipped model further (shipped_gpu.sh, flops_sweep_gpu.sh) measure a model the same way
+# and bring it back the same way; WORK holds data-scifact, data-nfcorpus and beir/ as their phases stage them.
+measure_model() {  # measure_model NAME MODEL WORK JSONDIR: dev rows (`lsr train evaluate`), then SciFact test and
+  local spec     # NFCorpus dev runs in WORK/runs/NAME-*
+  timed "${lsr[@]}" train evaluate --model "$2" --dataset "$3/data-scifact:dev" --dataset "$3/data-nfcorpus:dev" \
+    --output "$4/eval-dev-$1.json" || return 1
+  for spec in scifact:test nfcorpus:dev; do
+    timed "${lsr[@]}" eval run --dataset "$3/beir/${spec%:*}" --split "${spec#*:}" --retriever sparse --model "$2" \
+      --output-dir "$3/runs/$1-${spec%:*}" --force || return 1
+  done
+}
+
+export_fp16() {  # export_fp16 MODEL NAME WORK: MODEL in fp16 as $OUT/NAME.tar.part-* (15 MB each: returned files
+  # are at most 16 MiB)
+  rm -rf "$3/export" && timed python3 -P -c "import sys; from lsr.models import load_encoder
+load_encoder(sys.argv[1], device='cpu', dtype='float16').save_pretrained(sys.argv[2])" "$1" "$3/export" &&
+    tar -C "$3" -cf - export | split -b 15m - "$OUT/$2.tar.part-"
 }

@@ -76,18 +76,11 @@ if [ "$phase" = train ]; then
     --warmup-steps 100 --max-minutes "$minutes" --resume 2>&1 | grep -v "it/s\]"
   cp "$work/mixed/log.jsonl" "$OUT/mixed-log.jsonl"; cp "$work/mixed/training.png" "$OUT/mixed-training.png"
   [ -d "$work/mixed/model" ] || { echo "no kept model yet: run train again to continue" >&2; exit 1; }
-  rm -rf "$work/export" && timed python3 -P -c "import sys; from lsr.models import load_encoder
-load_encoder(sys.argv[1], device='cpu', dtype='float16').save_pretrained(sys.argv[2])" "$work/mixed/model" \
-    "$work/export" && tar -C "$work" -cf - export | split -b 15m - "$OUT/model-mixed.tar.part-"
+  export_fp16 "$work/mixed/model" model-mixed "$work"
   for name in shipped mixed; do
     path=$model && [ "$name" = mixed ] && path=$work/mixed/model
     [ "$name" = shipped ] && [ -d "$work/runs/shipped-nfcorpus" ] && continue  # measured by an earlier call
-    timed "${lsr[@]}" train evaluate --model "$path" --dataset "$work/data-scifact:dev" \
-      --dataset "$work/data-nfcorpus:dev" --output "$OUT/eval-dev-$name.json"
-    for spec in scifact:test nfcorpus:dev; do
-      timed "${lsr[@]}" eval run --dataset "$work/beir/${spec%:*}" --split "${spec#*:}" --retriever sparse \
-        --model "$path" --output-dir "$work/runs/$name-${spec%:*}" --force
-    done
+    measure_model "$name" "$path" "$work" "$OUT"
   done
   tar -C "$work/runs" -cJf "$OUT/runs.tar.xz" .
   exit 0
