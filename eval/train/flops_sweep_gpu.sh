@@ -9,7 +9,7 @@
 #   pack DIR           (CPU machine) both training folders as `lsr train prepare` wrote them (less the teachers'
 #                      own runs, which training does not read), the BEIR queries, the qrels of the target splits
 #                      (SciFact test, NFCorpus dev) and the wheels the GPU image lacks, as one tar cut into pieces
-#                      of PIECE bytes (default 6.7 MB) DIR/part-*, and their checksums DIR/pieces.sha256: the whole
+#                      of PIECE bytes (default 4.5 MB) DIR/part-*, and their checksums DIR/pieces.sha256: the whole
 #                      (13.4 MB) does not fit one device call beside the repository (59 MB of the 64 MiB limit).
 #   stage DIR          (GPU) each call carries DIR/pieces.sha256 and one or more pieces; the pieces are kept in
 #                      /tmp (which a warm machine keeps between calls) and unpacked once all are there and check.
@@ -38,7 +38,7 @@ if [ "$phase" = pack ]; then
     download_wheels "$stage/wheels" || exit 1
   mkdir -p "$dir" && rm -f "$dir"/part-* || exit 1
   # no compression: the bulk is the folders' own gzip files, which lsr reads as they are
-  tar -C "$stage" -cf - . | split -b "${PIECE:-6700000}" - "$dir/part-" || exit 1
+  tar -C "$stage" -cf - . | split -b "${PIECE:-4500000}" - "$dir/part-" || exit 1
   (cd "$dir" && sha256sum part-* > pieces.sha256) && rm -rf "$stage" || exit 1
   ls -l "$dir"
   exit 0
