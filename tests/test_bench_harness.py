@@ -43,6 +43,19 @@ def test_lsr_is_checked_exact_and_pruning_loses_recall(tmp_path: Path) -> None:
     assert matched["0.99"] is not None and rows[matched["0.99"]["label"]].recall >= 0.99
 
 
+def test_exact_table_shows_the_spread_of_the_round_means_never_below_zero() -> None:
+    """Two rounds far apart (a cold first round): the table gives their lowest and highest means, where the t
+    interval it used to print reached below zero."""
+    from dataclasses import asdict
+
+    from lsr.eval.bench.engines.tables import exact_table
+
+    row = Row("lsr", "lsr", {}, 1.0, True, 1.35, 0.2, 9.0, [2.5, 0.2])
+    table = exact_table({"rows": [asdict(row)]})
+    assert "| per-round means, ms |" in table.splitlines()[0]
+    assert "| lsr | yes | 1.35 | 0.200–2.50 | 0.200 | 9.00 | — |" in table
+
+
 def test_lsr_builds_its_clusters_only_for_a_run_that_searches_them(tmp_path: Path) -> None:
     """A run of lsr's exact reference alone (`--reference-only`) leaves the clusters out of its build; the sweep,
     whose clustered settings read them, builds them."""

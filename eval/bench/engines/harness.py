@@ -7,8 +7,10 @@ Why each rule (issue 21's audit of the old comparison):
   apart, with its thread count.
 * **Interleaved repetitions**: every setting of every engine is timed once per round, in
   an order rotated each round, so a noisy neighbour hits all engines alike; the spread
-  of per-round means gives a 95 % confidence interval, and the load average is kept
-  with every round.
+  of per-round means (lowest to highest) is reported, and the load average is kept
+  with every round. (A t interval of the mean over the two or three rounds a large
+  corpus allows reaches ±12.7 or ±4.3 standard errors and fell below zero in tables of
+  session 21.)
 * **Warm**: each engine runs one untimed pass over all queries before its first timed
   pass (JIT, caches, lazily built structures).
 * **Exact engines are checked**, not trusted: their top-k scores must equal lsr's exact
@@ -24,9 +26,7 @@ Why each rule (issue 21's audit of the old comparison):
 
 from __future__ import annotations
 
-import math
 import os
-import statistics
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -53,7 +53,6 @@ class Row:
     mean_ms: float
     p50_ms: float
     p99_ms: float
-    mean_ms_ci95: tuple[float, float]
     rounds_mean_ms: list[float]
     throughput_qps: float | None = None
     throughput_workers: str | None = None  # "N threads", or "N processes" for an engine without parallel search
@@ -141,17 +140,6 @@ def same_scores(reference: Sequence[Answer], found: Sequence[Answer], k: int) ->
     return True
 
 
-def _ci95(values: list[float]) -> tuple[float, float]:
-    """A t interval of the mean of per-round means (the rounds are the independent repetitions)."""
-    if len(values) < 2:
-        return (values[0], values[0]) if values else (math.nan, math.nan)
-    from scipy import stats
-
-    mean, sem = statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
-    half = float(stats.t.ppf(0.975, len(values) - 1)) * sem
-    return (mean - half, mean + half)
-
-
 def _rows(
     cases: list[tuple[Engine, dict[str, Any]]],
     quality: list[tuple[float, bool | None, float]],
@@ -177,7 +165,6 @@ def _rows(
                 float(np.mean(every)),
                 float(np.percentile(every, 50)),
                 float(np.percentile(every, 99)),
-                _ci95(per_round),
                 per_round,
                 qps,
                 used,
