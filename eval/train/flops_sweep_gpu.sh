@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Issue 23, "the IDF-aware FLOPS strength chosen on dev for the best quality per posting": the shipped
 # inference-free model trained further on its own recipe's data (the SciFact and NFCorpus training folders of
-# eval/RESULTS.md, "Training"; no packages folder, which cost SciFact dev in session 13) once per document FLOPS
-# strength lambda_d, every other setting the recipe's "long" stage. Each run keeps the checkpoint with its best mean
-# nDCG@10 over the two dev splits (held-out train queries); the lambda_d whose kept model scores best there is the
-# one measured on the target splits, so no test label takes part in any choice. Phases:
+# eval/RESULTS.md, "Training"; no packages folder: session 13's mix with it fell below the shipped model on SciFact
+# dev) once per document FLOPS strength lambda_d, every other setting the recipe's "long" stage. Each run keeps the
+# checkpoint with its best mean nDCG@10 over the two dev splits (held-out train queries); the lambda_d whose kept
+# model scores best there is the one measured on the target splits, so no test label takes part in any choice; the
+# dev rows give each kept model's postings per document, so quality per posting is read from the same rows. Phases:
 #
 #   pack DIR           (CPU machine) both training folders as `lsr train prepare` wrote them (less the teachers'
 #                      own runs, which training does not read), the BEIR queries, the qrels of the target splits
 #                      (SciFact test, NFCorpus dev) and the wheels the GPU image lacks, as one tar cut into pieces
 #                      of PIECE bytes (default 4.5 MB) DIR/part-*, and their checksums DIR/pieces.sha256: the whole
-#                      (13.4 MB) does not fit one device call beside the repository (59 MB of the 64 MiB limit).
+#                      (13.4 MB) does not fit one device call beside the repository (60 MB of the 64 MiB limit).
 #   stage DIR          (GPU) each call carries DIR/pieces.sha256 and one or more pieces; the pieces are kept in
 #                      /tmp (which a warm machine keeps between calls) and unpacked once all are there and check.
 #   train MINUTES      (GPU) each lambda_d of LAMBDAS (default "3e-4 1e-3 3e-3") in turn, STEPS steps each (default
