@@ -94,8 +94,11 @@ def test_sparse_run_by_clustered_search(dataset: Path, cache: Path, sparse_model
     clustered = eval_run(dataset, tmp_path / "clustered", cache, *sparse, "--heap-factor", "0", "--query-cut", "1000")
     got, expected = read_run(clustered / "run.trec"), read_run(exact / "run.trec")
     assert {q: list(hits) for q, hits in got.items()} == {q: list(hits) for q, hits in expected.items()}
-    for q, hits in got.items():  # scores summed in another order: equal to float32's rounding
-        assert hits == pytest.approx(expected[q], rel=1e-6)
+    # scores summed in another order: a float32 sum of n non-negative terms moves by at most (n - 1) units of
+    # float32's epsilon (1.2e-7) of the total whatever the order; 1e-5 allows queries of up to 84 terms (a CI run
+    # saw 1.15e-6, ten units, which the earlier 1e-6 refused)
+    for q, hits in got.items():
+        assert hits == pytest.approx(expected[q], rel=1e-5)
     assert written(clustered) == written(exact)
     (folder,) = cache.glob("index/*/*/sparse-float16/clusters")
     built = folder.stat().st_ino
