@@ -358,7 +358,7 @@ def test_cli_mlm_then_train_with_dev_keeps_the_best(bert_dir: Path, prepared: Pa
     assert result.exit_code == 0, result.output
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     evals = [r for r in log if "eval" in r]
-    assert [r["step"] for r in evals] == [2, 4]
+    assert [r["step"] for r in evals] == [0, 2, 4]  # the starting model is evaluated, and a candidate
     assert all(0.0 <= r["mean_ndcg10"] <= 1.0 and r["eval"][0]["doc_nnz"] > 0 for r in evals)
     assert load_encoder(out / "model", device="cpu").kind == "inference-free"
     report = tmp_path / "eval.json"
@@ -385,6 +385,20 @@ def test_cli_mlm_then_train_with_dev_keeps_the_best(bert_dir: Path, prepared: Pa
             assert scores["ndcg10"] == pytest.approx(max(r["mean_ndcg10"] for r in evals), abs=1e-6)
             full = scores["doc_nnz"]
     assert scores["doc_nnz"] < full, "16-token documents have fewer terms"
+
+
+def test_train_keeps_the_starting_model_when_no_step_beats_it(bert_dir: Path, prepared: Path, tmp_path: Path) -> None:
+    """At learning rate 0 no step changes the weights, so no dev evaluation beats step 0's: the kept model is the
+    start, and the run says so."""
+    out = tmp_path / "still"
+    args = ["train", "run", "--model", str(bert_dir), "--kind", "inference-free", "--data", str(prepared)]
+    args += ["--output", str(out), "--dev", str(prepared), "--steps", "2", "--batch-size", "4", "--group-size", "2"]
+    result = CliRunner().invoke(app, [*args, "--eval-every", "1", "--lr", "0", "--idf-lr", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "no step beat the starting model" in " ".join(result.output.split())
+    evals = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert [r["step"] for r in evals] == [0, 1, 2]
+    assert evals[1]["mean_ndcg10"] == evals[2]["mean_ndcg10"] == pytest.approx(evals[0]["mean_ndcg10"], abs=1e-6)
 
 
 def test_adapt_trains_on_pseudo_queries_of_an_unlabelled_corpus(bert_dir: Path, tmp_path: Path) -> None:

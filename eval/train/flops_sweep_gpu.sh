@@ -3,9 +3,10 @@
 # inference-free model trained further on its own recipe's data (the SciFact and NFCorpus training folders of
 # eval/RESULTS.md, "Training"; no packages folder: session 13's mix with it fell below the shipped model on SciFact
 # dev) once per document FLOPS strength lambda_d, every other setting the recipe's "long" stage. Each run keeps the
-# checkpoint with its best mean nDCG@10 over the two dev splits (held-out train queries); the lambda_d whose kept
-# model scores best there is the one measured on the target splits, so no test label takes part in any choice; the
-# dev rows give each kept model's postings per document, so quality per posting is read from the same rows. Phases:
+# checkpoint with its best mean nDCG@10 over the two dev splits (held-out train queries; the shipped model itself
+# when no step beats it, which the train log says); the lambda_d whose kept model scores best there is the one
+# measured on the target splits, so no test label takes part in any choice; the dev rows give each kept model's
+# postings per document, so quality per posting is read from the same rows. Phases:
 #
 #   pack DIR           (CPU machine) both training folders as `lsr train prepare` wrote them (less the teachers'
 #                      own runs, which training does not read), the BEIR queries, the qrels of the target splits

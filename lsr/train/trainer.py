@@ -18,7 +18,8 @@ Face layout plus ``trainer_state.pt`` (tensors and plain containers, read back w
 checkpoint cannot run code); ``resume`` continues from the latest, so a
 run can be split over several time-limited jobs (``max_minutes`` saves and stops
 cleanly). With dev splits the best checkpoint by mean nDCG@10 is kept as
-``OUT/model``; without, ``OUT/model`` is the last. ``OUT/log.jsonl`` has the losses,
+``OUT/model``, the starting model (evaluated at step 0) among them, so training further never keeps weights
+that score below where it began; without, ``OUT/model`` is the last. ``OUT/log.jsonl`` has the losses,
 λ, FLOPS and active dimensions, and ``OUT/training.png`` plots them.
 """
 
@@ -102,7 +103,7 @@ class Trainer:
         self.student, self.data, self.config = student, data, config
         self.output = Path(output)
         self.step = 0
-        self.best = -math.inf
+        self.best, self.best_step = -math.inf, -1  # best mean dev nDCG@10 so far, and its step
         groups = [{"params": list(student.backbone_parameters()), "lr": config.lr}]
         if student.inference_free and student.idf.requires_grad:
             groups.append({"params": [student.idf], "lr": config.idf_lr, "weight_decay": 0.0})
@@ -186,6 +187,7 @@ class Trainer:
         state = {
             "step": self.step,
             "best": self.best,
+            "best_step": self.best_step,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
         }
@@ -202,6 +204,7 @@ class Trainer:
         if not isinstance(state, dict) or not {"step", "best", "optimizer", "scheduler"} <= state.keys():
             raise LsrError(f"{path}: not an lsr trainer state; {remedy}")
         self.step, self.best = state["step"], state["best"]
+        self.best_step = state.get("best_step", -1)  # absent from checkpoints written before it was kept
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
@@ -216,7 +219,7 @@ class Trainer:
         shown = ", ".join(f"{r.name} nDCG@10 {r.ndcg10:.4f} (doc nnz {r.doc_nnz:.0f})" for r in results)
         console.print(f"step {self.step}: {shown}")
         if mean > self.best:
-            self.best = mean
+            self.best, self.best_step = mean, self.step
             self.student.save_pretrained(self.output / "model")
 
     # -- the loop ------------------------------------------------------------------------------------------
@@ -228,6 +231,8 @@ class Trainer:
             json.dump(asdict(config), handle, indent=2)
         torch.manual_seed(config.seed + self.step)
         batches = self.data.batches(config.batch_size, config.seed + self.step)
+        if config.dev and self.step == 0:  # the start is a candidate too (a fresh run, not a resumed one)
+            self._evaluate_and_keep()
         started = time.perf_counter()
         with tqdm(total=config.steps, initial=self.step, desc="train", unit=" steps") as bar:
             while self.step < config.steps:
@@ -251,6 +256,8 @@ class Trainer:
             if not config.dev:
                 self.student.save_pretrained(self.output / "model")
             self.save_checkpoint()
+            if config.dev and self.best_step == 0:
+                console.print("no step beat the starting model on the dev splits: the kept model is the start")
         from lsr.train.plot import plot_log
 
         plot_log(self.output / "log.jsonl", self.output / "training.png")
