@@ -4,6 +4,7 @@ and the vectors pack that carries encodings back from the GPU machine."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from bench_support import encoded_vectors_folder, vectors_folder
 from lsr.eval.bench.engines import engine
 from lsr.eval.bench.engines.base import Answer, Vectors
 from lsr.eval.bench.engines.harness import Report, Row, compare, recall, same_scores
+from lsr.eval.bench.engines.tables import exact_table
 from lsr.eval.bench.transport import pack, unpack
 from typer.testing import CliRunner
 
@@ -46,10 +48,6 @@ def test_lsr_is_checked_exact_and_pruning_loses_recall(tmp_path: Path) -> None:
 def test_exact_table_shows_the_spread_of_the_round_means_never_below_zero() -> None:
     """Two rounds far apart (a cold first round): the table gives their lowest and highest means, where the t
     interval it used to print reached below zero."""
-    from dataclasses import asdict
-
-    from lsr.eval.bench.engines.tables import exact_table
-
     row = Row("lsr", "lsr", {}, 1.0, True, 1.35, 0.2, 9.0, [2.5, 0.2])
     table = exact_table({"rows": [asdict(row)]})
     assert "| per-round means, ms |" in table.splitlines()[0]

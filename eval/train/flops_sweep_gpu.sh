@@ -29,6 +29,9 @@ lambdas=${LAMBDAS:-3e-4 1e-3 3e-3} steps=${STEPS:-1000} batch=${BATCH:-32}  # BA
 source "$(dirname "$0")/gpu_env.sh"
 if [ "$phase" = pack ]; then
   dir=$2 data=${DATA:-runs/train}
+  # DIR is pack's own: new, empty or an earlier pack's (its checksums), never a folder of someone else's part-* files
+  [ ! -e "$dir" ] || [ -f "$dir/pieces.sha256" ] || [ -z "$(ls -A "$dir")" ] ||
+    { echo "$dir holds files pack did not write: give a new folder" >&2; exit 1; }
   stage=$(mktemp -d) || exit 1
   for name in scifact nfcorpus; do
     mkdir -p "$stage/data-$name" "$stage/beir/$name/qrels" &&
@@ -38,10 +41,12 @@ if [ "$phase" = pack ]; then
   cp ../shared/data/beir/scifact/qrels/test.tsv "$stage/beir/scifact/qrels/" &&
     cp ../shared/data/beir/nfcorpus/qrels/dev.tsv "$stage/beir/nfcorpus/qrels/" &&
     download_wheels "$stage/wheels" || exit 1
-  mkdir -p "$dir" && rm -f "$dir"/part-* || exit 1
+  # the checksums go first and come back last (renamed into place), so a pack cut short leaves pieces stage refuses
+  mkdir -p "$dir" && rm -f "$dir/pieces.sha256" "$dir"/part-* || exit 1
   # no compression: the bulk is the folders' own gzip files, which lsr reads as they are
   tar -C "$stage" -cf - . | split -b "${PIECE:-4500000}" - "$dir/part-" || exit 1
-  (cd "$dir" && sha256sum part-* > pieces.sha256) && rm -rf "$stage" || exit 1
+  (cd "$dir" && sha256sum part-* > pieces.sha256.tmp && mv pieces.sha256.tmp pieces.sha256) && rm -rf "$stage" ||
+    exit 1
   ls -l "$dir"
   exit 0
 fi

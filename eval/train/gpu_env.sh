@@ -39,8 +39,10 @@ timed() {  # timed COMMAND...: run it, append its exit status and seconds to $OU
 
 # Both scripts that train the shipped model further (shipped_gpu.sh, flops_sweep_gpu.sh) measure a model the same way
 # and bring it back the same way; WORK holds data-scifact, data-nfcorpus and beir/ as their phases stage them.
-measure_model() {  # measure_model NAME MODEL WORK JSONDIR: dev rows (`lsr train evaluate`), then SciFact test and
-  local spec     # NFCorpus dev runs in WORK/runs/NAME-*
+# measure_model NAME MODEL WORK JSONDIR: dev rows (`lsr train evaluate`) into JSONDIR/eval-dev-NAME.json, then the
+# SciFact test and NFCorpus dev runs into WORK/runs/NAME-*
+measure_model() {
+  local spec
   timed "${lsr[@]}" train evaluate --model "$2" --dataset "$3/data-scifact:dev" --dataset "$3/data-nfcorpus:dev" \
     --output "$4/eval-dev-$1.json" || return 1
   for spec in scifact:test nfcorpus:dev; do
@@ -49,8 +51,8 @@ measure_model() {  # measure_model NAME MODEL WORK JSONDIR: dev rows (`lsr train
   done
 }
 
-export_fp16() {  # export_fp16 MODEL NAME WORK: MODEL in fp16 as $OUT/NAME.tar.part-* (15 MB each: returned files
-  # are at most 16 MiB)
+# export_fp16 MODEL NAME WORK: MODEL in fp16 as $OUT/NAME.tar.part-* (15 MB each: returned files are at most 16 MiB)
+export_fp16() {
   rm -rf "$3/export" && timed python3 -P -c "import sys; from lsr.models import load_encoder
 load_encoder(sys.argv[1], device='cpu', dtype='float16').save_pretrained(sys.argv[2])" "$1" "$3/export" &&
     tar -C "$3" -cf - export | split -b 15m - "$OUT/$2.tar.part-"
