@@ -53,11 +53,10 @@ def _report(result: dict, output: Path | None) -> None:
 
 def _save(result: dict, output: Path | None) -> None:
     """Keep a benchmark's whole result as JSON when asked (what a table on screen leaves out is there)."""
-    from lsr.fsutil import atomic_file
+    from lsr.eval.bench.output import save_json
 
     if output:
-        with atomic_file(output) as handle:
-            json.dump(result, handle, indent=2)
+        save_json(result, output)
         console.print(f"the whole result is in {output}")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from lsr.eval.bench.output import json_output, save_json
 
 from lsr.models import InferenceFreeEncoder, MistralSpladeEncoder, SpladeEncoder
 from lsr.models.base import pick_device, pick_dtype
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--output", type=Path)
+    parser.add_argument("--output", type=json_output)
     args = parser.parse_args(argv)
     texts = load_texts(args.corpus, args.docs)
     if args.what == "mistral-7b":
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         result["model"] = str(args.model)
     print(json.dumps(result, indent=2))
     if args.output:
-        args.output.write_text(json.dumps(result, indent=2))
+        save_json(result, args.output)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.eval.bench.output import json_output, save_json
 from lsr.eval.bench.synthetic import BANDS, QUANTILES, Profile, Side, generate_documents, generate_queries
 from lsr.indexing.filters import allow_mask
 from lsr.indexing.sparse.build import build_index
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--profile", type=Path, help="profile.json from `lsr bench synthetic` (default: Zipf terms)")
     parser.add_argument("--index", type=Path, required=True, help="index folder: built here unless it exists")
-    parser.add_argument("--output", type=Path, help="write the results as JSON here too")
+    parser.add_argument("--output", type=json_output, help="write the results as JSON here too")
     args = parser.parse_args(argv)
     profile = Profile.load(args.profile) if args.profile else zipf_profile()
     if not args.index.exists():
@@ -133,8 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     result = bench_filtered(SparseIndex.open(args.index), generate_queries(profile, args.queries), args.k, args.repeats)
     print(json.dumps(result, indent=2))
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        save_json(result, args.output)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lsr.eval.bench.output import json_output, save_json
 from lsr.eval.bench.synthetic import Profile, generate_documents, generate_queries
 from lsr.indexing.sparse.build import build_index
 from lsr.indexing.sparse.format import SparseIndex
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         "--registers", type=int, nargs="+", default=[0], help="tiles: registers-per-thread caps to time (0: none)"
     )
     parser.add_argument("--bandwidth-gbs", type=float, help="the card's memory bandwidth, GB/s")
-    parser.add_argument("--output", type=Path)
+    parser.add_argument("--output", type=json_output)
     args = parser.parse_args(argv)
     profile = Profile.load(args.profile)
     if not (args.index / "meta.json").exists():
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     )
     print(json.dumps(result, indent=2))
     if args.output:
-        args.output.write_text(json.dumps(result, indent=2))
+        save_json(result, args.output)
 
 
 if __name__ == "__main__":

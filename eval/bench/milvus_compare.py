@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.eval.bench.output import save_json
 from lsr.eval.bench.serve import start_server, stop_server
 from lsr.indexing import cache
 from lsr.indexing.dense import open_dense_index
@@ -49,6 +50,7 @@ from lsr.serve.client import Client
 from lsr.serve.engine import Limits
 
 from lsr.data.beir import BeirDataset
+from lsr.fsutil import check_file_replaceable
 from lsr.models import load_encoder
 
 
@@ -124,6 +126,8 @@ def lsr_serve_sparse(index_dir: Path, vectors: sp.csr_matrix, k: int = 10) -> di
 
 
 def main(shared: Path, out: Path | None) -> dict[str, Any]:
+    if out is not None:
+        check_file_replaceable(out, "json")
     root = cache.cache_root()
     dataset = BeirDataset(shared / "data" / "beir" / "scifact")
     sparse_model = cache.model_name(shared / "models" / "splade-tiny")
@@ -194,7 +198,7 @@ def main(shared: Path, out: Path | None) -> dict[str, Any]:
     results["milvus_export_s"] = export_s
     results["load_average_end"] = os.getloadavg()
     if out is not None:
-        out.write_text(json.dumps(results, indent=2))
+        save_json(results, out)
     return results
 
 

@@ -11,7 +11,6 @@ through :class:`lsr.models.onnx.OnnxRunner` (fusions and length groups), round a
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -22,7 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 from lsr.eval.bench.encode import load_texts
+from lsr.eval.bench.output import save_json
 
+from lsr.fsutil import check_file_replaceable
 from lsr.models import load_encoder
 from lsr.models.inference_free import InferenceFreeEncoder
 from lsr.models.onnx import OnnxRunner
@@ -88,8 +89,9 @@ def compare(model: Path, texts: list[str], rounds: int, old: Path, new: Path) ->
 
 def main(argv: list[str] | None = None) -> None:
     model, corpus, docs, rounds, old, new, output = argv or sys.argv[1:]
+    check_file_replaceable(output, "json")  # before the minutes of encoding, not after
     result = compare(Path(model), load_texts(Path(corpus), int(docs)), int(rounds), Path(old), Path(new))
-    Path(output).write_text(json.dumps(result, indent=1))
+    save_json(result, output)
     for name, row in result.items():
         if isinstance(row, dict):
             print(f"{name:26s} {row['docs_per_s']:7.2f} docs/s  speed-up {row['speedup_wall']:.2f} wall")

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.eval.bench.output import save_json
 
 QUERY_SPLITS = ("dev", "test")
 
@@ -225,7 +226,7 @@ def run(model: str, name: str, columns: Path, work: Path, out: Path, pack_files:
         pack(vectors, out / f"{name}-pack", pack_files)
         report["pack_s"] = time.perf_counter() - started
     report["load_average_end"] = list(os.getloadavg())
-    (out / f"report-{name}.json").write_text(json.dumps(report, indent=2))
+    save_json(report, out / f"report-{name}.json")
     print(json.dumps(report, indent=2))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from lsr.eval.bench.output import save_json
 
 BANDS = 10
 QUANTILES = 101
@@ -40,7 +41,7 @@ class Profile:
     queries: Side
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)))
+        save_json(asdict(self), path)
 
     @classmethod
     def load(cls, path: Path) -> Profile:

@@ -23,10 +23,10 @@ import statistics
 import time
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
+from lsr.eval.bench.output import json_output, save_json
 
 from lsr.models.base import EncoderConfig, pick_device, pick_dtype
 from lsr.models.mistral_splade import MistralSpladeEncoder
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--no-saved-bytes", action="store_true", help="skip the saved-for-backward measurement")
-    parser.add_argument("--output", type=Path)
+    parser.add_argument("--output", type=json_output)
     args = parser.parse_args(argv)
     ckpt = (True, False) if args.compare_checkpointing else (args.gradient_checkpointing,)
     result = run_bench(
@@ -449,8 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(json.dumps(result, indent=2))
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2))
+        save_json(result, args.output)
 
 
 if __name__ == "__main__":
