@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,16 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LSR_SHARED", REPO.parent / "shared"))
 USER_CACHE = os.environ.get("LSR_CACHE")
 """The cache a test of real data may read (what ``LSR_CACHE`` was before :func:`own_cache` replaced it)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The cache of module- and session-scoped fixtures (an index built once for a file's tests): they are set up
+    before a test's :func:`own_cache`, and without this they wrote into the user's own cache."""
+    folder = tmp_path_factory.mktemp("lsr-session-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LSR_CACHE", str(folder))
+        yield folder
 
 
 @pytest.fixture(autouse=True)

@@ -132,3 +132,17 @@ def test_cache_ls_and_clear(model: Path, tmp_path: Path) -> None:
     assert not (foreign / MARKER).exists()
     bad = CliRunner().invoke(app, ["cache", "clear", "--older-than", "soon", "--cache-dir", str(cache)])
     assert bad.exit_code != 0 and "30d" in str(bad.exception)
+
+
+@pytest.fixture(scope="module")
+def cache_seen_by_a_module_fixture() -> str | None:
+    """What a module-scoped fixture (an index built once for a file's tests) would write into."""
+    return os.environ.get("LSR_CACHE")
+
+
+def test_fixtures_built_once_per_file_never_write_the_users_cache(cache_seen_by_a_module_fixture: str | None) -> None:
+    from conftest import USER_CACHE
+
+    assert cache_seen_by_a_module_fixture, "a module fixture must see a cache of the test session's own"
+    assert cache_seen_by_a_module_fixture != USER_CACHE
+    assert Path(cache_seen_by_a_module_fixture).is_dir()
