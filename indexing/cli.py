@@ -139,6 +139,10 @@ def search(
         typer.Option(help="With --device cuda: tiles (exact, shared-memory tiles), forward or postings (--budget)."),
     ] = "tiles",
     tag: Annotated[str, typer.Option(help="Run tag.")] = "lsr",
+    split: Annotated[
+        str | None,
+        typer.Option(help="Only the queries this split judges: qrels/SPLIT.tsv beside the queries file (BEIR layout)."),
+    ] = None,
 ) -> None:
     """Search an index with a BEIR queries file, encoding queries with the index's own model."""
     import time
@@ -147,7 +151,7 @@ def search(
     from lsr.indexing.sparse.retriever import SparseSearcher, sparse_encoder
     from lsr.indexing.sparse.settings import Pruning
 
-    from lsr.data.beir import read_queries
+    from lsr.data.beir import judged_queries, read_queries
     from lsr.data.textio import TextSource
     from lsr.runs import write_run
 
@@ -156,6 +160,8 @@ def search(
     searcher = SparseSearcher(opened, device, pruning)  # options checked before the model loads
     encoder = sparse_encoder(opened.meta.model, opened.meta.vocab_size, encode_device)
     texts = read_queries(TextSource(queries))
+    if split is not None:
+        texts = judged_queries(texts, queries.parent / "qrels" / f"{split}.tsv")
     ids = list(texts)
     vectors = encoder.encode_query([texts[q] for q in ids], show_progress=True)
     first = searcher.warm_up(vectors, k)  # the kernels' JIT compile, kept out of the reported speed

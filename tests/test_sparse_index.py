@@ -374,6 +374,13 @@ def test_index_and_search_commands(beir_dir: Path, tmp_path: Path) -> None:
     bad = ["--output", str(tmp_path / "b.trec"), "--approximate", "0.5", "--budget", "2"]
     result = runner.invoke(app, [*search, *bad])
     assert isinstance(result.exception, LsrError) and "does not combine" in str(result.exception)
+    (beir_dir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq3\td4\t1\nq1\td1\t1\n")
+    result = runner.invoke(app, [*search, "--output", str(tmp_path / "dev.trec"), "--split", "dev"])
+    assert result.exit_code == 0, result.output
+    assert set(read_run(tmp_path / "dev.trec")) == {"q1", "q3"} and "2 queries" in result.output
+    result = runner.invoke(app, [*search, "--output", str(tmp_path / "x.trec"), "--split", "nope"])
+    assert isinstance(result.exception, LsrError) and "nope.tsv: no such qrels file" in str(result.exception)
+    assert "dev, test" in str(result.exception) and not (tmp_path / "x.trec").exists()
 
 
 def test_search_benchmark_reports_recall(index: SparseIndex) -> None:

@@ -94,6 +94,16 @@ def corpus_source(path: str | Path) -> TextSource:
     return BeirDataset(path).corpus_source
 
 
+def judged_queries(queries: dict[str, str], qrels_file: Path) -> dict[str, str]:
+    """The queries ``qrels_file`` judges, in their file order: one split of a queries file that holds several
+    (`lsr search --split`), as `lsr eval run --split` evaluates it."""
+    if not qrels_file.is_file():
+        splits = ", ".join(sorted(p.stem for p in qrels_file.parent.glob("*.tsv"))) or "none"
+        raise LsrError(f"{qrels_file}: no such qrels file (the splits beside the queries: {splits})")
+    judged = read_qrels(TextSource(qrels_file), queries=queries)
+    return {qid: text for qid, text in queries.items() if qid in judged}
+
+
 class BeirDataset:
     """A BEIR dataset read lazily from a folder or a BEIR ``.zip`` (no extraction needed)."""
 
