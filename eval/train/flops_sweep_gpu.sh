@@ -15,9 +15,10 @@
 #                      (13.4 MB) does not fit one device call beside the repository (60 MB of the 64 MiB limit).
 #   stage DIR          (GPU) each call carries DIR/pieces.sha256 and one or more pieces; the pieces are kept in
 #                      /tmp (which a warm machine keeps between calls) and unpacked once all are there and check.
-#   train MINUTES      (GPU) each lambda_d of LAMBDAS (default "3e-4 1e-3 3e-3") in turn, STEPS steps each (default
-#                      1000) from the shipped model; a run cut by MINUTES stops with a checkpoint, and the same
-#                      command on the warm machine resumes it and skips the finished ones. Logs for $OUT.
+#   train MINUTES      (GPU) each lambda_d of LAMBDAS (default "3e-4 1e-3 3e-3"), PARALLEL at once (default all) on
+#                      the one GPU, STEPS steps each (default 1000) from the shipped model; a run cut by MINUTES
+#                      stops with a checkpoint, and the same command on the warm machine resumes it and skips the
+#                      finished ones. Logs for $OUT.
 #   report             (GPU) the dev splits' rows of the shipped model and of the best lambda_d's kept model (`lsr
 #                      train evaluate`: nDCG@10, document and query non-zeros, FLOPS), both models' runs on the
 #                      target splits (`lsr eval run`), and the best model's fp16 export in <=15 MB pieces.
@@ -70,18 +71,29 @@ stage_package || exit 1
 export LSR_CACHE=$work/cache
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader  # into the log: a call returns at most 8 files
 if [ "$phase" = train ]; then
-  deadline=$(( $(date +%s) + 60 * $2 ))
+  # PARALLEL runs (default: all) share the GPU at once: one MiniLM run keeps an H100 busy only part of the time
+  # (its steps wait on Python and on kernel launches), and device time, not GPU memory, is what a session lacks;
+  # PARALLEL=1 runs them in turn. Each run stops with a checkpoint by the deadline, and the same command resumes
+  # the unfinished ones.
+  deadline=$(( $(date +%s) + 60 * $2 )) running=() pids=()
   for lambda in $lambdas; do
     out=$work/lambda-$lambda
     [ -d "$out/checkpoints/step-$steps" ] && continue  # finished in an earlier call
+    while [ "$(jobs -rp | wc -l)" -ge "${PARALLEL:-99}" ]; do wait -n; done
     left=$(( (deadline - $(date +%s)) / 60 ))
     [ "$left" -ge 1 ] || break
     timed "${lsr[@]}" train run --model "$model" --data "$work/data-scifact" --data "$work/data-nfcorpus" \
       --dev "$work/data-scifact" --dev "$work/data-nfcorpus" --kind inference-free --max-length 512 \
       --batch-size "$batch" --group-size 4 --teacher-temperature 0.05 --lambda-d "$lambda" --lambda-warmup 0 \
       --idf-lr 1e-3 --eval-every 250 --save-every 250 --output "$out" --steps "$steps" --lr 3e-5 \
-      --warmup-steps 100 --max-minutes "$left" --resume 2>&1 | grep -v "it/s\]"
-    cp "$out/log.jsonl" "$OUT/lambda-$lambda-log.jsonl"
+      --warmup-steps 100 --max-minutes "$left" --resume > "$work/lambda-$lambda.out" 2>&1 &
+    running+=("$lambda") pids+=($!)
+  done
+  # by id, and not with none: a bare wait would also wait for this log's tee, which never ends
+  [ "${#pids[@]}" -eq 0 ] || wait "${pids[@]}"
+  for lambda in "${running[@]}"; do  # each run's output in turn, into this call's log
+    echo "== lambda_d $lambda" && grep -v "it/s\]" "$work/lambda-$lambda.out"
+    cp "$work/lambda-$lambda/log.jsonl" "$OUT/lambda-$lambda-log.jsonl"
   done
   exit 0
 fi
