@@ -6,11 +6,12 @@
 # three at once; wall seconds of each phase, steps/s from each run's log, and the GPU's memory every 2 s. Files
 # for $OUT.
 #
-#   bash eval/train/parallel_ab_gpu.sh .carry/ab25/data-nfcorpus 200
+#   bash eval/train/parallel_ab_gpu.sh .carry/ab25/data-nfcorpus 200    # wheels in .carry/ab25/wheels
 set -uo pipefail
 data=$1 steps=${2:-200} batch=${BATCH:-32}  # BATCH: smaller for a CPU trial run
 source "$(dirname "$0")/gpu_env.sh"
-mkdir -p /tmp/site /tmp/ab && stage_package || exit 1
+# WHEELS: a folder of the wheels the GPU image lacks (download_wheels; lsr train imports ir_measures)
+mkdir -p /tmp/site /tmp/ab && install_wheels "${WHEELS:-$data/../wheels}" && stage_package || exit 1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -l 2 > "$OUT/gpu-memory.csv" &
 monitor=$!
