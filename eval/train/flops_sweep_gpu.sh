@@ -26,7 +26,7 @@ set -uo pipefail
 phase=$1
 work=/tmp/sweep
 model=models/inference-free-minilm
-lambdas=${LAMBDAS:-3e-4 1e-3 3e-3} steps=${STEPS:-1000} batch=${BATCH:-32}  # BATCH: smaller for a CPU trial run
+lambdas=${LAMBDAS:-3e-4 1e-3 3e-3} steps=${STEPS:-1000}  # BATCH (train_long): smaller for a CPU trial run
 source "$(dirname "$0")/gpu_env.sh"
 if [ "$phase" = pack ]; then
   dir=$2 data=${DATA:-runs/train}
@@ -82,11 +82,9 @@ if [ "$phase" = train ]; then
     while [ "$(jobs -rp | wc -l)" -ge "${PARALLEL:-99}" ]; do wait -n; done
     left=$(( (deadline - $(date +%s)) / 60 ))
     [ "$left" -ge 1 ] || break
-    timed "${lsr[@]}" train run --model "$model" --data "$work/data-scifact" --data "$work/data-nfcorpus" \
-      --dev "$work/data-scifact" --dev "$work/data-nfcorpus" --kind inference-free --max-length 512 \
-      --batch-size "$batch" --group-size 4 --teacher-temperature 0.05 --lambda-d "$lambda" --lambda-warmup 0 \
-      --idf-lr 1e-3 --eval-every 250 --save-every 250 --output "$out" --steps "$steps" --lr 3e-5 \
-      --warmup-steps 100 --max-minutes "$left" --resume > "$work/lambda-$lambda.out" 2>&1 &
+    timed train_long "$lambda" "$out" "$steps" --data "$work/data-scifact" --data "$work/data-nfcorpus" \
+      --dev "$work/data-scifact" --dev "$work/data-nfcorpus" --eval-every 250 --save-every 250 \
+      --max-minutes "$left" --resume > "$work/lambda-$lambda.out" 2>&1 &
     running+=("$lambda") pids+=($!)
   done
   # by id, and not with none: a bare wait would also wait for this log's tee, which never ends

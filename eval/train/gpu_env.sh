@@ -37,6 +37,15 @@ timed() {  # timed COMMAND...: run it, append its exit status and seconds to $OU
   return $rc
 }
 
+# train_long LAMBDA OUTPUT STEPS ARGS...: `lsr train run` from the shipped model at its recipe's "long" stage
+# (eval/RESULTS.md, "Training": 512-token documents, group 4, lr 3e-5, lambda_d without warm-up) with lambda_d
+# LAMBDA and BATCH queries a step (default 32; smaller for a CPU trial run); ARGS give the data, dev splits and limits
+train_long() {
+  "${lsr[@]}" train run --model models/inference-free-minilm --kind inference-free --max-length 512 \
+    --batch-size "${BATCH:-32}" --group-size 4 --teacher-temperature 0.05 --lambda-d "$1" --lambda-warmup 0 \
+    --idf-lr 1e-3 --output "$2" --steps "$3" --lr 3e-5 --warmup-steps 100 "${@:4}"
+}
+
 # Both scripts that train the shipped model further (shipped_gpu.sh, flops_sweep_gpu.sh) measure a model the same way
 # and bring it back the same way; WORK holds data-scifact, data-nfcorpus and beir/ as their phases stage them.
 # measure_model NAME MODEL WORK JSONDIR: dev rows (`lsr train evaluate`) into JSONDIR/eval-dev-NAME.json, then the

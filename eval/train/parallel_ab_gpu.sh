@@ -8,7 +8,7 @@
 #
 #   bash eval/train/parallel_ab_gpu.sh .carry/ab25/data-nfcorpus 200    # wheels in .carry/ab25/wheels
 set -uo pipefail
-data=$1 steps=${2:-200} batch=${BATCH:-32}  # BATCH: smaller for a CPU trial run
+data=$1 steps=${2:-200}  # BATCH (train_long): smaller for a CPU trial run
 source "$(dirname "$0")/gpu_env.sh"
 # WHEELS: a folder of the wheels the GPU image lacks (download_wheels; lsr train imports ir_measures)
 mkdir -p /tmp/site /tmp/ab && install_wheels "${WHEELS:-$data/../wheels}" && stage_package || exit 1
@@ -16,9 +16,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.t
 nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader -l 2 > "$OUT/gpu-memory.csv" &
 monitor=$!
 train() {  # train LAMBDA NAME STEPS: the sweep's settings (flops_sweep_gpu.sh) on one folder, no dev splits
-  "${lsr[@]}" train run --model models/inference-free-minilm --data "$data" --kind inference-free --max-length 512 \
-    --batch-size "$batch" --group-size 4 --teacher-temperature 0.05 --lambda-d "$1" --lambda-warmup 0 --idf-lr 1e-3 \
-    --save-every "$3" --output "/tmp/ab/$2" --steps "$3" --lr 3e-5 --warmup-steps 100 > "/tmp/ab/$2.out" 2>&1
+  train_long "$1" "/tmp/ab/$2" "$3" --data "$data" --save-every "$3" > "/tmp/ab/$2.out" 2>&1
   echo "exit $?" >> "/tmp/ab/$2.out"  # a run killed for memory says so here
   cp "/tmp/ab/$2/log.jsonl" "$OUT/$2-log.jsonl"
 }

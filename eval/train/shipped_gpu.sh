@@ -69,11 +69,9 @@ if [ "$phase" = train ]; then
   for name in scifact nfcorpus; do
     ln -sf "$work/data-$name/corpus.jsonl.gz" "$work/beir/$name/corpus.jsonl.gz"
   done
-  timed "${lsr[@]}" train run --model "$model" --data "$work/data-scifact" --data "$work/data-nfcorpus" \
-    --data "$work/data-packages" --dev "$work/data-scifact" --dev "$work/data-nfcorpus" --kind inference-free \
-    --max-length 512 --batch-size 32 --group-size 4 --teacher-temperature 0.05 --lambda-d 1e-3 --lambda-warmup 0 \
-    --idf-lr 1e-3 --eval-every 500 --save-every 500 --output "$work/mixed" --steps "${STEPS:-6000}" --lr 3e-5 \
-    --warmup-steps 100 --max-minutes "$minutes" --resume 2>&1 | grep -v "it/s\]"
+  timed train_long 1e-3 "$work/mixed" "${STEPS:-6000}" --data "$work/data-scifact" --data "$work/data-nfcorpus" \
+    --data "$work/data-packages" --dev "$work/data-scifact" --dev "$work/data-nfcorpus" --eval-every 500 \
+    --save-every 500 --max-minutes "$minutes" --resume 2>&1 | grep -v "it/s\]"
   cp "$work/mixed/log.jsonl" "$OUT/mixed-log.jsonl"; cp "$work/mixed/training.png" "$OUT/mixed-training.png"
   [ -d "$work/mixed/model" ] || { echo "no kept model yet: run train again to continue" >&2; exit 1; }
   export_fp16 "$work/mixed/model" model-mixed "$work"
